@@ -1,0 +1,230 @@
+"""The attack contract.
+
+``Attack.__call__`` is final and owns everything but the math (DESIGN principle 3):
+validate input → eval mode → skip already-misclassified samples → run ``_run`` per batch →
+project onto the ε-ball ∩ box (a projection that moves a point by more than ``PROJECTION_TOL``
+is an :class:`~advkit.errors.AttackBug` in strict mode, set ``ADVKIT_STRICT=1``) → verify success
+with a fresh forward pass → :class:`AttackResult`.  Subclasses are frozen dataclasses (their
+fields are the configuration) and implement ``_run(oracle, x, y, targets, generator)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from ..errors import AttackBug, ConfigError, InputError
+from ..model import Classifier, as_classifier
+from ..threat import ThreatModel
+from .oracle import Oracle
+
+log = logging.getLogger(__name__)
+PROJECTION_TOL = 1e-6
+
+
+def strict() -> bool:
+    return os.environ.get("ADVKIT_STRICT", "") == "1"
+
+
+@dataclass
+class AttackResult:
+    """Per-sample outcome of an attack, in input order.
+
+    ``success`` comes from an independent forward pass on ``x_adv`` (misclassified, or classified
+    as the target when targeted).  ``distance`` is the Lp distance of ``x_adv`` to ``x`` in the
+    attack's norm.  ``model_calls``/``gradient_calls`` count per-sample forward/backward passes.
+    """
+
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    distance: torch.Tensor
+    predictions: torch.Tensor
+    model_calls: int
+    gradient_calls: int
+    seconds: float
+    config: dict = field(default_factory=dict)
+
+    @property
+    def robust_accuracy(self) -> float:
+        return float((~self.success).float().mean()) if len(self.success) else float("nan")
+
+
+def _config_value(v):
+    if isinstance(v, ThreatModel):
+        return str(v)
+    if isinstance(v, Attack):
+        return v.describe()
+    if isinstance(v, (list, tuple)):
+        return [_config_value(i) for i in v]
+    return v
+
+
+def derive_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
+    """A generator on ``device`` seeded from ``generator`` (or fresh entropy); never the global RNG."""
+    g = torch.Generator(device=device)
+    if generator is None:
+        g.seed()
+    else:
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
+        g.manual_seed(seed)
+    return g
+
+
+@dataclass(frozen=True)
+class Attack:
+    """Base of every attack.  Subclasses set ``name`` and implement ``_run``."""
+
+    name: ClassVar[str] = "attack"
+    #: True when the algorithm needs gradients; False for black-box (score-based) attacks.
+    uses_gradients: ClassVar[bool] = True
+    #: True when the attack draws random numbers.
+    randomized: ClassVar[bool] = True
+    #: Min-norm attacks return the clean point where they fail.
+    clean_on_failure: ClassVar[bool] = False
+
+    @property
+    def norm(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def eps(self) -> float | None:
+        raise NotImplementedError
+
+    @property
+    def eot(self) -> int:
+        return 1
+
+    @property
+    def success_margin(self) -> float:
+        """Margin the independent check requires (C&W's κ); 0 means plain argmax."""
+        return 0.0
+
+    def describe(self) -> dict:
+        cfg = {"name": self.name}
+        for f in dataclasses.fields(self):
+            cfg[f.name] = _config_value(getattr(self, f.name))
+        return cfg
+
+    # ------------------------------------------------------------------ the contract
+    def __call__(self, model, x: torch.Tensor, y: torch.Tensor, *, targets: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None, batch_size: int | None = None) -> AttackResult:
+        clf = as_classifier(model)
+        clf.check_inputs(x, y, targets=targets)
+        num_classes = clf.infer_num_classes(x)
+        clf._check_labels("y", y, len(x))
+        if targets is not None:
+            clf._check_labels("targets", targets, len(x))
+        self._validate(num_classes, targets)
+        if batch_size is not None and batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        device = clf.device
+        gen = derive_generator(generator, device) if self.randomized else None
+        start = time.perf_counter()
+        oracle = Oracle(clf, eot=self.eot)
+        bs = batch_size or len(x) or 1
+        outs = []
+        with clf.inference():
+            for i in range(0, len(x), bs):
+                sl = slice(i, i + bs)
+                tb = None if targets is None else targets[sl].to(device)
+                outs.append(self._attack_batch(oracle, clf, x[sl].to(device, clf.dtype), y[sl].to(device), tb, gen))
+        x_adv = torch.cat([o[0] for o in outs]).to(x.device, x.dtype) if outs else x.clone()
+        success = torch.cat([o[1] for o in outs]).to(x.device) if outs else torch.zeros(0, dtype=torch.bool)
+        preds = torch.cat([o[2] for o in outs]).to(x.device) if outs else torch.zeros(0, dtype=torch.long)
+        dist = ThreatModel(self.norm, 0).distance(x_adv, x) if len(x) else torch.zeros(0)
+        return AttackResult(x_adv=x_adv, success=success, distance=dist, predictions=preds,
+                            model_calls=oracle.calls, gradient_calls=oracle.grads,
+                            seconds=time.perf_counter() - start, config=self.describe())
+
+    def _validate(self, num_classes: int, targets) -> None:
+        """Subclasses may reject configurations (e.g. DLR with < 3 classes)."""
+
+    def _is_success(self, z: torch.Tensor, y: torch.Tensor, targets) -> torch.Tensor:
+        from ..losses import margin
+        m = margin(z, y, targets)
+        kappa = self.success_margin
+        return m > 0 if kappa <= 0 else m >= kappa
+
+    def _attack_batch(self, oracle: Oracle, clf: Classifier, x, y, targets, gen):
+        z0 = oracle.logits(x)
+        done = self._is_success(z0, y, targets)
+        x_adv = x.clone()
+        todo = (~done).nonzero().flatten()
+        if len(todo):
+            tt = None if targets is None else targets[todo]
+            cand = self._run(oracle, x[todo], y[todo], tt, gen)
+            x_adv[todo] = self._finalize(cand.detach(), x[todo], clf.bounds)
+        z = oracle.logits(x_adv)
+        success = self._is_success(z, y, targets)
+        if self.clean_on_failure:
+            keep = success.view(-1, *([1] * (x.dim() - 1)))
+            x_adv = torch.where(keep, x_adv, x)
+            z = torch.where(success.view(-1, 1), z, z0)
+        return x_adv, success, z.argmax(1)
+
+    def _finalize(self, x_adv: torch.Tensor, x: torch.Tensor, bounds) -> torch.Tensor:
+        """Project onto the ε-ball ∩ box; in strict mode, a move > PROJECTION_TOL is a bug."""
+        eps = self.eps
+        if eps is None:
+            proj = x_adv.clamp(*bounds)
+        else:
+            proj = ThreatModel(self.norm, eps).project(x_adv, x, bounds)
+        moved = (proj - x_adv).abs().max().item() if x_adv.numel() else 0.0
+        if moved > PROJECTION_TOL:
+            msg = f"{self.name}: final projection moved a point by {moved:.3g} (> {PROJECTION_TOL})"
+            if strict():
+                raise AttackBug(msg)
+            log.debug(msg)
+        return proj
+
+    def _run(self, oracle: Oracle, x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None,
+             generator: torch.Generator | None) -> torch.Tensor:
+        """The algorithm: return candidate adversarial points for the (not yet broken) batch."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class BudgetedAttack(Attack):
+    """An attack that searches inside a fixed threat model (ε-ball ∩ box)."""
+
+    threat: ThreatModel = ThreatModel("linf", 0.3)
+
+    def __post_init__(self):
+        if isinstance(self.threat, str):
+            object.__setattr__(self, "threat", ThreatModel.parse(self.threat))
+        if not isinstance(self.threat, ThreatModel):
+            raise ConfigError(f"threat must be a ThreatModel or text like 'linf:0.3', got {self.threat!r}")
+
+    @property
+    def norm(self) -> str:
+        return self.threat.norm
+
+    @property
+    def eps(self) -> float:
+        return self.threat.eps
+
+
+@dataclass(frozen=True)
+class MinNormAttack(Attack):
+    """An attack that looks for the smallest perturbation in ``norm`` that changes the decision.
+
+    With ``max_eps`` set, only points within that budget count as successes (others return x).
+    """
+
+    clean_on_failure: ClassVar[bool] = True
+
+    norm: str = "l2"  # a field here, shadowing Attack.norm
+    max_eps: float | None = None
+
+    def __post_init__(self):
+        tm = ThreatModel(self.norm, self.max_eps or 0.0)  # validates both
+        object.__setattr__(self, "norm", tm.norm)
+
+    @property
+    def eps(self) -> float | None:
+        return self.max_eps

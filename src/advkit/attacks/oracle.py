@@ -1,0 +1,60 @@
+"""The attacker's view of a model: logits and loss gradients, counted, with optional EOT.
+
+Attacks express their math against an :class:`Oracle`, never against the module directly, so
+that model calls are counted in one place and EOT (Athalye, Carlini & Wagner 2018, "Obfuscated
+gradients give a false sense of security") applies to every gradient attack unchanged.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+Loss = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Oracle:
+    """Counts forward passes (``calls``, in samples) and gradient passes (``grads``, in samples).
+
+    ``eot`` > 1 averages the loss gradient over that many forward/backward passes (for randomized
+    models); ``logits`` then averages the logits too.
+    """
+
+    def __init__(self, model: torch.nn.Module, eot: int = 1):
+        if eot < 1:
+            raise ValueError("eot must be >= 1")
+        self.model = model
+        self.eot = eot
+        self.calls = 0
+        self.grads = 0
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits without a graph (averaged over ``eot`` draws)."""
+        with torch.no_grad():
+            out = self.model(x)
+            for _ in range(self.eot - 1):
+                out = out + self.model(x)
+        self.calls += len(x) * self.eot
+        return out / self.eot if self.eot > 1 else out
+
+    def value_and_grad(self, x: torch.Tensor, loss: Loss) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(per-sample loss, ∂ sum(loss)/∂x, logits), each averaged over ``eot`` draws."""
+        total_l, total_g, total_z = None, None, None
+        for _ in range(self.eot):
+            xg = x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                z = self.model(xg)
+                l = loss(z)
+                g, = torch.autograd.grad(l.sum(), xg)
+            l, z = l.detach(), z.detach()
+            total_l = l if total_l is None else total_l + l
+            total_g = g if total_g is None else total_g + g
+            total_z = z if total_z is None else total_z + z
+        self.calls += len(x) * self.eot
+        self.grads += len(x) * self.eot
+        if self.eot == 1:
+            return total_l, total_g, total_z
+        return total_l / self.eot, total_g / self.eot, total_z / self.eot
+
+    def grad(self, x: torch.Tensor, loss: Loss) -> torch.Tensor:
+        return self.value_and_grad(x, loss)[1]

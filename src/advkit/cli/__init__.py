@@ -1,0 +1,1 @@
+"""The advkit command-line interface (thin: parse, build objects, call the library, render)."""

@@ -1,0 +1,66 @@
+"""The exception and warning tree of advkit.
+
+Every error a user can cause is a subclass of :class:`AdvkitError`; the message says
+what was expected and what was got.  Nothing in the library uses ``assert`` for user input.
+"""
+from __future__ import annotations
+
+
+class AdvkitError(Exception):
+    """Base class of every advkit error."""
+
+
+class ConfigError(AdvkitError, ValueError):
+    """A configuration value (spec, threat model, attack parameter) is invalid."""
+
+
+class InputError(AdvkitError, ValueError):
+    """Input tensors are malformed: NaN/inf, out of bounds, wrong shape, bad labels."""
+
+
+class ModelError(AdvkitError):
+    """A model cannot be loaded or behaves in a way advkit cannot evaluate honestly."""
+
+
+class UnsafeCheckpointError(ModelError):
+    """A checkpoint needs arbitrary code execution to load and trust was not granted."""
+
+
+class DataError(AdvkitError):
+    """A data source is missing, malformed or unavailable offline."""
+
+
+class StoreError(AdvkitError):
+    """The history database or a result file cannot be read or written."""
+
+
+class EvaluationAborted(AdvkitError):
+    """An evaluation stopped because a pre-flight check found an error-severity problem."""
+
+    def __init__(self, message: str, findings: list | None = None):
+        super().__init__(message)
+        self.findings = list(findings or [])
+
+
+class AttackBug(AdvkitError, RuntimeError):
+    """An attack produced a point outside its threat model (an internal bug, never user error)."""
+
+
+class AdvkitWarning(UserWarning):
+    """Base class of advkit warnings."""
+
+
+class TrainModeWarning(AdvkitWarning):
+    """The wrapped module was in train mode and has BatchNorm/Dropout layers."""
+
+
+class ProbabilityOutputWarning(AdvkitWarning):
+    """The model's outputs look like probabilities, not logits."""
+
+
+class RandomizedModelWarning(AdvkitWarning):
+    """Two identical forward passes disagree: the model is randomized (use EOT)."""
+
+
+class GateNoiseWarning(AdvkitWarning):
+    """A gate's margin lies inside the sampling confidence interval."""

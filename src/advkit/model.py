@@ -1,0 +1,192 @@
+"""The model wrapper: :class:`Classifier` owns normalisation, input bounds, eval mode and device.
+
+Attacks see pixels in ``bounds`` and get logits back; nothing else in advkit normalises inputs.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .errors import InputError, ModelError, ProbabilityOutputWarning, RandomizedModelWarning, TrainModeWarning
+from .findings import Finding
+
+_MODE_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+
+
+class Classifier(nn.Module):
+    """Wrap ``net`` so that ``forward(x)`` takes pixels in ``bounds`` and returns logits.
+
+    ``mean``/``std`` (per channel) are applied inside as buffers; ``input_shape`` (C, H, W), when
+    given, is checked by :meth:`check_inputs`.  ``num_classes`` is inferred on first use if absent.
+    """
+
+    def __init__(self, net: nn.Module, *, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 bounds: tuple[float, float] = (0.0, 1.0), num_classes: int | None = None,
+                 input_shape: Sequence[int] | None = None, name: str | None = None):
+        super().__init__()
+        if isinstance(net, Classifier):
+            raise ModelError("net is already a Classifier; wrap the underlying module instead")
+        if not isinstance(net, nn.Module):
+            raise ModelError(f"expected a torch.nn.Module, got {type(net).__name__}")
+        lo, hi = float(bounds[0]), float(bounds[1])
+        if not lo < hi:
+            raise ModelError(f"bounds must satisfy low < high, got {bounds}")
+        self.net = net
+        self.bounds = (lo, hi)
+        self.num_classes = num_classes
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.name = name or type(net).__name__
+        self.was_training = net.training
+        self._register_norm("mean", mean, 0.0)
+        self._register_norm("std", std, 1.0)
+        if self.std is not None and (self.std <= 0).any():
+            raise ModelError("std must be positive")
+        self.training = net.training
+
+    def _register_norm(self, key, value, default):
+        if value is None:
+            self.register_buffer(key, None)
+            return
+        t = torch.as_tensor(value, dtype=torch.float32).flatten().view(1, -1, 1, 1)
+        self.register_buffer(key, t)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mean is not None:
+            x = x - self.mean
+        if self.std is not None:
+            x = x / self.std
+        return self.net(x)
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.net.parameters():
+            return t.device
+        for t in self.net.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for t in self.net.parameters():
+            if t.is_floating_point():
+                return t.dtype
+        return torch.float32
+
+    @contextlib.contextmanager
+    def inference(self) -> Iterator["Classifier"]:
+        """Eval mode and frozen parameters inside; the caller's modes restored on exit."""
+        modes = {m: m.training for m in self.modules()}
+        grads = {p: p.requires_grad for p in self.parameters()}
+        try:
+            self.eval()
+            for p in grads:
+                p.requires_grad_(False)
+            yield self
+        finally:
+            for m, mode in modes.items():
+                m.training = mode
+            for p, g in grads.items():
+                p.requires_grad_(g)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 256, *, logits: bool = False) -> torch.Tensor:
+        """Labels (or logits with ``logits=True``) for ``x`` in batches, on ``x``'s device."""
+        self.check_inputs(x)
+        outs = []
+        with self.inference():
+            for i in range(0, len(x), batch_size):
+                xb = x[i:i + batch_size].to(self.device, self.dtype)
+                out = self(xb)
+                outs.append(out if logits else out.argmax(1))
+        res = torch.cat(outs) if outs else torch.empty(0)
+        return res.to(x.device)
+
+    def infer_num_classes(self, x: torch.Tensor) -> int:
+        if self.num_classes is None:
+            with self.inference(), torch.no_grad():
+                self.num_classes = int(self(x[:1].to(self.device, self.dtype)).shape[1])
+        return self.num_classes
+
+    # ---------------------------------------------------------------- checks
+    def check_inputs(self, x: torch.Tensor, y: torch.Tensor | None = None, *, targets: torch.Tensor | None = None) -> None:
+        """Raise :class:`InputError` for malformed inputs or labels."""
+        if not isinstance(x, torch.Tensor):
+            raise InputError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise InputError(f"x must be a floating-point tensor of pixels in {self.bounds}, got dtype {x.dtype}")
+        if x.dim() != 4:
+            raise InputError(f"x must have shape (N, C, H, W), got shape {tuple(x.shape)}")
+        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
+            raise InputError(f"x must have per-sample shape {self.input_shape} (C, H, W), got {tuple(x.shape[1:])}")
+        if not torch.isfinite(x).all():
+            bad = (~torch.isfinite(x.flatten(1))).any(1).nonzero().flatten()[:5].tolist()
+            raise InputError(f"x contains NaN or inf values (samples {bad}...)")
+        lo, hi = self.bounds
+        if x.numel() and (x.min() < lo or x.max() > hi):
+            raise InputError(f"x must lie in the model's bounds [{lo}, {hi}], got values in "
+                             f"[{x.min().item():.4g}, {x.max().item():.4g}]; rescale the data or set bounds")
+        for name, lab in (("y", y), ("targets", targets)):
+            if lab is not None:
+                self._check_labels(name, lab, len(x))
+
+    def _check_labels(self, name: str, y: torch.Tensor, n: int) -> None:
+        if not isinstance(y, torch.Tensor):
+            raise InputError(f"{name} must be a torch.Tensor of class indices, got {type(y).__name__}")
+        if y.dim() != 1 or y.dtype.is_floating_point or y.dtype == torch.bool:
+            raise InputError(f"{name} must be a 1-D integer tensor, got shape {tuple(y.shape)} dtype {y.dtype}")
+        if len(y) != n:
+            raise InputError(f"{name} has {len(y)} entries but x has {n} samples")
+        if len(y) and (y.min() < 0 or (self.num_classes is not None and y.max() >= self.num_classes)):
+            raise InputError(f"{name} must lie in [0, {self.num_classes}), got values in [{y.min().item()}, {y.max().item()}]")
+
+    def preflight(self, x: torch.Tensor, *, warn: bool = True) -> list[Finding]:
+        """Pre-flight checks on a few inputs: train mode, probability outputs, randomness."""
+        self.check_inputs(x)
+        findings: list[Finding] = []
+        mode_layers = [type(m).__name__ for m in self.net.modules() if isinstance(m, _MODE_LAYERS)]
+        if self.net.training and mode_layers:
+            findings.append(Finding("train-mode", "warning",
+                                    f"the model was in train mode and has {', '.join(sorted(set(mode_layers)))} layers; "
+                                    "advkit evaluates it in eval mode"))
+        xb = x[:32].to(self.device, self.dtype)
+        with self.inference(), torch.no_grad():
+            a, b = self(xb), self(xb)
+        if a.dim() != 2:
+            raise ModelError(f"the model must return logits of shape (N, classes), got shape {tuple(a.shape)}")
+        if not torch.isfinite(a).all():
+            findings.append(Finding("nan-outputs", "error", "the model returns NaN or inf on clean inputs"))
+        elif (a >= 0).all() and torch.allclose(a.sum(1), torch.ones(len(a), device=a.device, dtype=a.dtype), atol=1e-4):
+            findings.append(Finding("probability-outputs", "error",
+                                    "outputs are non-negative and each row sums to 1: the model returns probabilities, "
+                                    "not logits; remove the final softmax"))
+        if not torch.equal(a, b):
+            gap = (a - b).abs().max().item()
+            findings.append(Finding("randomized-model", "warning",
+                                    f"two identical forward passes differ by up to {gap:.3g}: the model is randomized; "
+                                    "attack it with EOT"))
+        if warn:
+            _emit_warnings(findings)
+        return findings
+
+
+_WARNINGS = {"train-mode": TrainModeWarning, "probability-outputs": ProbabilityOutputWarning,
+             "randomized-model": RandomizedModelWarning}
+
+
+def _emit_warnings(findings: list[Finding]) -> None:
+    import warnings
+    for f in findings:
+        cls = _WARNINGS.get(f.code)
+        if cls is not None:
+            warnings.warn(f.message, cls, stacklevel=3)
+
+
+def as_classifier(model: nn.Module, **kwargs) -> Classifier:
+    """Return ``model`` if it already is a :class:`Classifier`, else wrap it with ``kwargs``."""
+    if isinstance(model, Classifier):
+        return model
+    return Classifier(model, **kwargs)
