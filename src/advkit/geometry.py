@@ -58,6 +58,9 @@ def project_l1(delta: torch.Tensor, eps) -> torch.Tensor:
     rho = d - cond.flip(1).to(torch.int64).argmax(1) - 1  # last index where cond holds
     theta = cssv.gather(1, rho.unsqueeze(1)) / (rho + 1).to(flat.dtype).unsqueeze(1)
     shrunk = flat.sign() * (u - theta.clamp_min(0)).clamp_min(0)
+    # float rounding can leave the sum a few ulps above eps: scale those back onto the ball
+    over = shrunk.abs().sum(1, keepdim=True)
+    shrunk = shrunk * torch.where(over > eps_v.unsqueeze(1), eps_v.unsqueeze(1) / over, torch.ones_like(over))
     out = torch.where(outside.unsqueeze(1), shrunk, flat)
     return out.view(shape)
 

@@ -1,0 +1,45 @@
+"""``advkit inspect``: pre-flight checks only (no attacks)."""
+from __future__ import annotations
+
+import click
+
+from ..errors import EvaluationAborted
+from . import render
+
+
+@click.command("inspect")
+@click.option("--model", "model_ref", default=None, help="Model REF (default: the built-in default model).")
+@click.option("--weights", default=None, help="Weights file for a factory REF (safetensors or torch.load-able).")
+@click.option("--trust-pickle", is_flag=True, help="Allow checkpoints that need arbitrary code to load (unsafe).")
+@click.option("--data", "data_ref", default=None, help="Data REF (default: the built-in data).")
+@click.option("--n", default=256, show_default=True, help="Number of test samples to check.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def inspect(model_ref, weights, trust_pickle, data_ref, n, as_json):
+    """Run the pre-flight model checks: input range, train mode, probability outputs, randomness."""
+    from .. import zoo
+    from ..sources.data import load_data
+    from ..sources.models import load_model, model_hash
+
+    clf = load_model(model_ref or f"zoo:{zoo.DEFAULT_MODEL}", weights=weights, trust_pickle=trust_pickle)
+    data = load_data(data_ref or zoo.DEFAULT_DATA, split="test")
+    x, y = data.x[:n], data.y[:n]
+    if clf.num_classes is None:
+        clf.num_classes = data.num_classes
+    findings = clf.preflight(x, warn=False)
+    acc = float((clf.predict(x) == y).float().mean())
+    info = {"model": clf.name, "model_hash": model_hash(clf), "data": data.name, "n": len(x),
+            "input_shape": list(x.shape[1:]), "bounds": list(clf.bounds), "num_classes": clf.num_classes,
+            "clean_accuracy": acc, "findings": [f.to_dict() for f in findings]}
+    if as_json:
+        render.print_json(info)
+    else:
+        rows = [(k, v) for k, v in info.items() if k != "findings"]
+        render.console.print(render.table("Model", ["property", "value"], rows))
+        if findings:
+            render.console.print(render.table("Findings", ["code", "severity", "message"],
+                                              [(f.code, f.severity, f.message) for f in findings]))
+        else:
+            render.console.print("[green]no pre-flight findings[/green]")
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:
+        raise EvaluationAborted("; ".join(f.message for f in errors), findings)
