@@ -1,1 +1,30 @@
+"""Adversarial attacks: every attack is a frozen dataclass called as
+``attack(model, x, y, *, targets=None, generator=None, batch_size=None) -> AttackResult``.
 
+Build them by name with :func:`advkit.attacks.registry.build` (``advkit list attacks``).
+"""
+from __future__ import annotations
+
+from .adaptive import BPDA, Expectation, with_eot
+from .base import Attack, AttackResult, BudgetedAttack, MinNormAttack
+from .cw import CarliniWagnerL2
+from .fgsm import FGSM
+from .pgd import PGD
+from .registry import build, list_attacks
+from .restarts import BestOf
+
+__all__ = [
+    "Attack", "AttackResult", "BudgetedAttack", "MinNormAttack", "FGSM", "PGD", "BestOf", "CarliniWagnerL2",
+    "BPDA", "Expectation", "with_eot", "build", "list_attacks",
+]
+
+try:  # written concurrently by another worker; becomes a plain import once they exist
+    from .apgd import APGD
+    from .ensemble import Ensemble, EnsembleResult
+    from .fab import FAB
+    from .presets import autoattack_rand, autoattack_standard
+    from .square import Square
+except ImportError:  # pragma: no cover - transitional
+    pass
+else:
+    __all__ += ["APGD", "Square", "FAB", "Ensemble", "EnsembleResult", "autoattack_standard", "autoattack_rand"]

@@ -5,6 +5,8 @@ x' = x + ε·sign(∇ₓ J(θ, x, y)) for L∞; the L2/L1 variants (FGM) step ε
 steepest-ascent direction of that norm (``geometry.steepest_ascent``).  Symbols: J → ``loss``,
 ε → ``threat.eps``.  Targeted: descend the loss of the target class.
 With ``random_start`` (Wong, Rice & Kolter 2020) the step starts from a uniform point in the ball.
+``eot`` > 1 averages the gradient over that many forward passes of a randomized model
+(expectation over transformation, Athalye, Carlini & Wagner 2018).
 """
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from .. import geometry, losses
+from ..errors import ConfigError
 from .base import BudgetedAttack
+from .pgd import check_gradient_config, validate_eot
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,17 @@ class FGSM(BudgetedAttack):
     loss: str = "ce"
     random_start: bool = False
     step_scale: float = 1.0
+    eot: int = 1
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.step_scale > 0:
+            raise ConfigError(f"step_scale must be > 0, got {self.step_scale!r}")
+        losses.get(self.loss)
+        validate_eot(self.eot)
+
+    def _validate(self, num_classes, targets) -> None:
+        check_gradient_config(self, self.loss, num_classes, targets)
 
     @property
     def randomized(self) -> bool:  # type: ignore[override]
@@ -28,7 +43,8 @@ class FGSM(BudgetedAttack):
 
     def _run(self, oracle, x, y, targets, generator):
         loss_fn = losses.get(self.loss)
-        x0 = self.threat.sample(x, generator) if self.random_start else x
+        bounds = getattr(oracle.model, "bounds", (0.0, 1.0))
+        x0 = self.threat.sample(x, generator, bounds) if self.random_start else x
         _, g, _ = oracle.value_and_grad(x0, lambda z: loss_fn(z, y, targets))
         step = geometry.steepest_ascent(g, self.norm) * (self.step_scale * self.eps)
-        return x0 + step
+        return self.threat.project(x0 + step, x, bounds)

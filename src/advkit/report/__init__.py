@@ -76,6 +76,8 @@ def accuracy_ci(section: Any, n: int | None) -> tuple[float, float] | None:
 
 
 def model_name(result: dict) -> str:
+    if result.get("model_name"):
+        return str(result["model_name"])
     m = result.get("model")
     if isinstance(m, dict):
         return str(m.get("name") or m.get("ref") or "model")
@@ -90,8 +92,9 @@ def data_name(result: dict) -> str:
 
 
 def class_names(result: dict) -> list[str] | None:
-    d = result.get("data")
+    d, clean = result.get("data"), result.get("clean")
     names = d.get("classes") if isinstance(d, dict) else None
+    names = names or (clean.get("classes") if isinstance(clean, dict) else None)
     return [str(c) for c in names] if names else None
 
 
@@ -117,7 +120,14 @@ def per_class(section: Any, names: list[str] | None = None) -> list[tuple[str, f
         section = section["accuracy"]
     if isinstance(section, (list, tuple)):
         labels = names if names and len(names) == len(section) else [str(i) for i in range(len(section))]
-        return [(lab, float(a)) for lab, a in zip(labels, section) if a is not None]
+        out = []
+        for lab, a in zip(labels, section):
+            if isinstance(a, dict):  # {class, accuracy, ci, n}
+                lab = str(a["name"]) if "name" in a else _class_label(a.get("class"), names, lab)
+                a = a.get("accuracy", a.get("robust_accuracy"))
+            if _num(a) is not None:
+                out.append((str(lab), float(a)))
+        return out
     if isinstance(section, dict):
         out = []
         for k, v in section.items():
@@ -126,6 +136,12 @@ def per_class(section: Any, names: list[str] | None = None) -> list[tuple[str, f
                 out.append((str(k), float(v)))
         return out
     return []
+
+
+def _class_label(c: Any, names: list[str] | None, default: str) -> str:
+    if isinstance(c, int) and names and 0 <= c < len(names):
+        return names[c]
+    return default if c is None else str(c)
 
 
 def curve(result: dict, threat: str) -> tuple[list[float], list[float], str | None]:
@@ -141,7 +157,9 @@ def curve(result: dict, threat: str) -> tuple[list[float], list[float], str | No
 def _curve_points(c: Any) -> tuple[list[float], list[float], str | None]:
     if not isinstance(c, dict):
         return [], [], None
-    method = c.get("attack") or c.get("method")
+    method = c.get("attack") or c.get("method") or c.get("attacks")
+    if isinstance(method, (list, tuple)):
+        method = " + ".join(map(str, method))
     if isinstance(c.get("eps"), list):
         accs = c.get("robust_accuracy", c.get("accuracy", []))
         pts = sorted(zip(map(float, c["eps"]), map(float, accs)))

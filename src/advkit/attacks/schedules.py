@@ -1,0 +1,66 @@
+"""Paper schedules as data: APGD's step-size checkpoints and Square's p-schedule.
+
+APGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble of diverse
+parameter-free attacks", §3.2): checkpoints w_j = ⌈p_j·N_iter⌉ with p₀ = 0, p₁ = 0.22 and
+p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06).  The fractions are exact (``Fraction``) so that
+⌈0.22·100⌉ is 22, not 23.  Symbols: N_iter → ``n_iter``, p_j → ``APGD_FRACTIONS[j]``.
+
+Square (Andriushchenko, Croce, Flammarion & Hein 2020, "Square Attack: a query-efficient black-box
+adversarial attack via random search"): p (the fraction of pixels a square covers) starts at
+p_init and halves after iterations 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of a
+10,000-query schedule; the official code rescales the iteration to the query budget
+(i ← ⌊i/N·10000⌋).  ``SQUARE_HALVINGS`` lists (last iteration, divisor of p_init).
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+APGD_P1 = Fraction(22, 100)
+APGD_DECAY = Fraction(3, 100)
+APGD_MIN_STEP = Fraction(6, 100)
+
+
+def _apgd_fractions() -> tuple[Fraction, ...]:
+    ps = [Fraction(0), APGD_P1]
+    while True:
+        nxt = ps[-1] + max(ps[-1] - ps[-2] - APGD_DECAY, APGD_MIN_STEP)
+        if nxt > 1:
+            return tuple(ps)
+        ps.append(nxt)
+
+
+#: p_j of the APGD paper: 0, 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99.
+APGD_FRACTIONS: tuple[Fraction, ...] = _apgd_fractions()
+
+
+def apgd_checkpoints(n_iter: int) -> tuple[int, ...]:
+    """Iterations (1..n_iter, increasing, unique) at which APGD checks its step size."""
+    pts = sorted({math.ceil(p * n_iter) for p in APGD_FRACTIONS[1:]})
+    return tuple(w for w in pts if 1 <= w <= n_iter)
+
+
+#: L1-APGD (Croce & Hein 2021, "Mind the box") checks every 4% of the iterations.
+APGD_L1_PERIOD = Fraction(4, 100)
+
+
+def apgd_l1_checkpoints(n_iter: int) -> tuple[int, ...]:
+    k = max(int(APGD_L1_PERIOD * n_iter), 1)
+    return tuple(range(k, n_iter + 1, k))
+
+
+#: (last iteration at this p, divisor of p_init) on the 10,000-iteration reference scale.
+SQUARE_HALVINGS: tuple[tuple[int, int], ...] = (
+    (10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128), (8000, 256),
+)
+SQUARE_FINAL_DIVISOR = 512
+SQUARE_REFERENCE_QUERIES = 10_000
+
+
+def square_p(iteration: int, p_init: float, n_queries: int, rescale: bool = True) -> float:
+    """p at ``iteration`` (0-based) of a run with ``n_queries`` queries."""
+    it = int(iteration / n_queries * SQUARE_REFERENCE_QUERIES) if rescale else iteration
+    for last, divisor in SQUARE_HALVINGS:
+        if it <= last:
+            return p_init / divisor
+    return p_init / SQUARE_FINAL_DIVISOR

@@ -1,0 +1,380 @@
+"""Evaluation specs: a TOML file (or CLI options) validated into frozen dataclasses.
+
+Every validation error names the key path that is wrong and says what was expected and what was
+got (``stages.pgd.steps: expected an integer >= 1, got "x"``); unknown keys are errors.
+
+Layout of a spec file (every key optional; see ``examples/*.toml``)::
+
+    model = "zoo:mnist5k-standard"   weights = "w.safetensors"   data = "mnist5k"   split = "test"
+    n = 1000   seed = 0   batch_size = 250   threats = ["linf:0.3"]   output = "runs/x"   db = "advkit.db"
+    [stages.fgsm]       enabled
+    [stages.pgd]        enabled, steps = 20, restarts = 5, step_size, eot
+    [stages.autoattack] version = "auto"|"standard"|"rand"|"off", eot, steps, square_queries, n_targets,
+                        skip_if_fgsm_breaks_all
+    [stages.curve]      enabled, eps = [...] (default 0 … 2ε in 10 steps, 11 points), points, attacks, steps
+    [stages.per_class]  min_accuracy
+    [stages.checks]     enabled, gradient_samples, unbounded_eps, unbounded_samples, unbounded_steps, ...
+    [gates]             require = ["robust_accuracy[linf:0.3] >= 0.85"], max_drop = 0.02 | "2pp", clean_floor
+    [certify]           sigma, n0, n, alpha, radii, batch_size
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..threat import ThreatModel
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+DEFAULT_MODEL = "zoo:mnist5k-standard"
+DEFAULT_DATA = "mnist5k"
+DEFAULT_THREAT = "linf:0.3"
+AA_VERSIONS = ("auto", "standard", "rand", "off")
+
+
+@dataclass(frozen=True)
+class FGSMStage:
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class PGDStage:
+    enabled: bool = True
+    steps: int = 20
+    restarts: int = 5
+    step_size: float | None = None  # None → 2.5·ε/steps
+    eot: int = 1
+
+
+@dataclass(frozen=True)
+class AutoAttackStage:
+    version: str = "auto"  # auto = standard, or rand when the model is randomized
+    eot: int = 20
+    steps: int = 100
+    square_queries: int = 5000
+    n_targets: int | None = None  # None → min(9, classes − 1)
+    skip_if_fgsm_breaks_all: bool = False
+
+
+@dataclass(frozen=True)
+class CurveStage:
+    enabled: bool = True
+    eps: tuple[float, ...] | None = None  # None → 0 … 2ε in ``points`` − 1 equal steps
+    points: int = 11
+    attacks: tuple[str, ...] = ("apgd-ce",)
+    steps: int = 20
+
+
+@dataclass(frozen=True)
+class PerClassStage:
+    min_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class ChecksStage:
+    enabled: bool = True
+    gradient_samples: int = 100
+    unbounded_eps: float | None = None  # None → the whole input box
+    unbounded_samples: int = 100
+    unbounded_steps: int = 50
+    unbounded_max_accuracy: float = 0.05
+    blackbox_queries: int = 1000  # Square on survivors when AutoAttack did not run Square; 0 = off
+    blackbox_tolerance: float = 0.01
+    fgsm_tolerance: float = 0.01
+    gap_tolerance: float = 0.10
+    monotone_tolerance: float = 0.01
+    fgsm_survivors_min: float = 0.01
+
+
+@dataclass(frozen=True)
+class StagesSpec:
+    fgsm: FGSMStage = FGSMStage()
+    pgd: PGDStage = PGDStage()
+    autoattack: AutoAttackStage = AutoAttackStage()
+    curve: CurveStage = CurveStage()
+    per_class: PerClassStage = PerClassStage()
+    checks: ChecksStage = ChecksStage()
+
+
+@dataclass(frozen=True)
+class GatesSpec:
+    require: tuple[str, ...] = ()
+    max_drop: float | None = 0.02
+    clean_floor: float | None = None
+
+
+@dataclass(frozen=True)
+class CertifySpec:
+    sigma: float = 0.25
+    n0: int = 100
+    n: int = 10000
+    alpha: float = 0.001
+    radii: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    batch_size: int = 1000
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    model: str = DEFAULT_MODEL
+    weights: str | None = None
+    trust_pickle: bool = False
+    data: str = DEFAULT_DATA
+    split: str = "test"
+    n: int = 1000
+    seed: int = 0
+    batch_size: int = 250
+    threats: tuple[ThreatModel, ...] = (ThreatModel.parse(DEFAULT_THREAT),)
+    stages: StagesSpec = StagesSpec()
+    gates: GatesSpec = GatesSpec()
+    certify: CertifySpec | None = None
+    output: str | None = None
+    db: str | None = "advkit.db"
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+    def spec_hash(self) -> str:
+        """sha256 of everything that changes the numbers (not output paths, gates or the DB)."""
+        d = self.to_dict()
+        for k in ("output", "db", "gates", "trust_pickle"):
+            d.pop(k, None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+    def curve_eps(self, threat: ThreatModel) -> tuple[float, ...]:
+        c = self.stages.curve
+        if c.eps is not None:
+            return tuple(sorted(c.eps))
+        return tuple(round(2 * threat.eps * i / (c.points - 1), 12) for i in range(c.points)) if c.points > 1 else (threat.eps,)
+
+
+def _plain(v):
+    if isinstance(v, ThreatModel):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+# ------------------------------------------------------------------------ validation
+class _Table:
+    """Reads typed values out of one TOML table, naming the key path in every error."""
+
+    def __init__(self, data, path: str):
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path or 'spec'}: expected a table, got {_show(data)}")
+        self.data, self.path, self.used = data, path, set()
+
+    def key(self, k: str) -> str:
+        return f"{self.path}.{k}" if self.path else k
+
+    def get(self, k, default, check, expected: str):
+        self.used.add(k)
+        if k not in self.data:
+            return default
+        v = self.data[k]
+        ok, value = check(v)
+        if not ok:
+            raise ConfigError(f"{self.key(k)}: expected {expected}, got {_show(v)}")
+        return value
+
+    def int(self, k, default, lo=0):
+        return self.get(k, default, lambda v: (_is_int(v) and v >= lo, v), f"an integer >= {lo}")
+
+    def opt_int(self, k, default, lo=0):
+        return self.get(k, default, lambda v: (_is_int(v) and v >= lo, v), f"an integer >= {lo}")
+
+    def float(self, k, default, lo=0.0, hi=None):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        return self.get(k, default, lambda v: (_is_num(v) and v >= lo and (hi is None or v <= hi), float(v)
+                                               if _is_num(v) else v), f"a number {rng}")
+
+    def bool(self, k, default):
+        return self.get(k, default, lambda v: (isinstance(v, bool), v), "true or false")
+
+    def str(self, k, default, choices=None):
+        exp = f"one of {', '.join(repr(c) for c in choices)}" if choices else "a string"
+        return self.get(k, default, lambda v: (isinstance(v, str) and (not choices or v in choices), v), exp)
+
+    def floats(self, k, default, lo=0.0):
+        def check(v):
+            ok = isinstance(v, list) and len(v) > 0 and all(_is_num(e) and e >= lo for e in v)
+            return ok, tuple(float(e) for e in v) if ok else v
+        return self.get(k, default, check, f"a non-empty list of numbers >= {lo}")
+
+    def strs(self, k, default, allow_empty=True):
+        def check(v):
+            if isinstance(v, str):
+                v = [v]
+            ok = isinstance(v, list) and all(isinstance(e, str) for e in v) and (allow_empty or v)
+            return ok, tuple(v) if ok else v
+        return self.get(k, default, check, "a list of strings" if allow_empty else "a non-empty list of strings")
+
+    def sub(self, k) -> "_Table":
+        self.used.add(k)
+        return _Table(self.data.get(k, {}), self.key(k))
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(f"{self.key(unknown[0])}: unknown key (expected one of {', '.join(sorted(self.used))})")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _show(v) -> str:
+    return json.dumps(v) if isinstance(v, (str, int, float, bool, list)) else type(v).__name__
+
+
+def parse_max_drop(value, path: str = "gates.max_drop") -> float | None:
+    """``0.02``, ``"2pp"``, ``"2%"`` → 0.02; ``"off"``/``false`` → None."""
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in ("off", "none")):
+        return None
+    if _is_num(value) and 0 <= value <= 1:
+        return float(value)
+    if isinstance(value, str):
+        t = value.strip().lower()
+        for suffix in ("pp", "%"):
+            if t.endswith(suffix):
+                try:
+                    v = float(t[: -len(suffix)]) / 100
+                except ValueError:
+                    break
+                if 0 <= v <= 1:
+                    return v
+    raise ConfigError(f"{path}: expected a fraction in [0, 1] or text like '2pp', got {_show(value)}")
+
+
+# ------------------------------------------------------------------------ builders
+def _threats(t: _Table) -> tuple[ThreatModel, ...]:
+    raw = t.strs("threats", (DEFAULT_THREAT,), allow_empty=False)
+    out = []
+    for i, text in enumerate(raw):
+        try:
+            out.append(ThreatModel.parse(text))
+        except ConfigError as e:
+            raise ConfigError(f"threats[{i}]: {e}") from None
+    return tuple(out)
+
+
+def _stages(t: _Table) -> StagesSpec:
+    f, p, a = t.sub("fgsm"), t.sub("pgd"), t.sub("autoattack")
+    c, pc, ch = t.sub("curve"), t.sub("per_class"), t.sub("checks")
+    d = ChecksStage()
+    stages = StagesSpec(
+        fgsm=FGSMStage(enabled=f.bool("enabled", True)),
+        pgd=PGDStage(enabled=p.bool("enabled", True), steps=p.int("steps", 20, 1), restarts=p.int("restarts", 5, 1),
+                     step_size=p.float("step_size", None), eot=p.int("eot", 1, 1)),
+        autoattack=AutoAttackStage(version=a.str("version", "auto", AA_VERSIONS), eot=a.int("eot", 20, 1),
+                                   steps=a.int("steps", 100, 1), square_queries=a.int("square_queries", 5000, 0),
+                                   n_targets=a.opt_int("n_targets", None, 1),
+                                   skip_if_fgsm_breaks_all=a.bool("skip_if_fgsm_breaks_all", False)),
+        curve=CurveStage(enabled=c.bool("enabled", True), eps=c.floats("eps", None), points=c.int("points", 11, 1),
+                         attacks=c.strs("attacks", ("apgd-ce",), allow_empty=False), steps=c.int("steps", 20, 1)),
+        per_class=PerClassStage(min_accuracy=pc.float("min_accuracy", None, 0.0, 1.0)),
+        checks=ChecksStage(**{fl.name: _check_value(ch, fl.name, getattr(d, fl.name))
+                              for fl in dataclasses.fields(ChecksStage)}),
+    )
+    for sub in (f, p, a, c, pc, ch):
+        sub.finish()
+    t.finish()
+    return stages
+
+
+def _check_value(t: _Table, name: str, default):
+    if isinstance(default, bool):
+        return t.bool(name, default)
+    if name == "unbounded_eps":
+        return t.float(name, None)
+    if isinstance(default, int):
+        return t.int(name, default, 0 if name == "blackbox_queries" else 1)
+    return t.float(name, default, 0.0, 1.0)
+
+
+def _gates(t: _Table) -> GatesSpec:
+    t.used.add("max_drop")
+    max_drop = parse_max_drop(t.data.get("max_drop", 0.02), t.key("max_drop"))
+    g = GatesSpec(require=t.strs("require", ()), max_drop=max_drop,
+                  clean_floor=t.float("clean_floor", None, 0.0, 1.0))
+    t.finish()
+    return g
+
+
+def _certify(t: _Table) -> CertifySpec:
+    c = CertifySpec(sigma=t.float("sigma", 0.25), n0=t.int("n0", 100, 1), n=t.int("n", 10000, 1),
+                    alpha=t.float("alpha", 0.001, 0.0, 1.0), radii=t.floats("radii", CertifySpec.radii),
+                    batch_size=t.int("batch_size", 1000, 1))
+    if c.sigma <= 0:
+        raise ConfigError(f"{t.key('sigma')}: expected a number > 0, got {c.sigma}")
+    if not 0 < c.alpha < 1:
+        raise ConfigError(f"{t.key('alpha')}: expected a number in (0, 1), got {c.alpha}")
+    t.finish()
+    return c
+
+
+def spec_from_dict(data: dict) -> EvaluationSpec:
+    """Validate a parsed TOML document into an :class:`EvaluationSpec`."""
+    t = _Table(data, "")
+    spec = EvaluationSpec(
+        model=t.str("model", DEFAULT_MODEL), weights=t.str("weights", None),
+        trust_pickle=t.bool("trust_pickle", False), data=t.str("data", DEFAULT_DATA), split=t.str("split", "test"),
+        n=t.int("n", 1000, 1), seed=t.int("seed", 0, 0), batch_size=t.int("batch_size", 250, 1),
+        threats=_threats(t), stages=_stages(t.sub("stages")), gates=_gates(t.sub("gates")),
+        certify=_certify(t.sub("certify")) if "certify" in data else None,
+        output=t.str("output", None), db=t.str("db", "advkit.db"),
+    )
+    t.used.add("certify")
+    t.finish()
+    return spec
+
+
+def load_spec(path: str | Path) -> EvaluationSpec:
+    """Read and validate a TOML spec file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read spec file {str(p)!r}: {e.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    try:
+        return spec_from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None
+
+
+def with_options(spec: EvaluationSpec, **options) -> EvaluationSpec:
+    """Apply CLI options (None = keep the spec's value) through the same validation as the file."""
+    data = spec.to_dict()
+    if data.get("certify") is None:
+        data.pop("certify")
+    for k, v in options.items():
+        if v is None or v == ():
+            continue
+        if k == "no_autoattack" and v:
+            data["stages"]["autoattack"]["version"] = "off"
+        elif k != "no_autoattack":
+            data[k] = list(v) if isinstance(v, tuple) else v
+    return spec_from_dict(_drop_none(data))
+
+
+def _drop_none(d):
+    if isinstance(d, dict):
+        return {k: _drop_none(v) for k, v in d.items() if v is not None}
+    return d

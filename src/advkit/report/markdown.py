@@ -1,0 +1,121 @@
+"""A compact Markdown summary of a result, for CI step summaries and pull-request comments.
+
+One table (clean, FGSM, PGD, AutoAttack and the worst case per threat, each with its 95% interval),
+the findings, and the gates.  GitHub-flavoured Markdown; text from the result is escaped so that
+a model or attack name cannot break the table.
+"""
+from __future__ import annotations
+
+import re
+
+from . import accuracy_ci, attack_table, certified, clean_accuracy, data_name, findings, model_name, threats
+
+__all__ = ["render_markdown", "pct_ci"]
+
+_ICON = {"error": "\u274c", "warning": "\u26a0\ufe0f", "info": "\u2139\ufe0f"}
+# Headline columns: (column title, attack names that fill it, first match wins).
+_COLUMNS = [("FGSM", ("fgsm",)), ("PGD", ("pgd", "pgd-20", "pgd20")),
+            ("AutoAttack", ("autoattack", "autoattack-rand", "aa"))]
+
+
+def _md(text: object) -> str:
+    """Escape Markdown table/formatting characters and HTML angle brackets."""
+    s = str(text).replace("\n", " ")
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`*_|\[\]])", r"\\\1", s)
+
+
+def pct_ci(acc: float | None, ci: tuple[float, float] | None) -> str:
+    if acc is None:
+        return "\u2014"
+    s = f"{100 * acc:.1f}%"
+    return s + (f" ({100 * ci[0]:.1f}\u2013{100 * ci[1]:.1f})" if ci else "")
+
+
+def _attack_cell(sec: dict, names: tuple[str, ...], n: int | None) -> str:
+    attacks = dict(attack_table(sec))
+    for name in names:
+        if name in attacks and attacks[name].get("robust_accuracy") is not None:
+            return pct_ci(float(attacks[name]["robust_accuracy"]), accuracy_ci(attacks[name], n))
+    return "\u2014"
+
+
+def _summary_table(result: dict) -> list[str]:
+    n = result.get("n")
+    clean = clean_accuracy(result)
+    clean_cell = pct_ci(clean, accuracy_ci(result.get("clean") or clean, n))
+    lines = ["| threat | clean | " + " | ".join(c for c, _ in _COLUMNS) + " | robust (worst case) |",
+             "|---|" + "---:|" * (len(_COLUMNS) + 2)]
+    for t, sec in threats(result).items():
+        cells = [_attack_cell(sec, names, n) for _, names in _COLUMNS]
+        ra = sec.get("robust_accuracy")
+        worst = pct_ci(None if ra is None else float(ra), accuracy_ci(sec, n))
+        note = " (upper bound)" if sec.get("upper_bound") else ""
+        lines.append(f"| `{_md(t)}` | {clean_cell} | " + " | ".join(cells) + f" | **{worst}**{note} |")
+    if not threats(result):
+        lines.append(f"| \u2014 | {clean_cell} |" + " \u2014 |" * (len(_COLUMNS) + 1))
+    return lines
+
+
+def _other_attacks(result: dict) -> list[str]:
+    known = {a for _, names in _COLUMNS for a in names}
+    rows = []
+    for t, sec in threats(result).items():
+        for name, att in attack_table(sec):
+            if name not in known and att.get("robust_accuracy") is not None:
+                rows.append(f"- `{_md(t)}` {_md(name)}: {pct_ci(float(att['robust_accuracy']), None)}")
+    return rows
+
+
+def _findings(result: dict) -> list[str]:
+    fs = findings(result)
+    if not fs:
+        return ["No findings: none of the checks for a flawed evaluation fired."]
+    out = []
+    for f in fs:
+        sev = str(f.get("severity"))
+        line = f"- {_ICON.get(sev, '')} **{_md(sev)}** `{_md(f.get('code'))}`: {_md(f.get('message', ''))}"
+        if f.get("remedy") and sev != "info":
+            line += f" \u2014 *fix:* {_md(f['remedy'])}"
+        out.append(line)
+    return out
+
+
+def _gates(result: dict) -> list[str]:
+    g = result.get("gates")
+    if not isinstance(g, dict) or not g.get("items"):
+        return []
+    head = "passed \u2705" if g.get("passed") else "FAILED \u274c"
+    out = ["", f"### Gates: {head}", ""]
+    for it in g["items"]:
+        mark = "\u2705" if it.get("passed") else "\u274c"
+        noisy = " \u26a0\ufe0f within noise" if it.get("noisy") else ""
+        out.append(f"- {mark} {_md(it.get('message', it.get('name')))}{noisy}")
+    return out
+
+
+def _certify(result: dict) -> list[str]:
+    radii, accs, sec = certified(result)
+    if not radii:
+        return []
+    head = "| radius | " + " | ".join(f"{r:g}" for r in radii) + " |"
+    return ["", f"### Certified accuracy (randomized smoothing, \u03c3 = {_md(sec.get('sigma', '?'))})", "", head,
+            "|---|" + "---:|" * len(radii), "| certified | " + " | ".join(f"{100 * a:.1f}%" for a in accs) + " |"]
+
+
+def render_markdown(result: dict) -> str:
+    """The Markdown summary of ``result`` (a result.json dict)."""
+    title = f"## advkit robustness: `{_md(model_name(result))}` on `{_md(data_name(result))}`"
+    meta = (f"n = {result.get('n', '?')} \u00b7 seed = {result.get('seed', '?')}"
+            + (f" \u00b7 run {_md(result['run_id'])}" if result.get("run_id") is not None else "")
+            + (f" \u00b7 {_md(result['created'])}" if result.get("created") else ""))
+    lines = [title, "", meta, ""] + _summary_table(result)
+    lines += ["", "Accuracies with 95% binomial confidence intervals; *robust* is the per-sample worst case "
+              "over every attack run."]
+    other = _other_attacks(result)
+    if other:
+        lines += ["", "Other attacks:"] + other
+    lines += _certify(result)
+    lines += ["", "### Findings", ""] + _findings(result)
+    lines += _gates(result)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,261 @@
+"""Report figures, drawn with matplotlib's Agg canvas (no pyplot state); each returns PNG bytes.
+
+Every figure reads the result dict (or the gallery arrays of ``samples.npz``) and nothing else.
+A function returns ``None`` when the result has nothing to draw (e.g. no curve was run).
+"""
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import accuracy_ci, attack_table, certified, class_names, clean_accuracy, curve, per_class, threats
+
+__all__ = ["robustness_curve", "per_class_bars", "attack_contribution", "contribution_counts", "gallery",
+           "certified_curve", "trend", "tradeoff_scatter"]
+
+PALETTE = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777", "#4b5563"]
+BAD, OK, GREY = "#dc2626", "#2563eb", "#9ca3af"
+DPI = 110
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
+    return buf.getvalue()
+
+
+def _style(ax, *, ylabel: str = "accuracy", pct: bool = True) -> None:
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(True, axis="y", color="#e5e7eb", linewidth=0.8)
+    ax.set_axisbelow(True)
+    ax.set_ylabel(ylabel)
+    if pct:
+        ax.set_ylim(-0.02, 1.04)
+        ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
+
+
+def robustness_curve(result: dict) -> bytes | None:
+    """Robust accuracy vs ε for each threat, with the headline points (each attack and the worst case)."""
+    ts = [(t, s) for t, s in threats(result).items() if curve(result, t)[0] or s.get("robust_accuracy") is not None]
+    if not ts:
+        return None
+    fig = Figure(figsize=(5.2 * len(ts), 3.6))
+    for i, (t, sec) in enumerate(ts):
+        ax = fig.add_subplot(1, len(ts), i + 1)
+        eps, acc, method = curve(result, t)
+        if eps:
+            ax.plot(eps, acc, "-o", color=PALETTE[0], ms=3.5, lw=1.8, label=f"curve ({method or 'attack'})")
+        _headline_points(ax, t, sec)
+        ax.set_xlabel(f"\u03b5 ({t.split(':')[0]})")
+        ax.set_title(t, fontsize=11)
+        _style(ax, ylabel="robust accuracy")
+        ax.legend(fontsize=8, frameon=False, loc="upper right")
+    return _png(fig)
+
+
+def _headline_points(ax, threat: str, sec: dict) -> None:
+    from ..threat import ThreatModel
+
+    eps = ThreatModel.parse(threat).eps
+    for j, (name, att) in enumerate(attack_table(sec)):
+        if att.get("robust_accuracy") is not None:
+            ax.plot([eps], [att["robust_accuracy"]], "D", ms=6, color=PALETTE[(j + 1) % len(PALETTE)],
+                    label=f"{name}: {100 * att['robust_accuracy']:.1f}%", alpha=0.85)
+    if sec.get("robust_accuracy") is not None:
+        ax.plot([eps], [sec["robust_accuracy"]], "*", ms=14, color=BAD,
+                label=f"worst case: {100 * sec['robust_accuracy']:.1f}%", zorder=5)
+        ax.axvline(eps, color=GREY, lw=0.8, ls="--")
+
+
+def per_class_bars(result: dict, threat: str, floor: float | None = None) -> bytes | None:
+    """Clean and robust accuracy per class; robust bars under ``floor`` are drawn red."""
+    names = class_names(result)
+    robust = per_class(threats(result).get(threat, {}), names)
+    if not robust:
+        return None
+    clean = dict(per_class(result.get("clean") or {}, names))
+    labels = [lab for lab, _ in robust]
+    x = np.arange(len(labels))
+    fig = Figure(figsize=(max(5.0, 0.55 * len(labels) + 2), 3.4))
+    ax = fig.add_subplot(1, 1, 1)
+    if clean:
+        ax.bar(x - 0.2, [clean.get(lab, np.nan) for lab in labels], 0.4, color="#cbd5e1", label="clean")
+    colors = [BAD if floor is not None and a < floor else OK for _, a in robust]
+    ax.bar(x + (0.2 if clean else 0), [a for _, a in robust], 0.4 if clean else 0.7, color=colors,
+           label=f"robust ({threat})")
+    if floor is not None:
+        ax.axhline(floor, color=BAD, lw=1, ls="--", label=f"minimum {100 * floor:.0f}%")
+    ax.set_xticks(x, labels, rotation=45 if max(map(len, labels)) > 3 else 0, ha="right" if
+                  max(map(len, labels)) > 3 else "center", fontsize=8)
+    ax.set_xlabel("class")
+    _style(ax)
+    ax.legend(fontsize=8, frameon=False, ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    return _png(fig)
+
+
+def contribution_counts(result: dict, threat: str) -> tuple[list[tuple[str, int]], bool]:
+    """``([(segment, samples)], exact)``: misclassified clean, broken by each attack, still robust.
+
+    Exact when the threat records ``broken_by`` counts (the per-sample attribution); otherwise an
+    estimate from the per-attack robust accuracies taken as a cascade in the order the attacks ran.
+    """
+    sec, n = threats(result).get(threat, {}), int(result.get("n") or 0)
+    clean = clean_accuracy(result) or 0.0
+    robust = float(sec.get("robust_accuracy") or 0.0)
+    segs = [("misclassified", int(round((1 - clean) * n)))]
+    bb = sec.get("broken_by")
+    if isinstance(bb, dict):
+        if "clean" in bb:
+            segs = [("misclassified", int(bb["clean"]))]
+        segs += [(str(k), int(v)) for k, v in bb.items() if k not in (None, "none", "", "clean")]
+        return segs + [("robust", int(round(robust * n)))], True
+    level = clean
+    for name, att in attack_table(sec):
+        ra = att.get("robust_accuracy")
+        if ra is not None and ra < level:
+            segs.append((name, int(round((level - ra) * n))))
+            level = float(ra)
+    if robust < level - 1e-9:
+        segs.append(("combined", int(round((level - robust) * n))))
+    return segs + [("robust", int(round(robust * n)))], False
+
+
+def attack_contribution(result: dict) -> bytes | None:
+    """A stacked bar per threat: which attack broke how many samples (and how many stayed robust)."""
+    ts = list(threats(result))
+    if not ts or not result.get("n"):
+        return None
+    fig = Figure(figsize=(7.5, 0.75 * len(ts) + 1.4))
+    ax = fig.add_subplot(1, 1, 1)
+    colors: dict[str, str] = {"misclassified": GREY, "robust": "#16a34a"}
+    exact_all = True
+    for i, t in enumerate(ts):
+        segs, exact = contribution_counts(result, t)
+        exact_all &= exact
+        left = 0
+        for name, k in segs:
+            c = colors.setdefault(name, PALETTE[(len(colors) - 2) % len(PALETTE)])
+            ax.barh(i, k, left=left, color=c, edgecolor="white", label=name if name not in
+                    ax.get_legend_handles_labels()[1] else None)
+            if k:
+                ax.text(left + k / 2, i, str(k), ha="center", va="center", fontsize=8, color="white")
+            left += k
+    ax.set_yticks(range(len(ts)), ts)
+    ax.invert_yaxis()
+    ax.set_xlabel("samples" + ("" if exact_all else "  (estimated from per-attack accuracies)"))
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=8, frameon=False, ncols=min(6, len(colors)), loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    return _png(fig)
+
+
+def _image(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float32)
+    if a.ndim == 3 and a.shape[0] in (1, 3):
+        a = np.transpose(a, (1, 2, 0))
+    return a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a
+
+
+def _label(i, names: Sequence[str] | None) -> str:
+    i = int(i)
+    return names[i] if names and 0 <= i < len(names) else str(i)
+
+
+def gallery(samples: dict, class_names: Sequence[str] | None = None, max_items: int = 8) -> bytes | None:
+    """Clean / amplified perturbation / adversarial, with true label, predictions and confidences."""
+    if samples is None or "gallery_clean" not in samples or len(samples["gallery_clean"]) == 0:
+        return None
+    xc, xa = np.asarray(samples["gallery_clean"]), np.asarray(samples["gallery_adv"])
+    k = min(max_items, len(xc))
+    fig = Figure(figsize=(1.45 * k + 0.9, 5.0))
+    get = lambda key, i, d=None: samples[key][i] if key in samples and len(samples[key]) > i else d  # noqa: E731
+    for i in range(k):
+        delta = xa[i] - xc[i]
+        scale = float(np.abs(delta).max()) or 1.0
+        tiles = [(_image(xc[i]), f"true {_label(get('gallery_label', i, -1), class_names)}\n"
+                  f"pred {_label(get('gallery_clean_pred', i, -1), class_names)} "
+                  f"({100 * float(get('gallery_clean_conf', i, np.nan)):.0f}%)"),
+                 (_image(0.5 + delta / (2 * scale)), f"\u00d7{0.5 / scale:.1f}"),
+                 (_image(xa[i]), f"pred {_label(get('gallery_adv_pred', i, -1), class_names)} "
+                  f"({100 * float(get('gallery_adv_conf', i, np.nan)):.0f}%)")]
+        for r, (img, title) in enumerate(tiles):
+            ax = fig.add_subplot(3, k, r * k + i + 1)
+            ax.imshow(np.clip(img, 0, 1), cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            color = BAD if r == 2 and get("gallery_adv_pred", i, -1) != get("gallery_label", i, -2) else "black"
+            ax.set_title(title, fontsize=7, color=color)
+            if i == 0:
+                ax.set_ylabel(["clean", "perturbation", "adversarial"][r], fontsize=8)
+    return _png(fig)
+
+
+def certified_curve(result: dict) -> bytes | None:
+    """Certified accuracy vs L2 radius (randomized smoothing), when the result has a certify section."""
+    radii, accs, sec = certified(result)
+    if not radii:
+        return None
+    fig = Figure(figsize=(5.2, 3.4))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.step(radii, accs, where="post", color=PALETTE[2], lw=2)
+    ax.plot(radii, accs, "o", color=PALETTE[2], ms=3.5)
+    ax.set_xlabel("L2 radius")
+    ax.set_title(f"certified accuracy (\u03c3 = {sec.get('sigma', '?')})", fontsize=11)
+    _style(ax, ylabel="certified accuracy")
+    return _png(fig)
+
+
+def trend(runs: Sequence[dict]) -> bytes | None:
+    """Clean (dashed) and robust (solid) accuracy of each model over its runs, in time order."""
+    if not runs:
+        return None
+    fig = Figure(figsize=(8.0, 3.8))
+    ax = fig.add_subplot(1, 1, 1)
+    models = list(dict.fromkeys(str(r.get("model")) for r in runs))
+    for j, m in enumerate(models):
+        rs = sorted((r for r in runs if str(r.get("model")) == m), key=lambda r: str(r.get("created")))
+        xs = list(range(len(rs))) if len(models) == 1 else [_time(r) for r in rs]
+        c = PALETTE[j % len(PALETTE)]
+        ax.plot(xs, [r.get("clean_accuracy") for r in rs], "--o", color=c, ms=3, lw=1, alpha=0.7,
+                label=f"{m} clean")
+        for t in sorted({t for r in rs for t in (r.get("robust_accuracy") or {})}):
+            ax.plot(xs, [(r.get("robust_accuracy") or {}).get(t, np.nan) for r in rs], "-o", color=c, ms=3.5,
+                    lw=1.8, label=f"{m} {t}")
+    ax.set_xlabel("run" if len(models) == 1 else "date")
+    if len(models) > 1:
+        fig.autofmt_xdate()
+    _style(ax)
+    ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _png(fig)
+
+
+def _time(r: dict):
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(r.get("created")).replace("Z", "+00:00"))
+    except ValueError:
+        return np.nan
+
+
+def tradeoff_scatter(points: Sequence[tuple[str, float, float]], *, threat: str = "",
+                     n: int | None = None) -> bytes | None:
+    """Clean vs robust accuracy, one labelled point per model (with 95% intervals when ``n`` is known)."""
+    if not points:
+        return None
+    fig = Figure(figsize=(5.6, 4.4))
+    ax = fig.add_subplot(1, 1, 1)
+    for j, (label, clean, robust) in enumerate(points):
+        if clean is None or robust is None:
+            continue
+        ci = accuracy_ci(robust, n) if n else None
+        yerr = [[robust - ci[0]], [ci[1] - robust]] if ci else None
+        ax.errorbar([clean], [robust], yerr=yerr, fmt="o", ms=8, color=PALETTE[j % len(PALETTE)], capsize=3)
+        ax.annotate(label, (clean, robust), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    ax.set_xlabel("clean accuracy")
+    ax.xaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
+    _style(ax, ylabel=f"robust accuracy {threat}".strip())
+    ax.grid(True, axis="x", color="#e5e7eb", linewidth=0.8)
+    return _png(fig)

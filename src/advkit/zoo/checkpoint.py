@@ -1,0 +1,112 @@
+"""advkit model files: a safetensors state dict plus JSON metadata that rebuilds the Classifier.
+
+Format ``advkit-model/1``: the tensors are the underlying network's ``state_dict()``; the metadata
+(all strings, as safetensors requires) holds ``format``, ``arch``, ``arch_kwargs`` (JSON), ``recipe``
+(JSON: how it was trained), ``metrics`` (JSON), ``mean``/``std`` (JSON list or null), ``bounds``,
+``input_shape`` (C, H, W), ``num_classes``, ``name``, ``data``, ``description`` and ``advkit_version``.
+Loading never unpickles anything: safetensors files hold raw tensors only.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import ModelError
+from ..model import Classifier
+from .architectures import build
+
+FORMAT = "advkit-model/1"
+_JSON_KEYS = ("arch_kwargs", "recipe", "metrics", "mean", "std", "bounds", "input_shape")
+
+
+def _norm_list(value: Sequence[float] | torch.Tensor | None) -> list[float] | None:
+    if value is None:
+        return None
+    return [float(v) for v in torch.as_tensor(value).flatten().tolist()]
+
+
+def save_model(path: str | Path, net: nn.Module, *, arch: str, arch_kwargs: dict | None = None,
+               recipe: dict | None = None, metrics: dict | None = None,
+               mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+               bounds: tuple[float, float] = (0.0, 1.0), input_shape: Sequence[int], num_classes: int,
+               name: str | None = None, data: str | None = None, description: str = "") -> Path:
+    """Write ``net`` (an ``nn.Module`` or a :class:`Classifier`, whose mean/std are used unless given)."""
+    from safetensors.torch import save_file
+
+    from .. import __version__
+
+    if isinstance(net, Classifier):
+        mean = mean if mean is not None else net.mean
+        std = std if std is not None else net.std
+        net = net.net
+    if len(tuple(input_shape)) != 3:
+        raise ModelError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
+    path = Path(path)
+    meta: dict[str, Any] = {
+        "format": FORMAT, "arch": arch, "arch_kwargs": dict(arch_kwargs or {}), "recipe": dict(recipe or {}),
+        "metrics": dict(metrics or {}), "mean": _norm_list(mean), "std": _norm_list(std),
+        "bounds": [float(bounds[0]), float(bounds[1])], "input_shape": [int(s) for s in input_shape],
+    }
+    encoded = {k: json.dumps(v, sort_keys=True) for k, v in meta.items() if k in _JSON_KEYS}
+    encoded.update(format=FORMAT, arch=arch, num_classes=str(int(num_classes)), name=name or path.stem,
+                   data=data or str(meta["recipe"].get("data", "")), description=description,
+                   advkit_version=__version__)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=encoded)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The decoded metadata of an advkit model file (reads only the header)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types
+        raise ModelError(f"{path} is not a readable safetensors file: {e}") from e
+    if raw.get("format") != FORMAT:
+        raise ModelError(f"{path}: expected metadata format {FORMAT!r}, got {raw.get('format')!r}; "
+                         "for a plain state dict use a factory REF with --weights")
+    meta: dict[str, Any] = dict(raw)
+    try:
+        for k in _JSON_KEYS:
+            meta[k] = json.loads(raw[k]) if k in raw else None
+        meta["num_classes"] = int(raw["num_classes"])
+    except (KeyError, ValueError) as e:
+        raise ModelError(f"{path}: malformed advkit metadata ({e})") from e
+    return meta
+
+
+def build_from_metadata(meta: dict[str, Any]) -> nn.Module:
+    """Rebuild the (untrained) network described by ``meta``."""
+    c, h, _ = meta["input_shape"]
+    kwargs = {"num_classes": meta["num_classes"], "in_channels": c, "input_size": h, **(meta["arch_kwargs"] or {})}
+    return build(meta["arch"], **kwargs)
+
+
+def load_model_file(path: str | Path, *, device: str | torch.device | None = None) -> Classifier:
+    """Load an advkit model file into a :class:`Classifier` (strict state-dict load, eval mode)."""
+    from safetensors.torch import load_file
+
+    meta = read_metadata(path)
+    net = build_from_metadata(meta)
+    try:
+        net.load_state_dict(load_file(str(path)), strict=True)
+    except RuntimeError as e:
+        raise ModelError(f"{path}: weights do not match architecture {meta['arch']!r}: {e}") from e
+    net.eval()
+    clf = Classifier(net, mean=meta["mean"], std=meta["std"], bounds=tuple(meta["bounds"]),
+                     num_classes=meta["num_classes"], input_shape=meta["input_shape"], name=meta["name"])
+    clf.metadata = meta
+    if device is not None:
+        clf.to(device)
+    return clf
