@@ -270,12 +270,13 @@ def _diff_halfwidth(p1: float, n1: int | None, p2: float, n2: int | None) -> flo
 
 
 def check_regression(result: dict, baseline: dict, gate: RegressionGate) -> list[GateItem]:
-    items, bid = [], baseline.get("run_id", "baseline")
+    items, bid = [], baseline.get("run_id")
+    label = "baseline" if bid is None else f"baseline run {bid}"
     for name, now, base in _pairs(result, baseline, gate):
         if base is None:
             continue
         floor = base - gate.max_drop
-        expected = f">= {floor:.3f} (baseline {bid}: {base:.3f} \u2212 {100 * gate.max_drop:.1f}pp)"
+        expected = f">= {floor:.3f} ({label}: {base:.3f} \u2212 {100 * gate.max_drop:.1f}pp)"
         if now is None:
             items.append(GateItem(name, expected, None, None, False, f"expected {name} {expected}, but the "
                                   "result has no value for it", kind="regression"))

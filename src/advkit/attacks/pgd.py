@@ -88,7 +88,7 @@ class PGD(BudgetedAttack):
         best_x, best_l = x_cur.clone(), torch.full((len(x),), -math.inf, device=x.device, dtype=x.dtype)
         best_s = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         active = torch.arange(len(x), device=x.device)
-        for _ in range(self.steps):
+        for t in range(self.steps):
             if self.keep_best:
                 active = (~best_s).nonzero().flatten()
                 if not len(active):
@@ -97,7 +97,7 @@ class PGD(BudgetedAttack):
             ta = None if targets is None else targets[active]
             l, g, z = oracle.value_and_grad(xa, lambda zz: loss_fn(zz, ya, ta))
             self._update_best(best_x, best_l, best_s, active, xa, l, self._is_success(z, ya, ta))
-            step = self._direction(g, xa, bounds) * self.alpha
+            step = self._direction(g, xa, bounds, t) * self.alpha
             x_cur[active] = self.threat.project(xa + step, x[active], bounds)
         if not self.keep_best:
             return x_cur
@@ -118,17 +118,17 @@ class PGD(BudgetedAttack):
         best_l[sel] = l[better]
         best_s[sel] = s[better]
 
-    def _direction(self, g, xa, bounds) -> torch.Tensor:
+    def _direction(self, g, xa, bounds, t: int) -> torch.Tensor:
         if self.norm != "l1":
             return geometry.steepest_ascent(g, self.norm)
-        return sparse_l1_direction(g, xa, bounds, self.l1_sparsity)
+        k0 = math.ceil(self.l1_sparsity * g[0].numel())
+        k = max(1, round(k0 * (1 - t / max(1, self.steps - 1))))
+        return sparse_l1_direction(g, xa, bounds, k)
 
 
-def sparse_l1_direction(g: torch.Tensor, x: torch.Tensor, bounds, sparsity: float) -> torch.Tensor:
-    """Unit-L1 step on the top ``ceil(sparsity·d)`` |g| coordinates that can move inside the box."""
+def sparse_l1_direction(g: torch.Tensor, x: torch.Tensor, bounds, k: int) -> torch.Tensor:
+    """Unit-L1 step on the top-``k`` |g| coordinates that can move without leaving the box."""
     flat, xf = g.flatten(1), x.flatten(1)
-    d = flat.shape[1]
-    k = max(1, math.ceil(sparsity * d))
     movable = ((flat > 0) & (xf < bounds[1])) | ((flat < 0) & (xf > bounds[0]))
     score = torch.where(movable, flat.abs(), torch.zeros_like(flat))
     top = score.topk(k, dim=1).indices

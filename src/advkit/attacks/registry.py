@@ -67,13 +67,13 @@ def build(name: str, threat: "ThreatModel | str", *, num_classes: int | None = N
     entry = get(name)
     threat = ThreatModel.parse(threat)
     target = entry.resolve()
-    kwargs = {**entry.defaults, **overrides}
     if inspect.isclass(target) and dataclasses.is_dataclass(target):
-        return _build_class(entry, target, threat, num_classes, kwargs)
-    return _build_factory(entry, target, threat, num_classes, kwargs)
+        return _build_class(entry, target, threat, num_classes, overrides)
+    return _build_factory(entry, target, threat, num_classes, {**entry.defaults, **overrides})
 
 
-def _build_class(entry: Entry, cls, threat: ThreatModel, num_classes, kwargs):
+def _build_class(entry: Entry, cls, threat: ThreatModel, num_classes, overrides: dict):
+    kwargs = {**entry.defaults, **overrides}
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     if "threat" in names:
         kwargs.setdefault("threat", threat)
@@ -82,6 +82,9 @@ def _build_class(entry: Entry, cls, threat: ThreatModel, num_classes, kwargs):
         kwargs.setdefault("max_eps", threat.eps)
     if "num_classes" in names and num_classes is not None:
         kwargs.setdefault("num_classes", num_classes)
+    if "n_targets" in names and num_classes is not None and "n_targets" not in overrides:
+        # AutoAttack: with fewer than 10 classes, the targets are the classes - 1 others
+        kwargs["n_targets"] = min(kwargs.get("n_targets", 0), num_classes - 1)
     unknown = sorted(set(kwargs) - names)
     if unknown:
         raise ConfigError(f"attack {entry.name!r} has no parameter(s) {unknown}; it takes {sorted(names)}")
@@ -100,7 +103,7 @@ def _build_factory(entry: Entry, factory, threat: ThreatModel, num_classes, kwar
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = sorted(set(kwargs) - set(params))
     if unknown and not accepts_any:
-        raise ConfigError(f"attack {entry.name!r} has no parameter(s) {unknown}; it takes {sorted(params)[1:]}")
+        raise ConfigError(f"attack {entry.name!r} has no parameter(s) {unknown}; it takes {sorted(p for p in params if p != 'threat')}")
     try:
         return factory(threat, **kwargs)
     except TypeError as e:

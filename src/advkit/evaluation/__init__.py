@@ -1,1 +1,7 @@
+"""The evaluation pipeline: spec → stages → per-sample records → result, history and gates."""
+from __future__ import annotations
 
+from .pipeline import EvaluationResult, evaluate
+from .spec import EvaluationSpec, load_spec, spec_from_dict, with_options
+
+__all__ = ["EvaluationResult", "EvaluationSpec", "evaluate", "load_spec", "spec_from_dict", "with_options"]

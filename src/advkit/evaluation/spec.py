@@ -138,7 +138,7 @@ class EvaluationSpec:
     db: str | None = "advkit.db"
 
     def to_dict(self) -> dict:
-        return _plain(dataclasses.asdict(self))
+        return _plain(self)
 
     def spec_hash(self) -> str:
         """sha256 of everything that changes the numbers (not output paths, gates or the DB)."""
@@ -157,6 +157,8 @@ class EvaluationSpec:
 def _plain(v):
     if isinstance(v, ThreatModel):
         return str(v)
+    if dataclasses.is_dataclass(v):
+        return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
     if isinstance(v, dict):
         return {k: _plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):

@@ -11,13 +11,24 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..threat import ThreatModel
 from . import accuracy_ci, attack_table, certified, class_names, clean_accuracy, curve, per_class, threats
 
 __all__ = ["robustness_curve", "per_class_bars", "attack_contribution", "contribution_counts", "gallery",
            "certified_curve", "trend", "tradeoff_scatter"]
 
 PALETTE = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777", "#4b5563"]
-BAD, OK, GREY = "#dc2626", "#2563eb", "#9ca3af"
+BAD, OK, GREY, GOOD = "#dc2626", "#2563eb", "#9ca3af", "#16a34a"
+# One colour per attack in every figure (never the blue of the curve, the green of "robust" or grey).
+ATTACK_COLORS = {"fgsm": "#f59e0b", "pgd": "#8b5cf6", "autoattack": "#be185d", "autoattack-rand": "#be185d",
+                 "apgd-ce": "#ea580c", "apgd-dlr": "#c2410c", "apgd-t": "#db2777", "fab": "#0891b2",
+                 "fab-t": "#0e7490", "square": "#64748b", "cw-l2": "#854d0e", "combined": "#1f2937"}
+_SPARE = ["#a16207", "#7c3aed", "#0f766e", "#9f1239", "#475569", "#b45309"]
+
+
+def attack_color(name: str) -> str:
+    """The colour of attack ``name`` in every figure (stable across runs)."""
+    return ATTACK_COLORS.get(name) or _SPARE[sum(map(ord, name)) % len(_SPARE)]
 DPI = 110
 
 
@@ -49,20 +60,20 @@ def robustness_curve(result: dict) -> bytes | None:
         if eps:
             ax.plot(eps, acc, "-o", color=PALETTE[0], ms=3.5, lw=1.8, label=f"curve ({method or 'attack'})")
         _headline_points(ax, t, sec)
+        if not eps:  # headline points only: show them against ε from 0
+            ax.set_xlim(0, 1.25 * ThreatModel.parse(t).eps or 1.0)
         ax.set_xlabel(f"\u03b5 ({t.split(':')[0]})")
         ax.set_title(t, fontsize=11)
         _style(ax, ylabel="robust accuracy")
-        ax.legend(fontsize=8, frameon=False, loc="upper right")
+        ax.legend(fontsize=8, frameon=True, framealpha=0.9, edgecolor="none", loc="lower left", numpoints=1)
     return _png(fig)
 
 
 def _headline_points(ax, threat: str, sec: dict) -> None:
-    from ..threat import ThreatModel
-
     eps = ThreatModel.parse(threat).eps
-    for j, (name, att) in enumerate(attack_table(sec)):
+    for name, att in attack_table(sec):
         if att.get("robust_accuracy") is not None:
-            ax.plot([eps], [att["robust_accuracy"]], "D", ms=6, color=PALETTE[(j + 1) % len(PALETTE)],
+            ax.plot([eps], [att["robust_accuracy"]], "D", ms=6, color=attack_color(name),
                     label=f"{name}: {100 * att['robust_accuracy']:.1f}%", alpha=0.85)
     if sec.get("robust_accuracy") is not None:
         ax.plot([eps], [sec["robust_accuracy"]], "*", ms=14, color=BAD,
@@ -130,24 +141,24 @@ def attack_contribution(result: dict) -> bytes | None:
         return None
     fig = Figure(figsize=(7.5, 0.75 * len(ts) + 1.4))
     ax = fig.add_subplot(1, 1, 1)
-    colors: dict[str, str] = {"misclassified": GREY, "robust": "#16a34a"}
+    seen: set[str] = set()
     exact_all = True
     for i, t in enumerate(ts):
         segs, exact = contribution_counts(result, t)
         exact_all &= exact
         left = 0
         for name, k in segs:
-            c = colors.setdefault(name, PALETTE[(len(colors) - 2) % len(PALETTE)])
-            ax.barh(i, k, left=left, color=c, edgecolor="white", label=name if name not in
-                    ax.get_legend_handles_labels()[1] else None)
-            if k:
+            c = {"misclassified": GREY, "robust": GOOD}.get(name) or attack_color(name)
+            ax.barh(i, k, left=left, color=c, edgecolor="white", label=None if name in seen else name)
+            seen.add(name)
+            if k >= 0.04 * max(1, int(result.get("n") or 0)):
                 ax.text(left + k / 2, i, str(k), ha="center", va="center", fontsize=8, color="white")
             left += k
     ax.set_yticks(range(len(ts)), ts)
     ax.invert_yaxis()
     ax.set_xlabel("samples" + ("" if exact_all else "  (estimated from per-attack accuracies)"))
     ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(fontsize=8, frameon=False, ncols=min(6, len(colors)), loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    ax.legend(fontsize=8, frameon=False, ncols=min(6, len(seen)), loc="lower center", bbox_to_anchor=(0.5, 1.0))
     return _png(fig)
 
 
@@ -240,17 +251,18 @@ def _time(r: dict):
         return np.nan
 
 
-def tradeoff_scatter(points: Sequence[tuple[str, float, float]], *, threat: str = "",
-                     n: int | None = None) -> bytes | None:
-    """Clean vs robust accuracy, one labelled point per model (with 95% intervals when ``n`` is known)."""
+def tradeoff_scatter(points: Sequence[tuple], *, threat: str = "", n: int | None = None) -> bytes | None:
+    """Clean vs robust accuracy, one labelled point per model: ``(label, clean, robust[, n])``; with 95%
+    intervals of the robust accuracy when the point's ``n`` (or the common ``n``) is known."""
     if not points:
         return None
     fig = Figure(figsize=(5.6, 4.4))
     ax = fig.add_subplot(1, 1, 1)
-    for j, (label, clean, robust) in enumerate(points):
+    for j, (label, clean, robust, *rest) in enumerate(points):
         if clean is None or robust is None:
             continue
-        ci = accuracy_ci(robust, n) if n else None
+        n_j = rest[0] if rest and rest[0] else n
+        ci = accuracy_ci(robust, n_j) if n_j else None
         yerr = [[robust - ci[0]], [ci[1] - robust]] if ci else None
         ax.errorbar([clean], [robust], yerr=yerr, fmt="o", ms=8, color=PALETTE[j % len(PALETTE)], capsize=3)
         ax.annotate(label, (clean, robust), textcoords="offset points", xytext=(6, 6), fontsize=8)

@@ -69,6 +69,20 @@ def _as_generators(generator, count: int, device: torch.device) -> list[torch.Ge
     return gens
 
 
+def _plan(images: int, num: int, batch_size: int):
+    """Forward passes as lists of (image, count) segments: whole images packed together when
+    ``num ≤ batch_size``, else each image's samples in chunks of ``batch_size``.  An image's noise stream
+    therefore depends only on its generator, ``num`` and ``batch_size``, not on the other images."""
+    if num <= batch_size:
+        per = batch_size // num
+        for i in range(0, images, per):
+            yield [(j, num) for j in range(i, min(i + per, images))]
+        return
+    for i in range(images):
+        for s in range(0, num, batch_size):
+            yield [(i, min(batch_size, num - s))]
+
+
 class SmoothedClassifier:
     """g(x) = argmax_c P(base(x + N(0, σ²I)) = c), with PREDICT and CERTIFY."""
 
@@ -91,25 +105,20 @@ class SmoothedClassifier:
         x = x.to(device, self.base.dtype)
         k = self.num_classes
         counts = torch.zeros(len(x) * k, dtype=torch.long, device=device)
-        total = len(x) * num
         with self.base.inference(), torch.inference_mode():
-            for start in range(0, total, batch_size):
-                stop = min(start + batch_size, total)
-                img = torch.arange(start, stop, device=device) // num
-                pred = self.base(self._noisy(x, start, stop, num, generators)).argmax(1)
+            for segments in _plan(len(x), num, batch_size):
+                ids, sizes = zip(*segments)
+                img = torch.repeat_interleave(torch.tensor(ids, device=device), torch.tensor(sizes, device=device))
+                pred = self.base(self._noisy(x, segments, generators)).argmax(1)
                 counts += torch.bincount(img * k + pred, minlength=len(x) * k)
         return counts.view(len(x), k).cpu()
 
-    def _noisy(self, x, start, stop, num, generators) -> torch.Tensor:
-        """x + ε for flat pairs [start, stop): one draw per image segment from that image's generator."""
+    def _noisy(self, x: torch.Tensor, segments, generators) -> torch.Tensor:
+        """x_i + ε for each segment (image i, count c), ε ~ N(0, σ²I) drawn from image i's generator."""
         parts = []
-        pos = start
-        while pos < stop:
-            i = pos // num
-            end = min(stop, (i + 1) * num)
-            eps = torch.randn((end - pos, *x.shape[1:]), generator=generators[i], device=x.device, dtype=x.dtype)
+        for i, c in segments:
+            eps = torch.randn((c, *x.shape[1:]), generator=generators[i], device=x.device, dtype=x.dtype)
             parts.append(eps.mul_(self.sigma).add_(x[i]))
-            pos = end
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     # ---------------------------------------------------------------- PREDICT / CERTIFY

@@ -43,9 +43,12 @@ SPLITS = ("train", "test")
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Dataset:
-    """Images ``x`` (N, C, H, W) float32 in [0, 1], labels ``y`` (N,) int64, and their metadata."""
+    """Images ``x`` (N, C, H, W) float32 in [0, 1], labels ``y`` (N,) int64, and their metadata.
+
+    Compared by identity (tensors have no single truth value).
+    """
 
     x: torch.Tensor
     y: torch.Tensor

@@ -13,6 +13,8 @@ REFs:
     ``trust_pickle=True`` (the CLI's ``--trust-pickle``) — only grant it for files you trust.
 ``torchscript:FILE``
     a TorchScript archive (``torch.jit.load``).
+``onnx:FILE``
+    an ONNX model converted to PyTorch with the optional ``onnx2torch`` package.
 
 The returned Classifier's ``name`` is the REF; ``device`` moves it explicitly (it stays on the CPU
 otherwise).
@@ -33,7 +35,8 @@ from torch import nn
 from ..errors import ConfigError, ModelError, UnsafeCheckpointError
 from ..model import Classifier
 
-REF_FORMS = "zoo:NAME, FILE.safetensors, path/to/file.py:factory, pkg.module:factory, torchscript:FILE"
+REF_FORMS = ("zoo:NAME, FILE.safetensors, path/to/file.py:factory, pkg.module:factory, torchscript:FILE, "
+             "onnx:FILE")
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "net")
 
 
@@ -51,7 +54,7 @@ def load_model(ref: str, *, weights: str | None = None, trust_pickle: bool = Fal
 
 def _resolve(ref: str, weights: str | None, trust_pickle: bool) -> Classifier:
     kind, _, rest = ref.partition(":")
-    if kind in ("zoo", "torchscript") or ref.endswith(".safetensors"):
+    if kind in ("zoo", "torchscript", "onnx") or ref.endswith(".safetensors"):
         if weights is not None:
             raise ConfigError(f"weights can only be given with a factory REF ({REF_FORMS}), got {ref!r}")
         if kind == "zoo":
@@ -60,6 +63,8 @@ def _resolve(ref: str, weights: str | None, trust_pickle: bool) -> Classifier:
             return zoo.load(rest)
         if kind == "torchscript":
             return _load_torchscript(rest)
+        if kind == "onnx":
+            return _load_onnx(rest)
         from ..zoo.checkpoint import load_model_file
 
         return load_model_file(ref)
@@ -79,6 +84,20 @@ def _load_torchscript(path: str) -> Classifier:
     except RuntimeError as e:
         raise ModelError(f"{path} is not a loadable TorchScript archive: {e}") from e
     return Classifier(net)
+
+
+def _load_onnx(path: str) -> Classifier:
+    if not Path(path).is_file():
+        raise ModelError(f"ONNX file {path!r} does not exist")
+    try:
+        from onnx2torch import convert
+    except ImportError as e:
+        raise ModelError("onnx: model REFs are converted to PyTorch with onnx2torch; install it with "
+                         "`pip install onnx2torch`") from e
+    try:  # pragma: no cover - optional dependency
+        return Classifier(convert(path))
+    except Exception as e:  # pragma: no cover
+        raise ModelError(f"converting {path} from ONNX failed: {type(e).__name__}: {e}") from e
 
 
 # ------------------------------------------------------------------ factories

@@ -22,6 +22,7 @@ METHODS = ("standard", "pgd-at", "trades", "fast-at", "mart", "gaussian")
 SCHEDULES = ("constant", "piecewise", "cyclic", "cosine")
 OPTIMIZERS = ("sgd", "adam")
 KEEP = ("best", "last")
+RECIPE_META = ("name", "description")
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,15 @@ class TrainConfig:
             except tomllib.TOMLDecodeError as e:
                 raise ConfigError(f"training config {str(path)!r} is not valid TOML: {e}") from None
             data = data.get("train", data)
-            data = {k: v for k, v in data.items() if k not in ("name", "description")}
+            data = {k: v for k, v in data.items() if k not in RECIPE_META}
             base = base.replace(**data)
         return base.replace(**overrides)
+
+
+def recipe_meta(path: str | Path | None) -> dict:
+    """The descriptive keys of a recipe file (``name``, ``description``), not part of the config."""
+    if path is None:
+        return {}
+    with open(path, "rb") as fh:
+        data = tomllib.load(fh)
+    return {k: data[k] for k in RECIPE_META if k in data}

@@ -43,8 +43,8 @@ def save_model(path: str | Path, net: nn.Module, *, arch: str, arch_kwargs: dict
         mean = mean if mean is not None else net.mean
         std = std if std is not None else net.std
         net = net.net
-    if len(tuple(input_shape)) != 3:
-        raise ModelError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
+    if input_shape is None or len(tuple(input_shape)) != 3:
+        raise ModelError(f"input_shape must be (C, H, W), got {input_shape!r}")
     path = Path(path)
     meta: dict[str, Any] = {
         "format": FORMAT, "arch": arch, "arch_kwargs": dict(arch_kwargs or {}), "recipe": dict(recipe or {}),

@@ -73,7 +73,7 @@ def list_zoo(directory: Path | None = None) -> list[ZooEntry]:
         if name in files:
             entries.append(_entry_from_file(name, files[name]))
         else:
-            entries.append(ZooEntry(name, planned.arch, planned.data, planned.description))
+            entries.append(ZooEntry(name, planned.arch, planned.data, planned.description + " (not yet trained)"))
     entries += [_entry_from_file(n, p) for n, p in files.items() if n not in CATALOGUE]
     return entries
 

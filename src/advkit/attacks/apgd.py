@@ -1,0 +1,232 @@
+"""APGD: Auto-PGD, a step-size-free PGD with momentum (and APGD-T, its targeted-DLR variant).
+
+Croce & Hein (2020), "Reliable evaluation of adversarial robustness with an ensemble of diverse
+parameter-free attacks", Algorithm 1; L1 from Croce & Hein (2021), "Mind the box: l1-APGD for
+sparse adversarial attacks on image classifiers".  Symbols → code:
+
+* N_iter → ``steps``; η^(k) → ``step`` (per sample, η^(0) = 2ε for L∞/L2, ε for L1);
+* α = 0.75 → ``MOMENTUM`` (the first step uses α = 1, i.e. no momentum);
+* z^(k+1) = P_S(x^(k) + η·s(∇f)), x^(k+1) = P_S(x^(k) + α(z^(k+1) − x^(k)) + (1 − α)(x^(k) − x^(k−1)));
+* checkpoints w_j = ⌈p_j·N_iter⌉ (``schedules.apgd_checkpoints``); at w_j the step halves when
+  condition 1 (fraction of steps since w_{j−1} that increased f is < ρ, ``rho``) or condition 2
+  (η was not halved at w_{j−1} and f_max did not improve) holds, and the iterate restarts from
+  x_max (the per-sample best point);
+* f → ``loss`` ("ce" or "dlr", :mod:`advkit.losses`); with ``n_targets`` > 0 (APGD-T) the attack
+  runs the targeted DLR loss against each of the top-``n_targets`` non-true classes of the clean
+  logits in turn, only on points that are still robust (success = misclassification).
+
+L1 ("Mind the box"): the step moves the top-k |∇f| coordinates (k adapted to the sparsity of
+x_max, starting at 20% of the coordinates) by η/k each, there is no momentum, P_S is the exact
+projection onto the L1 ball ∩ box, and every 4% of the iterations the step is reset to ε when the
+sparsity of x_max dropped by ≥5% (restarting from x_max), else divided by 1.5 (≥ ε/10).
+
+Random start (as the official code): L∞ ε·u/‖u‖∞ with u ~ U[−1,1]^d, L2 ε·g/‖g‖₂ with g Gaussian,
+L1 the projection of x + g onto the L1 ball ∩ box.  Samples leave the working batch as soon as they
+are misclassified (per-sample early stop), which changes no other sample's trajectory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import geometry, losses
+from ..errors import ConfigError
+from .base import BudgetedAttack
+from .pgd import check_gradient_config, validate_eot
+from .schedules import apgd_checkpoints, apgd_l1_checkpoints
+
+MOMENTUM = 0.75
+
+
+def project_l1_box(delta: torch.Tensor, x: torch.Tensor, eps: float, bounds, iters: int = 40) -> torch.Tensor:
+    """Euclidean projection of ``delta`` onto {‖δ‖₁ ≤ ε} ∩ {lo ≤ x + δ ≤ hi} (bisection on the threshold)."""
+    lo, hi = (bounds[0] - x).flatten(1), (bounds[1] - x).flatten(1)
+    v = torch.maximum(torch.minimum(delta.flatten(1), hi), lo)
+    cap = torch.where(v >= 0, hi, -lo)
+    a = v.abs()
+    inside = a.sum(1) <= eps
+    t_lo, t_hi = torch.zeros_like(a[:, 0]), a.amax(1)
+    for _ in range(iters):
+        mid = (t_lo + t_hi) / 2
+        over = (a - mid[:, None]).clamp_min(0).minimum(cap).sum(1) > eps
+        t_lo, t_hi = torch.where(over, mid, t_lo), torch.where(over, t_hi, mid)
+    shrunk = v.sign() * (a - t_hi[:, None]).clamp_min(0).minimum(cap)
+    return torch.where(inside[:, None], v, shrunk).view_as(delta)
+
+
+class _State:
+    """Per-sample tensors of one run over the shrinking working batch; ``idx`` maps to the caller."""
+
+    def __init__(self, **tensors):
+        self.__dict__.update(tensors)
+
+    def keep(self, mask: torch.Tensor) -> None:
+        for k, v in list(self.__dict__.items()):
+            if isinstance(v, torch.Tensor) and v.dim() and len(v) == len(mask):
+                setattr(self, k, v[mask])
+
+
+@dataclass(frozen=True)
+class APGD(BudgetedAttack):
+    loss: str = "ce"
+    n_targets: int = 0
+    steps: int = 100
+    restarts: int = 1
+    rho: float = 0.75
+    eot: int = 1
+
+    def __post_init__(self):
+        super().__post_init__()
+        for key in ("steps", "restarts"):
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"{key} must be an integer >= 1, got {v!r}")
+        if not isinstance(self.n_targets, int) or self.n_targets < 0:
+            raise ConfigError(f"n_targets must be an integer >= 0, got {self.n_targets!r}")
+        if not 0 < self.rho <= 1:
+            raise ConfigError(f"rho must lie in (0, 1], got {self.rho!r}")
+        losses.get(self.loss)
+        validate_eot(self.eot)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"apgd-t-{self.loss}".replace("-dlr", "") if self.n_targets else f"apgd-{self.loss}"
+
+    def _validate(self, num_classes, targets) -> None:
+        if self.n_targets and targets is not None:
+            raise ConfigError(f"{self.name}: n_targets={self.n_targets} picks its own targets; got explicit targets too")
+        if self.n_targets >= num_classes:
+            raise ConfigError(f"{self.name}: n_targets must be < the number of classes ({num_classes}), "
+                              f"got {self.n_targets}")
+        targeted = targets is not None or self.n_targets > 0  # APGD-T uses the targeted loss
+        check_gradient_config(self, self.loss, num_classes, True if targeted else None)
+
+    # ------------------------------------------------------------------ outer loops
+    def _run(self, oracle, x, y, targets, generator):
+        bounds = getattr(oracle.model, "bounds", (0.0, 1.0))
+        out, found = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        if not self.n_targets:
+            self._restarts(oracle, x, y, targets, targets, generator, bounds, out, found)
+            return out
+        z0 = oracle.logits(x).scatter(1, y.view(-1, 1), float("-inf"))
+        ranked = z0.argsort(1, descending=True)[:, : self.n_targets]
+        for k in range(self.n_targets):
+            self._restarts(oracle, x, y, ranked[:, k], None, generator, bounds, out, found)
+        return out
+
+    def _restarts(self, oracle, x, y, t_loss, goal, gen, bounds, out, found) -> None:
+        """Run ``restarts`` times on the not-yet-broken samples; write successes into ``out``/``found``."""
+        for _ in range(self.restarts):
+            todo = (~found).nonzero().flatten()
+            if not len(todo):
+                return
+            sel = lambda t: None if t is None else t[todo]  # noqa: E731
+            adv, ok = self._single_run(oracle, x[todo], y[todo], sel(t_loss), sel(goal), gen, bounds)
+            out[todo[ok]] = adv[ok]
+            found[todo[ok]] = True
+
+    # ------------------------------------------------------------------ one run
+    def _start(self, x, gen, bounds):
+        if self.norm == "linf":
+            u = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) * 2 - 1
+            delta = u / u.flatten(1).abs().amax(1).clamp_min(1e-12).view(-1, 1, 1, 1) * self.eps
+        elif self.norm == "l2":
+            g = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+            delta = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1) * self.eps
+        else:
+            g = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+            return x + project_l1_box(g, x, self.eps, bounds)
+        return (x + delta).clamp(*bounds)
+
+    def _project(self, x_new, x, bounds):
+        if self.norm == "l1":
+            return x + project_l1_box(x_new - x, x, self.eps, bounds)
+        return self.threat.project(x_new, x, bounds)
+
+    def _single_run(self, oracle, x, y, t_loss, goal, gen, bounds):
+        """One APGD run; returns (points, success) for the given samples."""
+        n = len(x)
+        out, ok = x.clone(), torch.zeros(n, dtype=torch.bool, device=x.device)
+        loss_fn = losses.get(self.loss)
+        x_adv = self._start(x, gen, bounds)
+        full = lambda t: torch.zeros(n, dtype=torch.long, device=x.device) if t is None else t  # noqa: E731
+        s = _State(idx=torch.arange(n, device=x.device), x=x, y=y, t=full(t_loss), goal=full(goal), x_adv=x_adv)
+        has_t, has_goal = t_loss is not None, goal is not None
+
+        def evaluate(st):
+            l, g, z = oracle.value_and_grad(st.x_adv, lambda zz: loss_fn(zz, st.y, st.t if has_t else None))
+            done = self._is_success(z, st.y, st.goal if has_goal else None)
+            out[st.idx[done]] = st.x_adv[done]
+            ok[st.idx[done]] = True
+            return l, g, done
+
+        l, g, done = evaluate(s)
+        one = torch.ones(n, device=x.device, dtype=x.dtype)
+        step0 = (2.0 if self.norm != "l1" else 1.0) * self.eps
+        s.__dict__.update(g=g, l=l, x_best=s.x_adv.clone(), l_best=l.clone(), g_best=g.clone(), x_prev=s.x_adv.clone(),
+                          step=one * step0, l_prev=l.clone(), n_inc=torch.zeros_like(l), l_best_cp=l.clone(),
+                          reduced=torch.ones(n, dtype=torch.bool, device=x.device),
+                          topk=one * 0.2, sp_old=one * x[0].numel())
+        s.keep(~done)
+        self._iterate(s, evaluate, bounds)
+        return out, ok
+
+    def _iterate(self, s, evaluate, bounds) -> None:
+        cps = set(apgd_l1_checkpoints(self.steps) if self.norm == "l1" else apgd_checkpoints(self.steps))
+        last_cp = 0
+        for i in range(self.steps):
+            if not len(s.idx):
+                return
+            x_new = self._step(s, bounds, first=(i == 0))
+            s.x_prev, s.x_adv = s.x_adv, x_new
+            l, g, done = evaluate(s)
+            s.n_inc += (l > s.l_prev).to(l.dtype)
+            s.l_prev, s.g = l, g
+            better = l > s.l_best
+            s.x_best[better], s.g_best[better], s.l_best[better] = s.x_adv[better], g[better], l[better]
+            if i + 1 in cps:
+                self._checkpoint(s, i + 1 - last_cp)
+                last_cp = i + 1
+            if done.any():
+                s.keep(~done)
+
+    def _step(self, s, bounds, first: bool):
+        if self.norm == "l1":
+            return self._project(s.x_adv + s.step.view(-1, 1, 1, 1) * self._l1_direction(s), s.x, bounds)
+        d = geometry.steepest_ascent(s.g, self.norm)
+        z = self._project(s.x_adv + s.step.view(-1, 1, 1, 1) * d, s.x, bounds)
+        if first:
+            return z
+        a = MOMENTUM
+        return self._project(s.x_adv + a * (z - s.x_adv) + (1 - a) * (s.x_adv - s.x_prev), s.x, bounds)
+
+    @staticmethod
+    def _l1_direction(s):
+        flat = s.g.flatten(1)
+        d = flat.shape[1]
+        k = ((1 - s.topk) * d).clamp(0, d - 1).long()
+        thr = flat.abs().sort(1).values.gather(1, k.view(-1, 1))
+        sgn = flat.sign() * (flat.abs() >= thr)
+        return (sgn / sgn.abs().sum(1, keepdim=True).clamp_min(1e-10)).view_as(s.g)
+
+    def _checkpoint(self, s, since: int) -> None:
+        if self.norm == "l1":
+            return self._checkpoint_l1(s)
+        osc = s.n_inc < self.rho * since
+        no_improve = ~s.reduced & (s.l_best <= s.l_best_cp)
+        halve = osc | no_improve
+        s.step = torch.where(halve, s.step / 2, s.step)
+        s.x_adv[halve], s.g[halve] = s.x_best[halve], s.g_best[halve]
+        s.l_prev = torch.where(halve, s.l_best, s.l_prev)
+        s.reduced, s.l_best_cp, s.n_inc = halve, s.l_best.clone(), torch.zeros_like(s.n_inc)
+
+    def _checkpoint_l1(self, s) -> None:
+        d = s.x[0].numel()
+        sp = ((s.x_best - s.x).flatten(1) != 0).sum(1).to(s.step.dtype)
+        reset = sp / s.sp_old.clamp_min(1) < 0.95
+        s.topk = sp / d / 1.5
+        base = self.eps
+        s.step = torch.where(reset, torch.full_like(s.step, base), s.step / 1.5).clamp(base / 10, base)
+        s.sp_old = sp
+        s.x_adv[reset], s.g[reset] = s.x_best[reset], s.g_best[reset]

@@ -1,0 +1,167 @@
+"""Square Attack: score-based black-box random search with square-shaped updates.
+
+Andriushchenko, Croce, Flammarion & Hein (2020), "Square Attack: a query-efficient black-box
+adversarial attack via random search", Algorithms 1–3.  Only ``oracle.logits`` is used.  Symbols:
+
+* N → ``n_queries`` (total forward passes per sample, the initial point included);
+* p → ``schedules.square_p`` (p_init = ``p_init``, halved at iterations 10, 50, …, 8000 of the
+  10,000-iteration schedule, rescaled to ``n_queries`` when ``rescale_schedule``; AutoAttack's
+  official preset does not rescale), side h = max(round(√(p·n_features/c)), 1) (odd and ≥ 3 for L2);
+* L → untargeted margin z_y − max_{i≠y} z_i; targeted: cross-entropy of the target, as in the paper
+  (a sample stops once its target logit is the largest);
+* L∞ init: vertical stripes x ± ε (one random sign per column and channel); update: a random
+  h×h window set to x ± ε with a random sign per channel (flipped if it would not change the point);
+* L2 init: a grid of "mountain" bumps η (Alg. 3) with random signs, rescaled to ‖δ‖₂ = ε; update:
+  window W₁ receives η plus its old normalised content, rescaled to carry the mass of W₁ ∪ W₂ and
+  the unused budget (ε² − ‖δ‖²)/c per channel, W₂ is zeroed, δ is rescaled to ε.
+
+Windows are drawn per sample (the official code shares one window across the batch).  A candidate
+replaces the current point when it lowers L (or is already adversarial); successful samples leave
+the working batch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from .. import losses
+from ..errors import ConfigError
+from .base import BudgetedAttack
+from .schedules import square_p
+
+
+def mountain(h1: int, h2: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """η^{(h1,h2)}: Σ_{k ≥ d} 1/(k+1)² at Chebyshev distance d from the centre (⌊h1/2⌋, ⌊h2/2⌋)."""
+    r = (torch.arange(h1, device=device) - h1 // 2).abs().view(-1, 1)
+    c = (torch.arange(h2, device=device) - h2 // 2).abs().view(1, -1)
+    dist = torch.maximum(r, c)
+    k = max(h1 // 2 + 1, h2 // 2 + 1)
+    w = 1.0 / (torch.arange(k, device=device, dtype=dtype) + 1) ** 2
+    tail = w.flip(0).cumsum(0).flip(0)  # tail[d] = Σ_{k≥d} w_k
+    return tail[dist]
+
+
+def bump(s: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """The L2 update pattern: [η^{(⌊s/2⌋,s)}; −η^{(s−⌊s/2⌋,s)}], unit L2 norm."""
+    top, bot = mountain(s // 2, s, device, dtype), mountain(s - s // 2, s, device, dtype)
+    eta = torch.cat([top, -bot], 0)
+    return eta / eta.norm().clamp_min(1e-12)
+
+
+def _windows(n: int, s: int, h: int, w: int, gen, device) -> torch.Tensor:
+    """(n,1,h,w) boolean masks of one random s×s window per sample."""
+    vh = torch.randint(0, h - s + 1, (n, 1, 1, 1), generator=gen, device=device)
+    vw = torch.randint(0, w - s + 1, (n, 1, 1, 1), generator=gen, device=device)
+    rows = torch.arange(h, device=device).view(1, 1, h, 1)
+    cols = torch.arange(w, device=device).view(1, 1, 1, w)
+    return (rows >= vh) & (rows < vh + s) & (cols >= vw) & (cols < vw + s)
+
+
+def _signs(shape, gen, device, dtype) -> torch.Tensor:
+    return torch.randint(0, 2, shape, generator=gen, device=device).to(dtype) * 2 - 1
+
+
+@dataclass(frozen=True)
+class Square(BudgetedAttack):
+    name: ClassVar[str] = "square"
+    uses_gradients: ClassVar[bool] = False
+    n_queries: int = 5000
+    p_init: float = 0.8
+    rescale_schedule: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.n_queries, int) or isinstance(self.n_queries, bool) or self.n_queries < 1:
+            raise ConfigError(f"n_queries must be an integer >= 1, got {self.n_queries!r}")
+        if not 0 < self.p_init <= 1:
+            raise ConfigError(f"p_init must lie in (0, 1], got {self.p_init!r}")
+        if self.norm not in ("linf", "l2"):
+            raise ConfigError(f"square supports the linf and l2 threat models, got {self.norm!r}")
+
+    def _scores(self, oracle, x, y, t):
+        """(margin: > 0 means success, loss to minimise)."""
+        z = oracle.logits(x)
+        m = losses.margin(z, y, t)
+        loss = -m if t is None else F.cross_entropy(z, t, reduction="none")
+        return m, loss
+
+    def _run(self, oracle, x, y, targets, generator):
+        bounds = getattr(oracle.model, "bounds", (0.0, 1.0))
+        init = self._init_linf if self.norm == "linf" else self._init_l2
+        x_best = init(x, generator, bounds)
+        m, l = self._scores(oracle, x_best, y, targets)
+        active = (m <= 0).nonzero().flatten()
+        step = self._step_linf if self.norm == "linf" else self._step_l2
+        for i in range(self.n_queries - 1):
+            if not len(active):
+                break
+            xa, ya = x[active], y[active]
+            ta = None if targets is None else targets[active]
+            cand = step(xa, x_best[active], self._side(i, x), generator, bounds)
+            m_new, l_new = self._scores(oracle, cand, ya, ta)
+            take = (l_new < l[active]) | (m_new > 0)
+            sel = active[take]
+            x_best[sel], l[sel], m[sel] = cand[take], l_new[take], m_new[take]
+            active = active[m[active] <= 0]
+        return x_best
+
+    def _side(self, i: int, x) -> int:
+        c, h, w = x.shape[1:]
+        p = square_p(i, self.p_init, self.n_queries, self.rescale_schedule)
+        s = max(int(round(math.sqrt(p * h * w))), 1)
+        if self.norm == "l2":
+            s = max(s, 3)
+            s += 1 - s % 2
+        return min(s, h, w)
+
+    # ------------------------------------------------------------------ L∞
+    def _init_linf(self, x, gen, bounds):
+        n, c, _, w = x.shape
+        return (x + self.eps * _signs((n, c, 1, w), gen, x.device, x.dtype)).clamp(*bounds)
+
+    def _step_linf(self, x, x_best, s, gen, bounds):
+        n, c, h, w = x.shape
+        win = _windows(n, s, h, w, gen, x.device)
+        sign = _signs((n, c, 1, 1), gen, x.device, x.dtype)
+        cand = torch.where(win, (x + self.eps * sign).clamp(*bounds), x_best)
+        same = (cand == x_best).flatten(1).all(1).view(-1, 1, 1, 1)
+        flipped = torch.where(win, (x - self.eps * sign).clamp(*bounds), x_best)
+        return torch.where(same, flipped, cand)
+
+    # ------------------------------------------------------------------ L2
+    def _init_l2(self, x, gen, bounds):
+        n, c, h, w = x.shape
+        s = max(h // 5, 1)
+        start = (h - s * 5) // 2 if h >= 5 else 0
+        delta = torch.zeros_like(x)
+        eta = bump(s, x.device, x.dtype)
+        for i in range(start, h - s + 1, s):
+            for j in range(start, w - s + 1, s):
+                sign = _signs((n, c, 1, 1), gen, x.device, x.dtype)
+                delta[:, :, i:i + s, j:j + s] += eta * sign
+        return self._rescaled(x, delta, bounds)
+
+    def _rescaled(self, x, delta, bounds):
+        norm = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        return (x + delta / norm * self.eps).clamp(*bounds)
+
+    def _step_l2(self, x, x_best, s, gen, bounds):
+        n, c, h, w = x.shape
+        delta = x_best - x
+        w1, w2 = _windows(n, s, h, w, gen, x.device), _windows(n, s, h, w, gen, x.device)
+        win1 = delta[w1.expand_as(delta)].view(n, c, s, s)
+        norm_w1 = win1.pow(2).sum((-2, -1), keepdim=True).sqrt()
+        norm_union = (delta * (w1 | w2)).pow(2).sum((-2, -1), keepdim=True).sqrt()
+        unused = (self.eps ** 2 - delta.flatten(1).pow(2).sum(1)).clamp_min(0).view(-1, 1, 1, 1)
+        eta = bump(s, x.device, x.dtype)
+        if torch.rand(1, generator=gen, device=x.device).item() > 0.5:
+            eta = eta.T
+        new = eta * _signs((n, c, 1, 1), gen, x.device, x.dtype) + win1 / (norm_w1 + 1e-12)
+        new = new / new.pow(2).sum((-2, -1), keepdim=True).sqrt().clamp_min(1e-12)
+        new = new * (unused / c + norm_union ** 2).sqrt()
+        delta = delta.masked_fill(w2, 0.0).masked_scatter(w1.expand_as(delta), new)
+        return self._rescaled(x, delta, bounds)

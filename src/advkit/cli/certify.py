@@ -1,0 +1,233 @@
+"""``advkit certify``: randomized-smoothing certification of a model on a data set.
+
+Writes ``OUT/samples.csv`` (one row per image, appended and fsync'ed as images finish, so a killed run
+resumes where it stopped), ``OUT/certify.json`` (the summary), ``OUT/certified_accuracy.png`` and
+``OUT/config.json`` (the settings a resumed run must match).  Under ``torchrun`` each rank certifies
+its share (``advkit.distributed.shard_indices``) into ``OUT/parts/rank<R>.csv``; rank 0 gathers and
+writes the merged files.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from .. import distributed as dist
+from ..errors import ConfigError
+from ..smoothing.stage import DEFAULT_RADII, FIELDS, certify_records, summarize
+
+HEADER = ",".join(FIELDS)
+_INT_FIELDS = ("index", "label", "prediction", "correct", "samples")
+_RESUME_KEYS = ("model", "data", "split", "sigma", "n0", "n", "alpha", "seed", "mode")
+
+
+def parse_radii(text: str) -> tuple[float, ...]:
+    try:
+        radii = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ConfigError(f"--radii must be comma-separated numbers like 0.25,0.5,1, got {text!r}") from None
+    if not radii or any(r < 0 for r in radii):
+        raise ConfigError(f"--radii needs at least one radius >= 0, got {text!r}")
+    return tuple(sorted(set(radii)))
+
+
+# ------------------------------------------------------------------ CSV records (resumable)
+def _format(rec: dict) -> str:
+    return ",".join([*(str(int(rec[f])) for f in ("index", "label", "prediction")), repr(float(rec["radius"])),
+                     str(int(rec["correct"])), str(int(rec["samples"])), f"{float(rec['seconds']):.6f}"])
+
+
+def read_rows(path: Path) -> dict[int, dict]:
+    """Complete rows of a samples CSV by index; a torn last line (killed mid-write) is ignored."""
+    rows: dict[int, dict] = {}
+    if not path.exists():
+        return rows
+    with open(path, newline="") as fh:
+        for line in fh.read().split("\n")[1:]:
+            parts = line.split(",")
+            if len(parts) != len(FIELDS):
+                continue
+            try:
+                rec = {f: (int(v) if f in _INT_FIELDS else float(v)) for f, v in zip(FIELDS, parts)}
+            except ValueError:
+                continue
+            rows[rec["index"]] = rec
+    return rows
+
+
+class RowWriter:
+    """Append rows to a CSV with flush + fsync after each; repairs a torn last line first."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.stat().st_size:
+            data = path.read_bytes()
+            if not data.endswith(b"\n"):
+                with open(path, "r+b") as fh:
+                    fh.truncate(data.rfind(b"\n") + 1)
+        new = not path.exists() or path.stat().st_size == 0
+        self.fh = open(path, "a", newline="")
+        if new:
+            self._write(HEADER)
+
+    def _write(self, line: str) -> None:
+        self.fh.write(line + "\n")
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+
+    def __call__(self, rec: dict) -> None:
+        self._write(_format(rec))
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Atomically replace ``path`` with ``rows`` sorted by index."""
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as fh:
+        fh.write(HEADER + "\n")
+        for rec in sorted(rows, key=lambda r: r["index"]):
+            fh.write(_format(rec) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _prior_rows(out: Path) -> dict[int, dict]:
+    rows = read_rows(out / "samples.csv")
+    for part in sorted((out / "parts").glob("rank*.csv")) if (out / "parts").exists() else []:
+        rows.update(read_rows(part))
+    return rows
+
+
+def _check_config(out: Path, config: dict) -> None:
+    path = out / "config.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        diff = {k: (old.get(k), config[k]) for k in _RESUME_KEYS if old.get(k) != config[k]}
+        if diff:
+            raise ConfigError(f"{out} holds a run with different settings (saved vs now: {diff}); "
+                              "use another --out directory")
+    elif dist.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(config, indent=2))
+
+
+# ------------------------------------------------------------------ outputs
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    if "curve" in summary:
+        ax.step(summary["curve"]["radius"], summary["curve"]["certified_accuracy"], where="post", label="curve")
+    radii = summary["radii"]
+    ax.plot(radii, [summary["certified_accuracy"][f"{r:g}"] for r in radii], "o", label="reported radii")
+    ax.set_xlabel("L2 radius")
+    ax.set_ylabel("certified accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"σ={summary['sigma']:g}, n={summary['n']}, α={summary['alpha']:g} ({summary['mode']})")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _render(summary: dict, out: Path, as_json: bool) -> None:
+    from .render import console, pct, print_json, table
+    if as_json:
+        print_json({k: v for k, v in summary.items() if k not in ("records", "curve")})
+        return
+    rows = [(f"{r:g}", pct(summary["certified_accuracy"][f"{r:g}"])) for r in summary["radii"]]
+    console.print(table(f"Certified accuracy ({summary['count']} images, σ={summary['sigma']:g}, "
+                        f"{summary['mode']})", ["radius", "certified accuracy"], rows))
+    acr = summary["average_radius"]
+    console.print(f"average certified radius {acr:.4f} · abstain {pct(summary['abstain_rate'])} · "
+                  f"{summary['samples_mean']:.0f} samples/image (fixed-n: {summary['samples_fixed']}) · "
+                  f"results in {out}")
+
+
+def _load(model_ref: str, weights, data_ref: str, split: str, device):
+    from ..sources.data import load_data
+    from ..sources.models import load_model
+    return load_model(model_ref, weights=weights, device=device), load_data(data_ref, split)
+
+
+@click.command("certify")
+@click.option("--model", "model_ref", required=True, help="Model REF (zoo:NAME, FILE.safetensors, file.py:factory).")
+@click.option("--weights", default=None, help="Weights file for a factory model REF.")
+@click.option("--data", "data_ref", required=True, help="Data REF (mnist5k, digits, npz:F, ...).")
+@click.option("--split", default="test", show_default=True)
+@click.option("--sigma", type=float, required=True, help="Noise level σ in pixel units.")
+@click.option("--n0", type=int, default=100, show_default=True, help="Selection samples.")
+@click.option("--n", "n", type=int, default=100_000, show_default=True, help="Estimation samples (maximum when sequential).")
+@click.option("--alpha", type=float, default=0.001, show_default=True, help="Failure probability α.")
+@click.option("--radii", default=",".join(f"{r:g}" for r in DEFAULT_RADII), show_default=True)
+@click.option("--sequential", is_flag=True, help="Stop sampling once every radius is decided (same α).")
+@click.option("--n-images", type=int, default=None, help="Certify only the first N images.")
+@click.option("--skip", type=int, default=1, show_default=True, help="Use every SKIP-th image (Cohen et al. used 20).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--batch-size", type=int, default=1000, show_default=True, help="Noisy inputs per forward pass.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the model's).")
+@click.option("--no-progress", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def certify(model_ref, weights, data_ref, split, sigma, n0, n, alpha, radii, sequential, n_images, skip, seed,
+            out, batch_size, device, no_progress, as_json):
+    """Certify L2 robustness by randomized smoothing (Cohen et al. 2019); resumable."""
+    radii = parse_radii(radii)
+    if skip < 1 or (n_images is not None and n_images < 1):
+        raise ConfigError(f"--skip and --n-images must be >= 1, got {skip} and {n_images}")
+    dist.init_from_env()
+    mode = "sequential" if sequential else "fixed"
+    config = {"model": model_ref, "data": data_ref, "split": split, "sigma": sigma, "n0": n0, "n": n,
+              "alpha": alpha, "seed": seed, "mode": mode}
+    _check_config(out, config)
+    dist.barrier()
+    clf, data = _load(model_ref, weights, data_ref, split, device or (str(dist.local_device())
+                                                                     if dist.is_distributed() else None))
+    indices = np.arange(0, len(data), skip)[:n_images]
+    prior = _prior_rows(out)
+    mine = indices[dist.shard_indices(len(indices)).numpy()]
+    todo = np.array([i for i in mine if int(i) not in prior], dtype=np.int64)
+    from .render import progress_bar
+    name = "samples.csv" if not dist.is_distributed() else f"parts/rank{dist.rank()}.csv"
+    writer = RowWriter(out / name)
+    try:
+        with progress_bar(not no_progress and dist.is_main()) as bar:
+            new = certify_records(clf, data.x[todo], data.y[todo], todo.tolist(), sigma=sigma, n0=n0, n=n,
+                                  alpha=alpha, radii=radii, batch_size=batch_size, seed=seed, mode=mode,
+                                  num_classes=data.num_classes, progress=bar, on_record=writer)
+    finally:
+        writer.close()
+    dist.barrier()
+    gathered = dist.gather_records({f: np.asarray([r[f] for r in new]) for f in FIELDS} if new
+                                   else {f: np.zeros(0) for f in FIELDS})
+    if not dist.is_main():
+        return
+    _finish(out, prior, gathered, indices, config, radii, as_json)
+
+
+def _finish(out: Path, prior: dict, gathered: dict, indices, config: dict, radii, as_json: bool) -> None:
+    rows = dict(prior)
+    for j in range(len(gathered["index"])):
+        rec = {f: gathered[f][j].item() for f in FIELDS}
+        rows[int(rec["index"])] = rec
+    write_rows(out / "samples.csv", list(rows.values()))
+    for part in (out / "parts").glob("rank*.csv") if (out / "parts").exists() else []:
+        part.unlink()
+    wanted = set(int(i) for i in indices)
+    recs = [r for i, r in sorted(rows.items()) if i in wanted]
+    summary = summarize(recs, radii=radii, sigma=config["sigma"], n0=config["n0"], n=config["n"],
+                        alpha=config["alpha"], mode=config["mode"])
+    body = {**config, **{k: v for k, v in summary.items() if k != "records"}}
+    (out / "certify.json").write_text(json.dumps(body, indent=2))
+    plot(summary, out / "certified_accuracy.png")
+    _render(summary, out, as_json)

@@ -1,0 +1,135 @@
+"""``advkit evaluate [SPEC.toml] [options]``: the full robustness evaluation of one model.
+
+Parse the spec (file and/or options) → :func:`advkit.evaluation.evaluate` → write the run directory
+(result.json, samples.npz, report.md, report.html) and the history DB → print the summary → exit
+0 (ok), 1 (a gate failed), 2 (usage/config error) or 3 (evaluation aborted by a pre-flight check).
+"""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import click
+
+from . import render
+
+
+@click.command("evaluate")
+@click.argument("spec_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--model", default=None, help="Model REF (zoo:NAME, FILE.safetensors, file.py:factory, ...).")
+@click.option("--weights", default=None, help="Weights for a factory REF (safetensors or torch.load-able).")
+@click.option("--trust-pickle", is_flag=True, default=None, help="Allow pickles that need arbitrary code (unsafe).")
+@click.option("--data", default=None, help="Data REF (mnist5k, digits, fashion-mnist, npz:F, ...).")
+@click.option("--split", default=None, help="Data split (default: test).")
+@click.option("--threat", "threats", multiple=True, help="Threat model, e.g. linf:0.3 or l2:1.5 (repeatable).")
+@click.option("--n", type=int, default=None, help="Number of test samples (default 1000).")
+@click.option("--seed", type=int, default=None, help="Seed of every random choice (default 0).")
+@click.option("--batch-size", type=int, default=None, help="Samples per batch (default 250).")
+@click.option("--out", "output", default=None, help="Run directory (default runs/<timestamp>-<model>).")
+@click.option("--db", default=None, help="History database (default ./advkit.db).")
+@click.option("--resume", is_flag=True, help="Continue the unfinished run of the same spec and model.")
+@click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help="Write gates as JUnit XML.")
+@click.option("--no-autoattack", is_flag=True, help="Skip AutoAttack (robust accuracy becomes an upper bound).")
+@click.option("--json", "as_json", is_flag=True, help="Print result.json to stdout instead of the summary.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.pass_context
+def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, threats, n, seed, batch_size, output, db,
+             resume, junit_file, no_autoattack, as_json, quiet):
+    """Evaluate a model's robustness: clean, FGSM, PGD, AutoAttack, curve, per class, checks, gates.
+
+    With no arguments it evaluates the built-in default model (zoo:mnist5k-standard) on mnist5k.
+    """
+    from ..evaluation import EvaluationSpec, evaluate as run_evaluation, load_spec, with_options
+    from ..results import Store, write_run_dir
+    from ..results.junit import write_junit
+
+    spec = load_spec(spec_file) if spec_file else EvaluationSpec()
+    spec = with_options(spec, model=model, weights=weights, trust_pickle=trust_pickle, data=data, split=split,
+                        threats=threats, n=n, seed=seed, batch_size=batch_size, output=output, db=db,
+                        no_autoattack=no_autoattack)
+    out_dir = Path(spec.output or default_output(spec.model))
+    store = Store(spec.db) if spec.db else None
+    started = time.perf_counter()
+    try:
+        with render.progress_bar(enabled=not (quiet or as_json)) as progress:
+            res = run_evaluation(spec, progress=progress, store=store, resume=resume)
+    finally:
+        if store is not None:
+            store.close()
+    res.result["output"] = str(out_dir)
+    res.result["wall_seconds"] = time.perf_counter() - started
+    write_run_dir(out_dir, res.result, res.samples)
+    _write_reports(out_dir, res.result, res.samples)
+    if junit_file:
+        write_junit(junit_file, res.result["gates"], run=str(res.run_id))
+    if as_json:
+        render.print_json(res.result)
+    else:
+        print_summary(res.result, out_dir)
+    if not res.passed:
+        ctx.exit(1)
+
+
+def default_output(model_ref: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", model_ref.split(":")[-1].split("/")[-1]).strip("-") or "model"
+    return f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+
+
+def _write_reports(out_dir: Path, result: dict, samples: dict) -> None:
+    try:
+        from ..report.markdown import render_markdown
+        md = render_markdown(result)
+    except ImportError:
+        md = _fallback_markdown(result)
+    (out_dir / "report.md").write_text(md)
+    try:
+        from ..report.html import render_html
+    except ImportError:
+        return
+    render_html(result, samples, out_dir / "report.html")
+
+
+def _fallback_markdown(result: dict) -> str:
+    lines = [f"# advkit evaluation: {result['model']} on {result['data']} (n={result['n']})", "",
+             f"- clean accuracy: {render.pct(result['clean']['accuracy'])}"]
+    lines += [f"- robust accuracy {t}: {render.pct(v)}" for t, v in result["robust_accuracy"].items()]
+    lines += [f"- **{f['severity']}** `{f['code']}`: {f['message']}" for f in result["findings"]]
+    return "\n".join(lines) + "\n"
+
+
+def _acc_cell(entry: dict | None) -> tuple[str, str]:
+    if not entry:
+        return "—", ""
+    acc = entry.get("robust_accuracy", entry.get("accuracy"))
+    lo, hi = entry.get("ci") or (None, None)
+    return render.pct(acc), (f"{render.pct(lo)} – {render.pct(hi)}" if lo is not None else "")
+
+
+def summary_rows(result: dict) -> list[tuple]:
+    rows = [("clean", "", *_acc_cell(result["clean"]), "")]
+    for threat, t in result["threats"].items():
+        for name in ("fgsm", "pgd", "autoattack"):
+            a = t["attacks"].get(name)
+            if a:
+                label = name + (" (cascade)" if a.get("cascade") else "")
+                rows.append((label, threat, *_acc_cell(a), f"{a.get('seconds', 0):.1f}s"))
+        bound = " (upper bound)" if t.get("upper_bound") else ""
+        rows.append((f"[bold]worst case{bound}[/bold]", threat, *_acc_cell(t), ""))
+    return rows
+
+
+def print_summary(result: dict, out_dir: Path) -> None:
+    con = render.console
+    con.print(render.table(f"{result['model']} on {result['data']} (n={result['n']}, seed={result['seed']})",
+                           ["attack", "threat", "accuracy", "95% CI", "time"], summary_rows(result)))
+    if result["findings"]:
+        con.print(render.table("Findings", ["severity", "code", "message"],
+                               [(f["severity"], f["code"], f["message"]) for f in result["findings"]]))
+    gates = result.get("gates") or {}
+    for item in gates.get("items", []):
+        mark = "[green]PASS[/green]" if item["passed"] else "[red]FAIL[/red]"
+        con.print(f"gate {mark} {item['message']}")
+    if gates.get("message"):
+        con.print(f"[dim]{gates['message']}[/dim]")
+    con.print(f"run {result.get('run_id')} · results in {out_dir}/ (result.json, samples.npz, report.md, report.html)")

@@ -1,0 +1,113 @@
+"""``advkit history list|show|compare|dashboard``: the runs kept in the history database."""
+from __future__ import annotations
+
+import warnings
+
+import click
+
+from ..errors import GateNoiseWarning
+from .report import db_option, load_target, open_store, write_text
+
+
+@click.group("history")
+def history() -> None:
+    """Runs kept in the history database (--db): list, show, compare, dashboard."""
+
+
+def _threat_columns(runs: list[dict]) -> list[str]:
+    return list(dict.fromkeys(t for r in runs for t in (r.get("robust_accuracy") or {})))
+
+
+@history.command("list")
+@click.option("--model", default=None, help="Only runs of this model name.")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@db_option
+def list_runs(model: str | None, limit: int, as_json: bool, db: str) -> None:
+    """List the newest runs: id, date, model, status, clean and robust accuracy."""
+    from .render import console, pct, print_json, table
+
+    with open_store(db) as store:
+        runs = store.list_runs(model=model, limit=limit)
+    if as_json:
+        print_json(runs)
+        return
+    ts = _threat_columns(runs)
+    rows = [[r["run_id"], str(r.get("created") or "")[:19], r.get("model"), str(r.get("model_hash") or "")[:8],
+             r.get("status"), pct(r.get("clean_accuracy"))] + [pct((r.get("robust_accuracy") or {}).get(t))
+                                                                for t in ts] for r in runs]
+    console.print(table(f"runs in {db}", ["run", "created", "model", "hash", "status", "clean", *ts], rows))
+
+
+@history.command("show")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result.json.")
+@db_option
+def show(run: str, as_json: bool, db: str) -> None:
+    """Show one run (an id or 'latest'; a RESULT.json or RUN_DIR works too)."""
+    from rich.markdown import Markdown
+
+    from ..report.markdown import render_markdown
+    from .render import console, print_json
+
+    loaded = load_target(run, db)
+    if as_json:
+        print_json(loaded.result)
+    else:
+        console.print(Markdown(render_markdown(loaded.result)))
+
+
+def comparison_rows(a: dict, b: dict) -> list[tuple[str, float | None, float | None]]:
+    """``(metric, value in a, value in b)`` for clean accuracy, each shared threat and its attacks."""
+    from ..report import attack_table, clean_accuracy, threats
+
+    rows = [("clean_accuracy", clean_accuracy(a), clean_accuracy(b))]
+    ta, tb = threats(a), threats(b)
+    for t in [t for t in ta if t in tb]:
+        rows.append((f"robust_accuracy[{t}]", ta[t].get("robust_accuracy"), tb[t].get("robust_accuracy")))
+        atts_b = dict(attack_table(tb[t]))
+        for name, att in attack_table(ta[t]):
+            if name in atts_b:
+                rows.append((f"  {name}[{t}]", att.get("robust_accuracy"), atts_b[name].get("robust_accuracy")))
+    return rows
+
+
+def _delta(va, vb) -> str:
+    return "\u2014" if va is None or vb is None else f"{100 * (vb - va):+.1f}pp"
+
+
+@history.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--max-drop", default="2pp", show_default=True, help="Largest allowed drop from A to B.")
+@db_option
+def compare_runs(run_a: str, run_b: str, max_drop: str, db: str) -> None:
+    """Compare RUN_A (baseline) with RUN_B; exit 1 when B regressed by more than --max-drop."""
+    from ..gates import check_gates
+    from .gate import render_gates
+    from .render import console, pct, table
+
+    a, b = load_target(run_a, db), load_target(run_b, db)
+    rows = [[m, pct(va), pct(vb), _delta(va, vb)] for m, va, vb in comparison_rows(a.result, b.result)]
+    console.print(table(f"A = {a.source}  vs  B = {b.source}", ["metric", "A", "B", "B \u2212 A"], rows))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GateNoiseWarning)
+        report = check_gates(b.result, [], a.result, max_drop=max_drop)
+    render_gates(report)
+    if not report.passed:
+        raise click.exceptions.Exit(1)
+
+
+@history.command("dashboard")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The HTML page to write.")
+@click.option("--model", default=None, help="Only runs of this model name.")
+@db_option
+def dashboard(out: str, model: str | None, db: str) -> None:
+    """Write an HTML dashboard: every model version's clean and robust accuracy over time."""
+    from ..report.html import render_dashboard
+    from .render import err_console
+
+    with open_store(db) as store:
+        page = render_dashboard(store, model=model)
+    write_text(page, out)
+    err_console.print(f"wrote dashboard to {out}")

@@ -1,0 +1,114 @@
+"""``advkit report RUN|RESULT.json|RUN_DIR [--format md|html|json] [--out F]``.
+
+Also holds the loader that ``history``, ``gate`` and ``compare`` share: a target is a run
+directory, a ``result.json`` file, or a run id / ``latest`` in the history database (``--db``).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from ..errors import StoreError
+
+DEFAULT_DB = "advkit.db"
+
+db_option = click.option("--db", default=DEFAULT_DB, show_default=True, envvar="ADVKIT_DB",
+                         type=click.Path(dir_okay=False), help="History database (SQLite).")
+
+
+@dataclass
+class Loaded:
+    """A result dict, its per-sample arrays (may be empty) and where it came from."""
+
+    result: dict
+    samples: dict = field(default_factory=dict)
+    run_id: int | None = None
+    source: str = ""
+
+
+def open_store(db: str):
+    """The history database at ``db``; an error (not a new empty file) when it does not exist."""
+    from ..results.store import Store
+
+    if db != ":memory:" and not Path(db).exists():
+        raise StoreError(f"expected a history database at {db!r} (pass --db), got no such file")
+    return Store(db)
+
+
+def _load_path(path: Path) -> Loaded:
+    from ..results.io import load_run_dir
+
+    if path.is_file() and path.name != "result.json":
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise StoreError(f"expected a result.json file, got {str(path)!r} ({e})") from None
+        return Loaded(result, _samples_near(path.parent), result.get("run_id"), str(path))
+    result, samples = load_run_dir(path)
+    return Loaded(result, samples, result.get("run_id"), str(path))
+
+
+def _samples_near(directory: Path | None) -> dict:
+    import numpy as np
+
+    f = directory / "samples.npz" if directory else None
+    if f is None or not f.is_file():
+        return {}
+    with np.load(f, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def load_target(ref: str, db: str, *, store=None) -> Loaded:
+    """Load ``ref``: a run directory or result file if such a path exists, else a run id in ``db``."""
+    p = Path(ref)
+    if p.exists():
+        return _load_path(p)
+    if store is None:
+        with open_store(db) as own:
+            return load_target(ref, db, store=own)
+    run_id = store.resolve(ref)
+    result = store.load_result(run_id)
+    result.setdefault("run_id", run_id)
+    out = (result.get("spec") or {}).get("output") if isinstance(result.get("spec"), dict) else None
+    return Loaded(result, _samples_near(Path(out)) if out else {}, run_id, f"run {run_id} in {db}")
+
+
+def write_text(text: str, out: str | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(out).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise StoreError(f"cannot write {out!r}: {e.strerror}") from None
+
+
+@click.command("report")
+@click.argument("target")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default=None,
+              help="Output format (default: from --out's extension, else md).")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
+@db_option
+def report(target: str, fmt: str | None, out: str | None, db: str) -> None:
+    """Render the report of TARGET: a run id or 'latest' in --db, a RESULT.json or a RUN_DIR."""
+    from ..report.html import render_html
+    from ..report.markdown import render_markdown
+    from ..results.io import dumps
+    from .render import err_console
+
+    loaded = load_target(target, db)
+    if fmt is None:
+        fmt = {".html": "html", ".htm": "html", ".json": "json"}.get(Path(out).suffix.lower(), "md") if out else "md"
+    if fmt == "html":
+        text = render_html(loaded.result, loaded.samples)
+    elif fmt == "json":
+        text = dumps(loaded.result) + "\n"
+    else:
+        text = render_markdown(loaded.result)
+    write_text(text, out)
+    if out:
+        err_console.print(f"wrote {fmt} report of {loaded.source} to {out}")

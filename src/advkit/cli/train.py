@@ -1,0 +1,117 @@
+"""``advkit train``: train a classifier with a robust (or standard) objective and save a model file.
+
+Options override the fields of an optional recipe file (``recipes/*.toml``).  Under
+``torchrun --nproc_per_node N advkit train ...`` the same command trains with DistributedDataParallel.
+"""
+from __future__ import annotations
+
+import click
+
+from ..errors import ConfigError
+from . import render
+
+_OVERRIDES = [
+    ("--arch", str, "Architecture (smallcnn, lenet, preact-resnet18, wrn-28-10)."),
+    ("--data", str, "Data REF; its train split is used (mnist5k, digits, fashion-mnist[:ROOT], ...)."),
+    ("--method", click.Choice(["standard", "pgd-at", "trades", "fast-at", "mart", "gaussian"]), "Training objective."),
+    ("--eps", str, "Perturbation budget for adversarial methods (0.3 or 8/255)."),
+    ("--norm", click.Choice(["linf", "l2"]), "Threat norm of the adversarial methods."),
+    ("--steps", int, "Inner-maximisation steps (PGD-AT, TRADES, MART)."),
+    ("--step-size", float, "Inner step size (default: 2.5·eps/steps; Fast-AT: 1.25·eps)."),
+    ("--beta", float, "TRADES β / MART λ."),
+    ("--sigma", float, "Gaussian noise σ in pixel units (method gaussian)."),
+    ("--warmup-epochs", float, "Ramp ε linearly from 0 over this many epochs."),
+    ("--epochs", int, "Number of epochs."),
+    ("--batch-size", int, "Global batch size (DDP ranks split it)."),
+    ("--optimizer", click.Choice(["sgd", "adam"]), "Optimizer."),
+    ("--lr", float, "Base learning rate."),
+    ("--weight-decay", float, "Weight decay."),
+    ("--schedule", click.Choice(["constant", "piecewise", "cyclic", "cosine"]), "Learning-rate schedule."),
+    ("--seed", int, "Seed of the run (initialisation, data order, attack noise)."),
+    ("--val-size", int, "Train images held out for per-epoch validation."),
+    ("--train-subset", int, "Train on a fixed random subset of this many images (0 = all)."),
+    ("--augment-shift", int, "Random translations of up to this many pixels."),
+    ("--keep", click.Choice(["best", "last"]), "Keep the best (robust validation) or the last epoch."),
+]
+
+
+def _options(fn):
+    for flag, typ, help_ in reversed(_OVERRIDES):
+        fn = click.option(flag, type=typ, default=None, help=help_)(fn)
+    return fn
+
+
+@click.command("train")
+@click.argument("config_file", required=False, type=click.Path(dir_okay=False))
+@_options
+@click.option("--arch-kwarg", "arch_kwarg", multiple=True, metavar="KEY=VALUE",
+              help="Architecture option (repeatable), e.g. padding=1 for 8×8 digits.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the model here (.safetensors).")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None, help="Checkpoint every epoch here.")
+@click.option("--resume", is_flag=True, help="Continue the run checkpointed in --checkpoint-dir.")
+@click.option("--name", default=None, help="Model name recorded in the file (default: the file name).")
+@click.option("--description", default="", help="Description recorded in the file.")
+@click.option("--device", default=None, help="Device (cpu, cuda, cuda:1); default: CPU, or the rank's GPU under torchrun.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def train(config_file, arch_kwarg, out, checkpoint_dir, resume, name, description, device, no_progress, as_json, **overrides):
+    """Train ARCH on DATA with METHOD (standard, pgd-at, trades, fast-at, mart, gaussian)."""
+    from .. import distributed
+    from ..threat import parse_eps
+    from ..training.config import TrainConfig, recipe_meta
+    from ..training.run import train_from_config
+
+    if overrides.get("eps") is not None:
+        overrides["eps"] = parse_eps(overrides["eps"])
+    config = TrainConfig.from_toml(config_file, **overrides)
+    meta = recipe_meta(config_file)
+    name, description = name or meta.get("name"), description or meta.get("description", "")
+    if arch_kwarg:
+        config = config.replace(arch_kwargs={**config.arch_kwargs, **_parse_kwargs(arch_kwarg)})
+    if out is not None and not str(out).endswith(".safetensors"):
+        raise ConfigError(f"--out must name a .safetensors file, got {out!r}")
+    if resume and checkpoint_dir is None:
+        raise ConfigError("--resume needs --checkpoint-dir (where the run was checkpointed)")
+    distributed.init_from_env()
+    quiet = as_json or not distributed.is_main()
+    rows: list[dict] = []
+    with render.progress_bar(enabled=not (no_progress or quiet)) as bar:
+        result = train_from_config(config, out=out, checkpoint_dir=checkpoint_dir, resume=resume, progress=bar,
+                                   on_epoch=(lambda r: rows.append(r) or _epoch_line(r, quiet)), name=name,
+                                   description=description, device=device)
+    if not distributed.is_main():
+        return
+    payload = {"config": config.to_dict(), "metrics": result.metrics, "history": result.fit.history,
+               "out": str(result.out) if result.out else None, "seconds": result.seconds}
+    if as_json:
+        render.print_json(payload)
+        return
+    render.console.print(render.table("Result", ["metric", "value"], sorted(result.metrics.items())))
+    if result.out:
+        render.console.print(f"model written to [bold]{result.out}[/bold] (use it as --model {result.out})")
+
+
+def _epoch_line(r: dict, quiet: bool) -> None:
+    if quiet:
+        return
+    parts = [f"epoch {r['epoch']}", f"loss {r['loss']:.4f}"]
+    for key, label in (("train_clean_accuracy", "train clean"), ("train_perturbed_accuracy", "train pert."),
+                       ("val_clean_accuracy", "val clean"), ("val_robust_accuracy", "val robust")):
+        if r.get(key) is not None:
+            parts.append(f"{label} {render.pct(r[key])}")
+    parts.append(f"eps {r['eps']:.3g} lr {r['lr']:.3g} {r['seconds']:.1f}s")
+    render.err_console.print(" · ".join(parts))
+
+
+def _parse_kwargs(items) -> dict:
+    import json
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--arch-kwarg expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out

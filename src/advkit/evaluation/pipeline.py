@@ -1,0 +1,123 @@
+"""``evaluate(spec)``: model → a trustworthy robustness result, history record and gate verdict.
+
+The protocol follows Carlini et al. (2019), "On evaluating adversarial robustness", and Croce & Hein
+(2020) (AutoAttack): pre-flight checks, clean accuracy, FGSM sanity check, PGD with restarts,
+AutoAttack, a robustness curve, per-class robust accuracy and checks for a flawed evaluation; each
+threat's robust accuracy is the per-sample worst case over every attack run.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import EvaluationAborted
+from ..progress import NULL, ProgressFn
+from . import aggregate, stages
+from .context import Context
+from .run_info import environment, gates_section, load_inputs, model_digest, validate_gates
+from .spec import EvaluationSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluationResult:
+    """The ``result.json`` dict, the per-sample arrays (``samples.npz``) and the history run id."""
+
+    result: dict
+    samples: dict = field(repr=False)
+    run_id: int | None = None
+
+    @property
+    def passed(self) -> bool:
+        return bool((self.result.get("gates") or {}).get("passed", True))
+
+    @property
+    def findings(self) -> list[dict]:
+        return self.result.get("findings", [])
+
+
+def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, resume: bool = False,
+             model=None, data=None) -> EvaluationResult:
+    """Run every stage of ``spec``; ``model``/``data`` (a Classifier / Dataset) bypass the REFs."""
+    validate_gates(spec)
+    clf, ds = load_inputs(spec, model, data)
+    ds = ds.subset(spec.n) if hasattr(ds, "subset") else ds
+    meta = {"model": spec.model if model is None else getattr(clf, "name", spec.model),
+            "model_hash": model_digest(clf), "spec_hash": spec.spec_hash()}
+    run_id = _open_run(store, spec, meta, resume)
+    ctx = Context(spec, clf, ds.x, ds.y, np.arange(len(ds.y)), ds.num_classes, tuple(ds.classes), progress,
+                  store, run_id)
+    try:
+        result = _run_stages(ctx)
+    except EvaluationAborted:
+        if store is not None:
+            store.set_status(run_id, "aborted")
+        raise
+    except BaseException:
+        if store is not None:
+            store.set_status(run_id, "failed")
+        raise
+    result.update(meta, run_id=run_id, data=spec.data, split=spec.split, n=ctx.n, seed=spec.seed,
+                  weights=spec.weights, spec=spec.to_dict(), resumed_batches=ctx.resumed_batches)
+    result["gates"] = gates_section(spec, result, store, meta, run_id)
+    if store is not None:
+        store.finish_run(run_id, result)
+    samples = {**ctx.records, **aggregate.gallery(ctx)}
+    return EvaluationResult(result, samples, run_id)
+
+
+def _run_stages(ctx: Context) -> dict:
+    pre = stages.preflight(ctx)
+    ctx.findings.extend(pre)
+    stages.clean(ctx)
+    threats, infos = {}, {}
+    for threat in ctx.spec.threats:
+        info = infos[str(threat)] = stages.threat_attacks(ctx, threat)
+        cinfo = stages.curve(ctx, threat) if ctx.spec.stages.curve.enabled else None
+        threats[str(threat)] = summary = aggregate.threat_summary(ctx, threat, info, cinfo)
+        aggregate.threat_findings(ctx, threat, summary, info)
+        if ctx.spec.stages.checks.enabled:
+            ctx.findings.extend(stages.unbounded(ctx, threat))
+    if ctx.spec.stages.checks.enabled:
+        ctx.findings.extend(stages.gradients(ctx))
+    aggregate.eot_findings(ctx, infos)
+    certified = stages.certify(ctx)
+    return {"preflight": [f.to_dict() for f in pre], "clean": aggregate.clean_summary(ctx), "threats": threats,
+            "robust_accuracy": {k: t["robust_accuracy"] for k, t in threats.items()},
+            "curve": {k: dict(zip(map(str, t["curve"]["eps"]), t["curve"]["robust_accuracy"]))
+                      for k, t in threats.items() if t["curve"]},
+            "certify": certified, "findings": _unique(ctx.findings), "timings": dict(ctx.timings),
+            "checks": {k: v for k, v in ctx.stats.items() if k.endswith("/unbounded")},
+            "randomized_model": ctx.randomized, **environment()}
+
+
+def _unique(findings) -> list[dict]:
+    seen, out = set(), []
+    for f in findings:
+        key = (f.code, f.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(f.to_dict())
+    return out
+
+
+def _open_run(store, spec: EvaluationSpec, meta: dict, resume: bool) -> int | None:
+    if store is None:
+        return None
+    if resume:
+        run_id = store.find_resumable(meta["spec_hash"], meta["model_hash"])
+        if run_id is not None:
+            store.set_status(run_id, "running")
+            log.info("resuming run %s (%d batches stored)", run_id, store.count_batches(run_id))
+            return run_id
+    env = environment()
+    return store.begin_run(model=meta["model"], model_ref=spec.model, model_hash=meta["model_hash"],
+                           spec_hash=meta["spec_hash"], seed=spec.seed, spec=spec.to_dict(),
+                           versions=env["environment"], git_commit=env["environment"].get("git_commit"))
+
+
+__all__ = ["evaluate", "EvaluationResult", "torch"]

@@ -1,0 +1,242 @@
+"""The stages of an evaluation, in order; each records per-sample results in ``ctx.records``.
+
+1. :func:`preflight` — the model checks (train mode, probability outputs, randomness, NaN outputs) and
+   the input-range check; an error-severity finding raises :class:`EvaluationAborted`.
+2. :func:`clean` — top-1, top-5, confidences.
+3. :func:`threat_attacks` per threat — FGSM (sanity check), PGD × restarts (Madry et al. 2018, via
+   ``BestOf``), then AutoAttack (Croce & Hein 2020) run as its cascade on the still-robust samples:
+   standard = APGD-CE → APGD-T → FAB-T → Square; rand = APGD-CE and APGD-DLR with EOT.  Without Square
+   in the cascade a Square run on the survivors serves the black-box masking check.
+4. :func:`curve` — robust accuracy over a list of ε with a cheaper attack, each ε attacked
+   independently (so that a non-monotone attack shows).
+5. :func:`unbounded` and :func:`gradients` — the attack-failure checks that need the model.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..attacks import registry
+from ..attacks.fgsm import FGSM
+from ..attacks.pgd import PGD
+from ..attacks.restarts import BestOf
+from ..errors import AdvkitError, ConfigError, EvaluationAborted, InputError
+from ..findings import Finding
+from ..results import records as rec
+from ..threat import ThreatModel
+from . import checks
+from .context import Context, subset
+
+GALLERY_PER_BATCH = 4
+
+
+def preflight(ctx: Context) -> list[Finding]:
+    """Model and data checks before any attack; error findings abort the evaluation."""
+    try:
+        ctx.clf.check_inputs(ctx.x, ctx.y)
+    except InputError as e:
+        found = [Finding("input-range", "error", str(e))]
+    else:
+        found = ctx.clf.preflight(ctx.x, warn=False)
+    ctx.randomized = any(f.code == "randomized-model" for f in found)
+    errors = [f for f in found if f.severity == "error"]
+    if errors:
+        fixes = "; ".join(f"{f.message} (fix: {_remedy(f.code)})" for f in errors)
+        raise EvaluationAborted(f"pre-flight check failed: {fixes}", errors)
+    return found
+
+
+def _remedy(code: str) -> str:
+    from ..findings import CATALOGUE
+    info = CATALOGUE.get(code)
+    return info.remedy if info else "see advkit list checks"
+
+
+def clean(ctx: Context) -> dict:
+    def batch(sl, gen):
+        with torch.no_grad(), ctx.clf.inference():
+            z = ctx.clf(ctx.x[sl].to(ctx.clf.device, ctx.clf.dtype)).float().cpu()
+        p = z.softmax(1)
+        y = ctx.y[sl]
+        k = min(5, z.shape[1])
+        top5 = (z.topk(k, 1).indices == y[:, None]).any(1)
+        return {"clean_pred": z.argmax(1), "clean_conf": p.max(1).values, "clean_correct": z.argmax(1) == y,
+                "top5_correct": top5, "_clean_logits_sum": z.sum(0, keepdim=True)}
+    out = ctx.run_batched("clean", batch)
+    ctx.records.update(index=ctx.index, label=ctx.y.numpy())
+    return out
+
+
+# ------------------------------------------------------------------------ attacks
+def attack_stage(ctx: Context, threat: ThreatModel, name: str, attack, todo: np.ndarray,
+                 gallery: bool = True) -> np.ndarray:
+    """Run ``attack`` on the samples in ``todo`` (batch by batch); records ``success``/``pred``/``attacked``."""
+    correct = ctx.mask("clean_correct")
+
+    def batch(sl, gen):
+        size = sl.stop - sl.start
+        success, pred = ~correct[sl].copy(), ctx.records["clean_pred"][sl].copy()
+        conf = ctx.records["clean_conf"][sl].copy()
+        xb, yb, pos = subset(ctx, sl, todo & correct)
+        extra = {"_seconds": [0.0], "_model_calls": [0], "_gradient_calls": [0],
+                 "_adv_index": np.zeros(0, np.int64), "_adv": np.zeros((0, *ctx.x.shape[1:]), np.float32)}
+        if len(pos):
+            r = attack(ctx.clf, xb, yb, generator=gen)
+            success[pos], pred[pos] = r.success.numpy(), r.predictions.numpy()
+            conf[pos] = _confidence(ctx, r.x_adv)
+            hit = pos[r.success.numpy()][:GALLERY_PER_BATCH if gallery else 0]
+            extra.update(_seconds=[r.seconds], _model_calls=[r.model_calls], _gradient_calls=[r.gradient_calls],
+                         _adv_index=hit + sl.start, _adv=r.x_adv[r.success][:len(hit)].numpy())
+        attacked = np.zeros(size, bool)
+        attacked[pos] = True
+        return {rec.key(threat, name, "success"): success, rec.key(threat, name, "pred"): pred,
+                rec.key(threat, name, "conf"): conf, rec.key(threat, name, "attacked"): attacked, **extra}
+    out = ctx.run_batched(f"{threat}/{name}", batch, label=f"{threat} {name}")
+    ctx.stats[f"{threat}/{name}"]["config"] = attack.describe()
+    return out[rec.key(threat, name, "success")]
+
+
+def _confidence(ctx: Context, x_adv: torch.Tensor) -> np.ndarray:
+    with torch.no_grad(), ctx.clf.inference():
+        return ctx.clf(x_adv.to(ctx.clf.device, ctx.clf.dtype)).float().softmax(1).max(1).values.cpu().numpy()
+
+
+def robust_so_far(ctx: Context, threat, names: list[str]) -> np.ndarray:
+    return rec.worst_case(ctx.records, threat, names)[0]
+
+
+def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
+    """FGSM, PGD × restarts, AutoAttack's cascade and the black-box check for one threat."""
+    st, ran, info = ctx.spec.stages, [], {"upper_bound": False, "autoattack": [], "version": "off"}
+    everyone = ctx.mask("clean_correct")
+    fgsm_ok = None
+    if st.fgsm.enabled:
+        attack_stage(ctx, threat, "fgsm", FGSM(threat), everyone)
+        ran.append("fgsm")
+        fgsm_ok = float(robust_so_far(ctx, threat, ["fgsm"]).mean())
+    if st.pgd.enabled:
+        pgd = PGD(threat, steps=st.pgd.steps, step_size=st.pgd.step_size, eot=st.pgd.eot)
+        attack_stage(ctx, threat, "pgd", BestOf(pgd, restarts=st.pgd.restarts), everyone)
+        ran.append("pgd")
+    skip = (st.autoattack.skip_if_fgsm_breaks_all and fgsm_ok is not None
+            and fgsm_ok < st.checks.fgsm_survivors_min)
+    version = _aa_version(ctx)
+    if version != "off" and not skip:
+        info["version"] = version
+        for name, attack in autoattack_components(ctx, threat, version):
+            attack_stage(ctx, threat, name, attack, robust_so_far(ctx, threat, ran))
+            ran.append(name)
+            info["autoattack"].append(name)
+    else:
+        info["upper_bound"] = True
+        why = "skipped because FGSM broke almost every sample" if skip else "turned off"
+        ctx.findings.append(Finding("autoattack-skipped", "info",
+                                    f"{threat}: AutoAttack {why}; the robust accuracy is an upper bound"))
+    q = st.checks.blackbox_queries
+    if st.checks.enabled and "square" not in ran and q > 0:
+        attack_stage(ctx, threat, "square", registry.build("square", threat, n_queries=q),
+                     robust_so_far(ctx, threat, ran))
+        ran.append("square")
+    info["attacks"] = ran
+    return info
+
+
+def _aa_version(ctx: Context) -> str:
+    v = ctx.spec.stages.autoattack.version
+    if v == "auto":
+        return "rand" if ctx.randomized else "standard"
+    return v
+
+
+def autoattack_components(ctx: Context, threat: ThreatModel, version: str) -> list[tuple[str, object]]:
+    """AutoAttack's attacks with the spec's budgets, in cascade order (Croce & Hein 2020)."""
+    aa, c = ctx.spec.stages.autoattack, ctx.num_classes
+    targets = min(aa.n_targets or 9, c - 1)
+    if version == "rand":
+        plan = [("apgd-ce", {"steps": aa.steps, "eot": aa.eot}), ("apgd-dlr", {"steps": aa.steps, "eot": aa.eot})]
+    else:
+        plan = [("apgd-ce", {"steps": aa.steps}), ("apgd-t", {"steps": aa.steps, "n_targets": targets}),
+                ("fab-t", {"n_targets": targets}), ("square", {"n_queries": aa.square_queries})]
+    out = []
+    for name, kw in plan:
+        if (name == "square" and aa.square_queries == 0) or (name != "apgd-ce" and c < 4):
+            continue
+        try:
+            out.append((name, registry.build(name, threat, **kw)))
+        except ConfigError as e:
+            ctx.findings.append(Finding("attack-unavailable", "info", f"AutoAttack component {name} skipped: {e}"))
+    return out
+
+
+# ------------------------------------------------------------------------ curve and checks
+def curve(ctx: Context, threat: ThreatModel) -> dict:
+    """Independent cheap attacks at each ε of the curve; records ``{threat}/curve/{i}/success``."""
+    cs = ctx.spec.stages.curve
+    eps_list = ctx.spec.curve_eps(threat)
+    used = []
+    for i, eps in enumerate(eps_list):
+        todo = ctx.mask("clean_correct") if eps > 0 else np.zeros(ctx.n, bool)
+        success = np.zeros(ctx.n, bool)
+        for name in cs.attacks:
+            attack = _curve_attack(ctx, name, threat.with_eps(eps))
+            if attack is None:
+                continue
+            used.append(attack.describe().get("name", name))
+            key = f"curve/{i}/{name}"
+            success |= attack_stage(ctx, threat, key, attack, todo & ~success, gallery=False)
+        ctx.records[rec.key(threat, f"curve/{i}", "success")] = success | ~ctx.mask("clean_correct")
+    return {"eps": list(eps_list), "attacks": sorted(set(used)), "steps": cs.steps}
+
+
+def _curve_attack(ctx: Context, name: str, threat: ThreatModel):
+    steps = ctx.spec.stages.curve.steps
+    kw = {"steps": steps} if name not in ("fgsm", "square") else ({"n_queries": steps} if name == "square" else {})
+    if name == "apgd-t":
+        kw["n_targets"] = min(9, ctx.num_classes - 1)
+    try:
+        return registry.build(name, threat, **kw)
+    except ConfigError as e:
+        ctx.findings.append(Finding("attack-unavailable", "info", f"curve attack {name} unavailable ({e}); "
+                                                                  f"using PGD-{steps} instead"))
+        return PGD(threat, steps=steps)
+
+
+def unbounded(ctx: Context, threat: ThreatModel) -> list[Finding]:
+    """PGD with a budget covering the whole input box on a few correctly classified samples."""
+    ch = ctx.spec.stages.checks
+    lo, hi = ctx.clf.bounds
+    d = int(np.prod(ctx.x.shape[1:]))
+    scale = {"linf": 1.0, "l2": d ** 0.5, "l1": float(d)}[threat.norm]
+    eps = ch.unbounded_eps if ch.unbounded_eps is not None else (hi - lo) * scale
+    idx = np.nonzero(ctx.mask("clean_correct"))[0][:ch.unbounded_samples]
+    if not len(idx):
+        return []
+    t = torch.as_tensor(idx)
+    attack = PGD(threat.with_eps(eps), steps=ch.unbounded_steps, loss="margin", eot=ctx.spec.stages.pgd.eot)
+    r = attack(ctx.clf, ctx.x[t], ctx.y[t], generator=ctx.generator(f"{threat}/unbounded", 0))
+    acc = float((~r.success).float().mean())
+    ctx.stats[f"{threat}/unbounded"] = {"eps": eps, "robust_accuracy": acc, "n": len(idx)}
+    return checks.unbounded_findings(acc, threat, eps, ch.unbounded_max_accuracy)
+
+
+def gradients(ctx: Context) -> list[Finding]:
+    idx = np.nonzero(ctx.mask("clean_correct"))[0][:ctx.spec.stages.checks.gradient_samples]
+    t = torch.as_tensor(idx, dtype=torch.long)
+    return checks.gradient_findings(ctx.clf, ctx.x[t], ctx.y[t])
+
+
+def certify(ctx: Context) -> dict | None:
+    c = ctx.spec.certify
+    if c is None:
+        return None
+    try:
+        from ..smoothing.stage import run_certify_stage
+    except ImportError as e:  # pragma: no cover - smoothing not installed
+        ctx.findings.append(Finding("attack-unavailable", "info", f"certification skipped: {e}"))
+        return None
+    return run_certify_stage(ctx.clf, ctx.x, ctx.y, sigma=c.sigma, n0=c.n0, n=c.n, alpha=c.alpha, radii=c.radii,
+                             batch_size=c.batch_size, generator=ctx.generator("certify", 0),
+                             progress=ctx.progress)
+
+
+__all__ = ["preflight", "clean", "threat_attacks", "curve", "unbounded", "gradients", "certify", "AdvkitError"]
