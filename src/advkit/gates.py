@@ -13,8 +13,8 @@ gate (``--max-drop 2pp``) checks that the clean accuracy and each threat's robus
 fall by more than the allowed drop against a baseline run.
 
 Every accuracy is an estimate from ``n`` samples.  When a gate's margin lies inside the 95%
-binomial interval (Clopper–Pearson for a threshold, the normal interval of a difference of two
-proportions for a regression) the gate is flagged ``noisy`` and a :class:`GateNoiseWarning` is
+interval (for a threshold: the interval the result recorded, else Clopper & Pearson 1934; for a
+regression: the normal interval of a difference of two independent proportions) the gate is flagged ``noisy`` and a :class:`GateNoiseWarning` is
 issued: more samples are needed before the verdict means much.
 """
 from __future__ import annotations
@@ -227,11 +227,25 @@ def _signed(v: float) -> str:
     return f"{sign}{abs(v):.3f}"
 
 
-def _threshold_noisy(actual: float, threshold: float, n: int | None) -> bool:
-    if not n:
-        return False
-    lo, hi = clopper_pearson(int(round(actual * n)), int(n))
-    return lo <= threshold <= hi
+def _recorded_ci(result: dict, gate: Gate):
+    """The 95% interval the result recorded for the gate's metric (None for derived metrics)."""
+    if gate.metric == "clean_accuracy":
+        return (result.get("clean") or {}).get("ci")
+    if gate.metric == "robust_accuracy" or _ATTACK_METRIC.match(gate.metric):
+        _, sec = _threat_section(result, gate.key, gate.metric)
+        m = _ATTACK_METRIC.match(gate.metric)
+        return ((sec.get("attacks") or {}).get(m.group("attack")) or {}).get("ci") if m else sec.get("ci")
+    return None
+
+
+def _threshold_noisy(result: dict, gate: Gate, actual: float) -> bool:
+    """Whether the threshold lies inside the 95% interval of ``actual`` (recorded, else Clopper–Pearson)."""
+    ci, n = _recorded_ci(result, gate), result.get("n")
+    if not (isinstance(ci, (list, tuple)) and len(ci) == 2):
+        if not n:
+            return False
+        ci = clopper_pearson(int(round(actual * n)), int(n))
+    return float(ci[0]) <= gate.value <= float(ci[1])
 
 
 def check_threshold(result: dict, gate: Gate) -> GateItem:
@@ -242,7 +256,7 @@ def check_threshold(result: dict, gate: Gate) -> GateItem:
                         f"expected {gate.name} {expected}, but the result has no value for it")
     margin = actual - gate.value if gate.op in (">=", ">") else gate.value - actual
     passed = bool(_OPS[gate.op](actual, gate.value))
-    noisy = _threshold_noisy(actual, gate.value, result.get("n"))
+    noisy = _threshold_noisy(result, gate, actual)
     msg = f"expected {gate.name} {expected}, got {actual:.3f} (margin {_signed(margin)})"
     if noisy:
         msg += f"; the margin is inside the 95% confidence interval at n={result.get('n')}"
@@ -275,7 +289,7 @@ def check_regression(result: dict, baseline: dict, gate: RegressionGate) -> list
     for name, now, base in _pairs(result, baseline, gate):
         if base is None:
             continue
-        floor = base - gate.max_drop
+        floor = max(base - gate.max_drop, 0.0)
         expected = f">= {floor:.3f} ({label}: {base:.3f} \u2212 {100 * gate.max_drop:.1f}pp)"
         if now is None:
             items.append(GateItem(name, expected, None, None, False, f"expected {name} {expected}, but the "

@@ -126,6 +126,13 @@ def test_noise_warning_when_margin_inside_the_confidence_interval():
         assert not check_gates(result(robust=0.812, n=100_000), ["robust_accuracy[linf:0.3] >= 0.83"]).noisy
 
 
+def test_noise_uses_the_recorded_interval():
+    r = result(robust=0.812, n=100_000)
+    r["threats"]["linf:0.3"]["ci"] = [0.70, 0.90]  # e.g. a Wilson interval the pipeline recorded
+    with pytest.warns(GateNoiseWarning):
+        assert check_gates(r, ["robust_accuracy[linf:0.3] >= 0.85"]).items[0].noisy
+
+
 # ---------------------------------------------------------------- regression
 
 

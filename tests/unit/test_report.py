@@ -217,11 +217,21 @@ def test_html_is_self_contained_with_all_sections(tmp_path):
     assert "Classes under the 50% minimum: <b>8 (41.0%)</b>" in page
 
 
+def test_html_certify_section_from_the_smoothing_stage():
+    r = make_result(certify=True)
+    r["threats"] = {}
+    r["certify"].update({"n0": 100, "n": 1000, "alpha": 0.001, "count": 200, "average_radius": 0.61,
+                         "abstain_rate": 0.05, "curve": {"radius": [0.0, 0.5, 1.0], "certified_accuracy": [0.97, 0.7, 0.0]}})
+    page = render_html(r, None)
+    assert 'id="certify"' in page and "average certified radius = 0.610" in page and "abstained = 5.0%" in page
+    assert "\u03b1 = 0.001" in page and page.count("data:image/png;base64,") == 1  # the certified-accuracy curve only
+
+
 def test_html_without_samples_or_threats():
     r = make_result()
     r["threats"], r["findings"] = {}, []
     page = render_html(r, None)
-    assert 'id="gallery"' not in page and "No findings" in page and "No gates were configured" in page
+    assert 'id="gallery"' not in page and "No findings" in page and "No gates were checked" in page
 
 
 class _FakeStore:

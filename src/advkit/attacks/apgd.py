@@ -42,17 +42,18 @@ MOMENTUM = 0.75
 def project_l1_box(delta: torch.Tensor, x: torch.Tensor, eps: float, bounds, iters: int = 40) -> torch.Tensor:
     """Euclidean projection of ``delta`` onto {‖δ‖₁ ≤ ε} ∩ {lo ≤ x + δ ≤ hi} (bisection on the threshold)."""
     lo, hi = (bounds[0] - x).flatten(1), (bounds[1] - x).flatten(1)
-    v = torch.maximum(torch.minimum(delta.flatten(1), hi), lo)
-    cap = torch.where(v >= 0, hi, -lo)
+    v = delta.flatten(1)
+    clipped = torch.maximum(torch.minimum(v, hi), lo)
+    cap = torch.where(v >= 0, hi, -lo)  # room in the direction of v
     a = v.abs()
-    inside = a.sum(1) <= eps
+    inside = clipped.abs().sum(1) <= eps
     t_lo, t_hi = torch.zeros_like(a[:, 0]), a.amax(1)
     for _ in range(iters):
         mid = (t_lo + t_hi) / 2
         over = (a - mid[:, None]).clamp_min(0).minimum(cap).sum(1) > eps
         t_lo, t_hi = torch.where(over, mid, t_lo), torch.where(over, t_hi, mid)
     shrunk = v.sign() * (a - t_hi[:, None]).clamp_min(0).minimum(cap)
-    return torch.where(inside[:, None], v, shrunk).view_as(delta)
+    return torch.where(inside[:, None], clipped, shrunk).view_as(delta)
 
 
 class _State:

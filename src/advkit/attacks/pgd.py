@@ -11,8 +11,10 @@ Steepest-ascent step per norm:
   * L1: a *sparse top-k* step in the style of SLIDE (Tramèr & Boneh 2019, "Adversarial training and
     robustness for multiple perturbations") with the box-aware coordinate selection of Croce & Hein
     (2021, "Mind the box: l1-APGD"): among the coordinates that can still move in the gradient's
-    direction without leaving the box, take the ``ceil(l1_sparsity·d)`` of largest |g|, step
-    sign(g_i)/k on each (unit L1 norm).  The plain one-coordinate L1 steepest ascent stalls at the box.
+    direction without leaving the box, take the k of largest |g| and step sign(g_i)/k on each (unit
+    L1 norm).  k decays linearly from ``ceil(l1_sparsity·d)`` at the first step to 1 at the last, so
+    early steps explore many pixels and late steps concentrate the budget on the best coordinates
+    (a fixed k > 1 cannot reach the L1 ball's vertices; the plain one-coordinate step stalls at the box).
 
 The per-sample best iterate is kept (``keep_best``): a successful iterate always beats an
 unsuccessful one, then the larger loss wins; a sample stops being updated once it has succeeded.

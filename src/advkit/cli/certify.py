@@ -196,7 +196,7 @@ def certify(model_ref, weights, data_ref, split, sigma, n0, n, alpha, radii, seq
     indices = np.arange(0, len(data), skip)[:n_images]
     prior = _prior_rows(out)
     mine = indices[dist.shard_indices(len(indices)).numpy()]
-    todo = np.array([i for i in mine if int(i) not in prior], dtype=np.int64)
+    todo = torch.tensor([int(i) for i in mine if int(i) not in prior], dtype=torch.long)
     from .render import progress_bar
     name = "samples.csv" if not dist.is_distributed() else f"parts/rank{dist.rank()}.csv"
     writer = RowWriter(out / name)
@@ -221,8 +221,11 @@ def _finish(out: Path, prior: dict, gathered: dict, indices, config: dict, radii
         rec = {f: gathered[f][j].item() for f in FIELDS}
         rows[int(rec["index"])] = rec
     write_rows(out / "samples.csv", list(rows.values()))
-    for part in (out / "parts").glob("rank*.csv") if (out / "parts").exists() else []:
-        part.unlink()
+    if (out / "parts").exists():
+        for part in (out / "parts").glob("rank*.csv"):
+            part.unlink()
+        if not any((out / "parts").iterdir()):
+            (out / "parts").rmdir()
     wanted = set(int(i) for i in indices)
     recs = [r for i, r in sorted(rows.items()) if i in wanted]
     summary = summarize(recs, radii=radii, sigma=config["sigma"], n0=config["n0"], n=config["n"],

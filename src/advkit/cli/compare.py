@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError, StoreError
-from .report import Loaded, db_option, load_target, open_store
+from .report import Loaded, db_option, esc_rows, load_target, open_store
 
 
 def _load(ref: str, db: str) -> Loaded:
@@ -71,7 +71,7 @@ def compare(targets: tuple[str, ...], threat: str | None, plot: str | None, as_j
                  "\u2014" if r["clean"] is None or r["robust"] is None else f"{100 * (r['clean'] - r['robust']):.1f}pp"]
                 for r in rows]
         console.print(table(f"clean vs robust ({threat})", ["model", "n", "clean", "robust", "AutoAttack",
-                                                             "robust 95% CI", "gap"], body))
+                                                             "robust 95% CI", "gap"], esc_rows(body)))
     if plot:
         png = tradeoff_scatter([(r["label"], r["clean"], r["robust"], r["n"]) for r in rows], threat=threat)
         try:

@@ -77,12 +77,21 @@ def default_output(model_ref: str) -> str:
 
 
 def _write_reports(out_dir: Path, result: dict, samples: dict) -> None:
+    """report.md and report.html; a failing renderer costs its report, never the evaluation's results."""
     try:
         from ..report.markdown import render_markdown
-        md = render_markdown(result)
     except ImportError:
-        md = _fallback_markdown(result)
-    (out_dir / "report.md").write_text(md)
+        render_markdown = _fallback_markdown
+    for name, write in (("report.md", lambda: (out_dir / "report.md").write_text(render_markdown(result))),
+                        ("report.html", lambda: _write_html(out_dir, result, samples))):
+        try:
+            write()
+        except Exception as e:  # noqa: BLE001 - result.json and the DB are already written
+            render.err_console.print(f"[yellow]warning:[/yellow] {name} not written ({type(e).__name__}: {e}); "
+                                     f"run `advkit report {out_dir}` later")
+
+
+def _write_html(out_dir: Path, result: dict, samples: dict) -> None:
     try:
         from ..report.html import render_html
     except ImportError:

@@ -25,7 +25,7 @@ def _spec_gates(result: dict) -> tuple[list[str], object, float | None] | None:
 
 def build_gates(result: dict, require: tuple[str, ...], max_drop: str | None, clean_floor: float | None):
     """(gates, max_drop) from the options, else the run's spec, else :func:`advkit.gates.default_gates`."""
-    from ..gates import Gate, default_gates, parse_gate
+    from ..gates import Gate, RegressionGate, default_gates, parse_drop, parse_gate
 
     if require or max_drop is not None or clean_floor is not None:
         gates = [parse_gate(r) for r in require]
@@ -33,12 +33,15 @@ def build_gates(result: dict, require: tuple[str, ...], max_drop: str | None, cl
             gates.append(Gate("clean_accuracy", ">=", clean_floor))
         return gates, max_drop
     spec = _spec_gates(result)
-    if spec is not None:
-        req, drop, floor = spec
-        gates = [parse_gate(r) for r in req] + ([Gate("clean_accuracy", ">=", float(floor))] if floor is not None
-                                                 else [])
-        return gates, drop
-    return default_gates(), None
+    if spec is None:
+        return default_gates(), None
+    req, drop, floor = spec  # as the pipeline checks them: the regression covers robust accuracy
+    gates = [parse_gate(r) for r in req]
+    if floor is not None:
+        gates.append(Gate("clean_accuracy", ">=", float(floor)))
+    if drop is not None:
+        gates.append(RegressionGate(max_drop=parse_drop(drop), metrics=("robust_accuracy",)))
+    return gates, None
 
 
 def find_baseline(loaded: Loaded, baseline: str, db: str) -> dict | None:
@@ -57,14 +60,16 @@ def find_baseline(loaded: Loaded, baseline: str, db: str) -> dict | None:
 
 
 def render_gates(report) -> None:
+    from rich.markup import escape
+
     from .render import console, err_console
 
     for it in report.items:
         mark = "[green]PASS[/green]" if it.passed else "[red]FAIL[/red]"
-        console.print(f"{mark} {it.message}", soft_wrap=True)
+        console.print(f"{mark} {escape(it.message)}", soft_wrap=True)
         if it.noisy:
-            err_console.print(f"[yellow]warning:[/yellow] {it.name}: the margin {it.margin:+.3f} is inside the "
-                              "95% sampling confidence interval; evaluate more samples for a firm verdict")
+            err_console.print(f"[yellow]warning:[/yellow] {escape(it.name)}: the margin {it.margin:+.3f} is inside the "
+                              "95% sampling confidence interval; evaluate more samples for a firm verdict", soft_wrap=True)
     if not report.items:
         console.print("no gates to check")
     verdict = "[green]all gates passed[/green]" if report.passed else \

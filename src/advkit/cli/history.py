@@ -6,7 +6,7 @@ import warnings
 import click
 
 from ..errors import GateNoiseWarning
-from .report import db_option, load_target, open_store, write_text
+from .report import db_option, esc_rows, load_target, open_store, write_text
 
 
 @click.group("history")
@@ -33,10 +33,11 @@ def list_runs(model: str | None, limit: int, as_json: bool, db: str) -> None:
         print_json(runs)
         return
     ts = _threat_columns(runs)
-    rows = [[r["run_id"], str(r.get("created") or "")[:19], r.get("model"), str(r.get("model_hash") or "")[:8],
+    rows = [[r["run_id"], str(r.get("created") or "")[:16].replace("T", " "), r.get("model"), str(r.get("model_hash") or "")[:8],
              r.get("status"), pct(r.get("clean_accuracy"))] + [pct((r.get("robust_accuracy") or {}).get(t))
                                                                 for t in ts] for r in runs]
-    console.print(table(f"runs in {db}", ["run", "created", "model", "hash", "status", "clean", *ts], rows))
+    console.print(table(f"runs in {db}", ["run", "created", "model", "hash", "status", "clean", *ts],
+                        esc_rows(rows)))
 
 
 @history.command("show")
@@ -65,8 +66,8 @@ def comparison_rows(a: dict, b: dict) -> list[tuple[str, float | None, float | N
     ta, tb = threats(a), threats(b)
     for t in [t for t in ta if t in tb]:
         rows.append((f"robust_accuracy[{t}]", ta[t].get("robust_accuracy"), tb[t].get("robust_accuracy")))
-        atts_b = dict(attack_table(tb[t]))
-        for name, att in attack_table(ta[t]):
+        atts_b = dict(attack_table(tb[t], components=False))
+        for name, att in attack_table(ta[t], components=False):
             if name in atts_b:
                 rows.append((f"  {name}[{t}]", att.get("robust_accuracy"), atts_b[name].get("robust_accuracy")))
     return rows
@@ -89,7 +90,7 @@ def compare_runs(run_a: str, run_b: str, max_drop: str, db: str) -> None:
 
     a, b = load_target(run_a, db), load_target(run_b, db)
     rows = [[m, pct(va), pct(vb), _delta(va, vb)] for m, va, vb in comparison_rows(a.result, b.result)]
-    console.print(table(f"A = {a.source}  vs  B = {b.source}", ["metric", "A", "B", "B \u2212 A"], rows))
+    console.print(table(f"A = {a.source}  vs  B = {b.source}", ["metric", "A", "B", "B \u2212 A"], esc_rows(rows)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GateNoiseWarning)
         report = check_gates(b.result, [], a.result, max_drop=max_drop)

@@ -45,7 +45,8 @@ def main(argv=None) -> int:
     """Entry point: maps advkit errors to exit codes and one-line messages."""
     from .render import err_console
     try:
-        cli.main(args=argv, prog_name="advkit", standalone_mode=False)
+        # In non-standalone mode click returns the code of ``ctx.exit(code)`` instead of raising it.
+        rv = cli.main(args=argv, prog_name="advkit", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.ClickException as e:
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 1
-    return EXIT_OK
+    return rv if isinstance(rv, int) and not isinstance(rv, bool) else EXIT_OK
 
 
 def run() -> None:  # pragma: no cover - console script shim

@@ -73,8 +73,16 @@ def load_target(ref: str, db: str, *, store=None) -> Loaded:
     run_id = store.resolve(ref)
     result = store.load_result(run_id)
     result.setdefault("run_id", run_id)
-    out = (result.get("spec") or {}).get("output") if isinstance(result.get("spec"), dict) else None
+    spec = result.get("spec") if isinstance(result.get("spec"), dict) else {}
+    out = result.get("output") or spec.get("output")
     return Loaded(result, _samples_near(Path(out)) if out else {}, run_id, f"run {run_id} in {db}")
+
+
+def esc_rows(rows) -> list[list]:
+    """Rows for :func:`advkit.cli.render.table` with rich markup escaped (``[linf:0.3]`` is text)."""
+    from rich.markup import escape
+
+    return [[escape(v) if isinstance(v, str) else v for v in r] for r in rows]
 
 
 def write_text(text: str, out: str | None) -> None:

@@ -131,31 +131,26 @@ def eot_findings(ctx: Context, infos: dict) -> None:
             "is likely overestimated"))
 
 
-def gallery(ctx: Context, per_threat: int = 8) -> dict:
-    """Up to ``per_threat`` adversarial examples per threat, from the attack that broke each sample first."""
-    rows = {k: [] for k in ("clean", "adv", "label", "clean_pred", "adv_pred", "clean_conf", "adv_conf", "threat")}
-    r = ctx.records
-    for threat in ctx.spec.threats:
-        by = r.get(rec.key(threat, "broken_by"))
-        if by is None:
+def gallery(ctx: Context, count: int = 8) -> dict:
+    """Up to ``count`` adversarial examples of the first threat, each from the attack that broke it first."""
+    rows: dict[str, list] = {k: [] for k in ("clean", "adv", "label", "clean_pred", "adv_pred", "clean_conf",
+                                             "adv_conf")}
+    r, threat = ctx.records, ctx.spec.threats[0]
+    by = r.get(rec.key(threat, "broken_by"), np.zeros(0, str))
+    for stage, st in ctx.stats.items():
+        if not stage.startswith(f"{threat}/") or "_adv_index" not in st:
             continue
-        taken = 0
-        for stage, st in ctx.stats.items():
-            if not stage.startswith(f"{threat}/") or "_adv_index" not in st:
+        name = stage[len(str(threat)) + 1:]
+        for j, i in enumerate(st["_adv_index"]):
+            if len(rows["clean"]) >= count or by[i] != name:
                 continue
-            name = stage[len(str(threat)) + 1:]
-            for j, i in enumerate(st["_adv_index"]):
-                if taken >= per_threat or by[i] != name:
-                    continue
-                taken += 1
-                for k, v in (("clean", ctx.x[i].numpy()), ("adv", st["_adv"][j]), ("label", r["label"][i]),
-                             ("clean_pred", r["clean_pred"][i]), ("adv_pred", r[rec.key(threat, "adv_pred")][i]),
-                             ("clean_conf", r["clean_conf"][i]), ("adv_conf", r[rec.key(threat, "adv_conf")][i]),
-                             ("threat", str(threat))):
-                    rows[k].append(v)
-    shape = (0, *ctx.x.shape[1:])
+            for k, v in (("clean", ctx.x[i].numpy()), ("adv", st["_adv"][j]), ("label", r["label"][i]),
+                         ("clean_pred", r["clean_pred"][i]), ("adv_pred", r[rec.key(threat, "adv_pred")][i]),
+                         ("clean_conf", r["clean_conf"][i]), ("adv_conf", r[rec.key(threat, "adv_conf")][i])):
+                rows[k].append(v)
     out = {f"gallery_{k}": np.asarray(v) for k, v in rows.items()}
     if not rows["clean"]:
-        out.update(gallery_clean=np.zeros(shape, np.float32), gallery_adv=np.zeros(shape, np.float32),
-                   gallery_threat=np.zeros(0, "<U16"))
+        empty = np.zeros((0, *ctx.x.shape[1:]), np.float32)
+        out.update(gallery_clean=empty, gallery_adv=empty)
+    out["gallery_threat"] = np.asarray(str(threat))
     return out

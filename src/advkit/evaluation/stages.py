@@ -156,7 +156,7 @@ def autoattack_components(ctx: Context, threat: ThreatModel, version: str) -> li
         plan = [("apgd-ce", {"steps": aa.steps, "eot": aa.eot}), ("apgd-dlr", {"steps": aa.steps, "eot": aa.eot})]
     else:
         plan = [("apgd-ce", {"steps": aa.steps}), ("apgd-t", {"steps": aa.steps, "n_targets": targets}),
-                ("fab-t", {"n_targets": targets}), ("square", {"n_queries": aa.square_queries})]
+                ("fab-t", {"steps": aa.steps, "n_targets": targets}), ("square", {"n_queries": aa.square_queries})]
     out = []
     for name, kw in plan:
         if (name == "square" and aa.square_queries == 0) or (name != "apgd-ce" and c < 4):

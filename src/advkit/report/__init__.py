@@ -187,12 +187,21 @@ def findings(result: dict) -> list[dict]:
     return sorted(out, key=lambda f: order.get(str(f.get("severity")), 3))
 
 
-def attack_table(section: dict) -> list[tuple[str, dict]]:
-    """``[(attack name, attack dict)]`` of one threat, in the order they ran."""
+def attack_table(section: dict, *, components: bool = True) -> list[tuple[str, dict]]:
+    """``[(attack name, attack dict)]`` of one threat, in the order they ran.
+
+    With ``components=False`` the parts of an ensemble (the attacks an entry lists under
+    ``components``, e.g. AutoAttack's APGD-CE … Square) are left out: the headline attacks only.
+    """
     attacks = section.get("attacks") or {}
     if isinstance(attacks, list):
-        return [(str(a.get("name", i)), a) for i, a in enumerate(attacks) if isinstance(a, dict)]
-    return [(str(k), v) for k, v in attacks.items() if isinstance(v, dict)]
+        rows = [(str(a.get("name", i)), a) for i, a in enumerate(attacks) if isinstance(a, dict)]
+    else:
+        rows = [(str(k), v) for k, v in attacks.items() if isinstance(v, dict)]
+    if components:
+        return rows
+    parts = {str(c) for _, a in rows for c in (a.get("components") or []) if isinstance(c, str)}
+    return [(k, a) for k, a in rows if k not in parts]
 
 
 def certified(result: dict) -> tuple[list[float], list[float], dict]:

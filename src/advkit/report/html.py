@@ -86,7 +86,7 @@ def _sev_class(sev) -> str:
 
 def _summary(result: dict) -> str:
     n, ts = result.get("n"), threats(result)
-    names = list(dict.fromkeys(a for s in ts.values() for a, _ in attack_table(s)))
+    names = list(dict.fromkeys(a for s in ts.values() for a, _ in attack_table(s, components=False)))
     head = "<tr><th>threat</th><th>clean</th>" + "".join(f"<th>{_e(a)}</th>" for a in names) + \
         "<th>robust (worst case)</th></tr>"
     clean = _pct(clean_accuracy(result), accuracy_ci(result.get("clean") or clean_accuracy(result), n))
@@ -150,8 +150,20 @@ def _figures(result: dict, samples: dict | None) -> list[str]:
                    "amplified by the factor shown (grey = 0); bottom: the adversarial input.</p></section>")
     cert = plots.certified_curve(result)
     if cert:
-        out.append(f"<section id=\"certify\"><h2>Certified accuracy</h2>{_img(cert, 'certified accuracy')}</section>")
+        out.append(f"<section id=\"certify\"><h2>Certified accuracy</h2>{_img(cert, 'certified accuracy')}"
+                   f"{_certify_facts(result)}</section>")
     return out
+
+
+def _certify_facts(result: dict) -> str:
+    sec = result.get("certify") or {}
+    facts = [("\u03c3", sec.get("sigma")), ("n\u2080", sec.get("n0")), ("n", sec.get("n")), ("\u03b1", sec.get("alpha")),
+             ("samples", sec.get("count")), ("average certified radius", _num(sec.get("average_radius"))
+                                              if sec.get("average_radius") is not None else None),
+             ("abstained", _pct(sec.get("abstain_rate")) if sec.get("abstain_rate") is not None else None)]
+    text = " \u00b7 ".join(f"{_e(k)} = {v if k == 'abstained' else _e(v)}" for k, v in facts if v is not None)
+    return (f"<p class=\"note\">Randomized smoothing (Cohen et al. 2019), L2 radii: {text}. A sample counts at "
+            "radius r when the smoothed classifier is correct and certified at least r.</p>")
 
 
 def _contribution_note(result: dict) -> str:
@@ -178,9 +190,9 @@ def _findings(result: dict) -> str:
 
 def _gates(result: dict) -> str:
     g = result.get("gates")
+    note = f"<p class=\"note\">{_e(g['message'])}</p>" if isinstance(g, dict) and g.get("message") else ""
     if not isinstance(g, dict) or not g.get("items"):
-        return ("<section id=\"gates\"><h2>Gates</h2><p class=\"muted\">No gates were configured for this run."
-                "</p></section>")
+        return f"<section id=\"gates\"><h2>Gates</h2><p class=\"muted\">No gates were checked.</p>{note}</section>"
     rows = "".join(
         f"<tr class=\"{'' if it.get('passed') else 'fail'}\"><td><code>{_e(it.get('name'))}</code></td>"
         f"<td class=\"l\">{_e(it.get('expected'))}</td><td>{_e(_num(it.get('actual')))}</td>"
@@ -189,7 +201,7 @@ def _gates(result: dict) -> str:
         + (' <span class="badge warn">within noise</span>' if it.get("noisy") else "") + "</td></tr>"
         for it in g["items"])
     head = "<tr><th>gate</th><th class=\"l\">expected</th><th>actual</th><th>margin</th><th>verdict</th></tr>"
-    return f"<section id=\"gates\"><h2>Gates</h2><table>{head}{rows}</table></section>"
+    return f"<section id=\"gates\"><h2>Gates</h2><table>{head}{rows}</table>{note}</section>"
 
 
 def _num(v, signed: bool = False) -> str:
@@ -203,9 +215,11 @@ def _config(result: dict) -> str:
     for t, sec in threats(result).items():
         for name, att in attack_table(sec):
             cfg = att.get("config") or {}
-            cfg_txt = ", ".join(f"{k}={_short(v)}" for k, v in cfg.items()) if isinstance(cfg, dict) else str(cfg)
+            cfg_txt = ", ".join(f"{k}={v}" for k, v in _flat(cfg)) if isinstance(cfg, dict) else str(cfg)
+            secs = att.get("seconds")
             rows.append(f"<tr><td><code>{_e(t)}</code></td><td class=\"l\">{_e(name)}</td>"
-                        f"<td class=\"l\"><code>{_e(cfg_txt)}</code></td><td>{_e(att.get('seconds', ''))}</td>"
+                        f"<td class=\"l cfg\"><code>{_e(cfg_txt)}</code></td>"
+                        f"<td>{'' if secs is None else f'{float(secs):.2f}'}</td>"
                         f"<td>{_e(att.get('model_calls', ''))}</td></tr>")
     versions = {k: v for k, v in _versions(result).items() if k not in ("git_commit", "platform")}
     vtxt = ", ".join(f"{k} {v}" for k, v in versions.items()) if isinstance(versions, dict) else str(versions)
@@ -222,8 +236,15 @@ def _versions(result: dict) -> dict:
     return v if isinstance(v, dict) else {}
 
 
-def _short(v) -> str:
-    return json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v)
+def _flat(cfg: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """``{"attack": {"steps": 20}, "restarts": 5}`` → ``[("attack.steps", "20"), ("restarts", "5")]``."""
+    out = []
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            out += _flat(v, f"{prefix}{k}.")
+        else:
+            out.append((f"{prefix}{k}", json.dumps(v, default=str) if isinstance(v, list) else str(v)))
+    return out
 
 
 def _json(result: dict) -> str:
@@ -245,7 +266,7 @@ def _dashboard_table(runs: list[dict]) -> str:
             "<th class=\"l\">git</th><th class=\"l\">status</th><th>clean</th>"
             + "".join(f"<th>{_e(t)}</th>" for t in ts) + "</tr>")
     rows = "".join(
-        f"<tr><td>{_e(r.get('run_id'))}</td><td class=\"l\">{_e(r.get('created'))}</td>"
+        f"<tr><td>{_e(r.get('run_id'))}</td><td class=\"l\">{_e(str(r.get('created') or '')[:16].replace('T', ' '))}</td>"
         f"<td class=\"l\"><code>{_e(r.get('model'))}</code></td><td class=\"l\"><code>"
         f"{_e(str(r.get('model_hash') or '')[:10])}</code></td><td class=\"l\">{_e(str(r.get('git_commit') or '')[:8])}"
         f"</td><td class=\"l\">{_e(r.get('status'))}</td><td>{_pct(r.get('clean_accuracy'))}</td>"
@@ -262,9 +283,10 @@ def render_dashboard(store, path: str | Path | None = None, *, model: str | None
     header = ("<header><div class=\"inner\"><h1>advkit dashboard</h1><dl>"
               f"<div><dt>runs</dt><dd>{len(runs)}</dd></div><div><dt>models</dt><dd>{_e(', '.join(models))}</dd>"
               "</div></dl></div></header>")
-    body = [f"<section id=\"trend\"><h2>Clean and robust accuracy over time</h2>"
+    body = ["<section id=\"trend\"><h2>Clean and robust accuracy over time</h2>"
             + (_img(trend, "trend") or "<p class=\"muted\">No finished runs yet.</p>")
-            + "<p class=\"note\">Dashed: clean accuracy; solid: robust accuracy per threat.</p></section>",
+            + "<p class=\"note\">Dashed: clean accuracy; solid, dotted, dash-dotted: robust accuracy per threat "
+            "(the per-sample worst case over every attack of the run).</p></section>",
             f"<section id=\"runs\"><h2>Runs</h2>{_dashboard_table(runs)}</section>"]
     page = _page("advkit dashboard", header, body)
     if path is not None:

@@ -61,7 +61,7 @@ def _other_attacks(result: dict) -> list[str]:
     known = {a for _, names in _COLUMNS for a in names}
     rows = []
     for t, sec in threats(result).items():
-        for name, att in attack_table(sec):
+        for name, att in attack_table(sec, components=False):
             if name not in known and att.get("robust_accuracy") is not None:
                 rows.append(f"- `{_md(t)}` {_md(name)}: {pct_ci(float(att['robust_accuracy']), None)}")
     return rows
@@ -83,10 +83,12 @@ def _findings(result: dict) -> list[str]:
 
 def _gates(result: dict) -> list[str]:
     g = result.get("gates")
-    if not isinstance(g, dict) or not g.get("items"):
+    if not isinstance(g, dict) or not (g.get("items") or g.get("message")):
         return []
+    if not g.get("items"):
+        return ["", "### Gates", "", _md(g["message"])]
     head = "passed \u2705" if g.get("passed") else "FAILED \u274c"
-    out = ["", f"### Gates: {head}", ""]
+    out = ["", f"### Gates: {head}", ""] + ([_md(g["message"]), ""] if g.get("message") else [])
     for it in g["items"]:
         mark = "\u2705" if it.get("passed") else "\u274c"
         noisy = " \u26a0\ufe0f within noise" if it.get("noisy") else ""

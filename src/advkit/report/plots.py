@@ -65,13 +65,13 @@ def robustness_curve(result: dict) -> bytes | None:
         ax.set_xlabel(f"\u03b5 ({t.split(':')[0]})")
         ax.set_title(t, fontsize=11)
         _style(ax, ylabel="robust accuracy")
-        ax.legend(fontsize=8, frameon=True, framealpha=0.9, edgecolor="none", loc="lower left", numpoints=1)
+        ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, numpoints=1)
     return _png(fig)
 
 
 def _headline_points(ax, threat: str, sec: dict) -> None:
     eps = ThreatModel.parse(threat).eps
-    for name, att in attack_table(sec):
+    for name, att in attack_table(sec, components=False):
         if att.get("robust_accuracy") is not None:
             ax.plot([eps], [att["robust_accuracy"]], "D", ms=6, color=attack_color(name),
                     label=f"{name}: {100 * att['robust_accuracy']:.1f}%", alpha=0.85)
@@ -210,8 +210,16 @@ def certified_curve(result: dict) -> bytes | None:
         return None
     fig = Figure(figsize=(5.2, 3.4))
     ax = fig.add_subplot(1, 1, 1)
-    ax.step(radii, accs, where="post", color=PALETTE[2], lw=2)
-    ax.plot(radii, accs, "o", color=PALETTE[2], ms=3.5)
+    fine = sec.get("curve") if isinstance(sec.get("curve"), dict) else {}
+    pts = [(float(r), float(a)) for r, a in zip(fine.get("radius") or [], fine.get("certified_accuracy") or [])
+           if a is not None]
+    if pts:  # the whole curve, from every sample's certified radius
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=PALETTE[2], lw=1.8)
+    else:
+        ax.step(radii, accs, where="post", color=PALETTE[2], lw=2)
+    ax.plot(radii, accs, "o", color=PALETTE[2], ms=5)
+    for r, a in zip(radii, accs):
+        ax.annotate(f"{100 * a:.0f}%", (r, a), textcoords="offset points", xytext=(4, 5), fontsize=7)
     ax.set_xlabel("L2 radius")
     ax.set_title(f"certified accuracy (\u03c3 = {sec.get('sigma', '?')})", fontsize=11)
     _style(ax, ylabel="certified accuracy")
@@ -224,7 +232,9 @@ def trend(runs: Sequence[dict]) -> bytes | None:
         return None
     fig = Figure(figsize=(8.0, 3.8))
     ax = fig.add_subplot(1, 1, 1)
-    models = list(dict.fromkeys(str(r.get("model")) for r in runs))
+    models = sorted({str(r.get("model")) for r in runs})
+    threat_names = sorted({t for r in runs for t in (r.get("robust_accuracy") or {})})
+    styles = ["-", ":", "-.", (0, (5, 1, 1, 1))]
     for j, m in enumerate(models):
         rs = sorted((r for r in runs if str(r.get("model")) == m), key=lambda r: str(r.get("created")))
         xs = list(range(len(rs))) if len(models) == 1 else [_time(r) for r in rs]
@@ -232,8 +242,8 @@ def trend(runs: Sequence[dict]) -> bytes | None:
         ax.plot(xs, [r.get("clean_accuracy") for r in rs], "--o", color=c, ms=3, lw=1, alpha=0.7,
                 label=f"{m} clean")
         for t in sorted({t for r in rs for t in (r.get("robust_accuracy") or {})}):
-            ax.plot(xs, [(r.get("robust_accuracy") or {}).get(t, np.nan) for r in rs], "-o", color=c, ms=3.5,
-                    lw=1.8, label=f"{m} {t}")
+            ax.plot(xs, [(r.get("robust_accuracy") or {}).get(t, np.nan) for r in rs], marker="o", color=c,
+                    ms=3.5, lw=1.8, ls=styles[threat_names.index(t) % len(styles)], label=f"{m} {t}")
     ax.set_xlabel("run" if len(models) == 1 else "date")
     if len(models) > 1:
         fig.autofmt_xdate()
