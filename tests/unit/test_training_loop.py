@@ -18,6 +18,15 @@ from advkit.training.schedules import lr_factor
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Training on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
 def tiny_net(seed: int = 0, dropout: float = 0.0) -> Classifier:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -209,12 +218,12 @@ def test_cli_train_writes_a_model_file_with_recipe_and_metrics(tmp_path):
     from advkit.cli.main import main
     from advkit.sources.models import load_model
     out = tmp_path / "m.safetensors"
-    code = main(["train", "--data", "digits", "--arch", "lenet", "--method", "fast-at", "--eps", "0.1", "--epochs", "1",
+    code = main(["train", "--data", "digits", "--arch", "smallcnn", "--arch-kwarg", "padding=1", "--method", "fast-at", "--eps", "0.1", "--epochs", "1",
                  "--val-size", "100", "--train-subset", "300", "--out", str(out), "--no-progress", "--seed", "3"])
     assert code == 0 and out.is_file()
     clf = load_model(str(out))
     meta = clf.metadata
-    assert meta["arch"] == "lenet" and meta["recipe"]["method"] == "fast-at" and meta["recipe"]["seed"] == 3
+    assert meta["arch"] == "smallcnn" and meta["arch_kwargs"] == {"padding": 1} and meta["recipe"]["method"] == "fast-at" and meta["recipe"]["seed"] == 3
     assert {"val_clean_accuracy", "test_clean_accuracy", "test_pgd20_accuracy"} <= set(meta["metrics"])
     assert main(["train", "--data", "digits", "--method", "free-at"]) == 2
     assert main(["train", "--data", "digits", "--resume"]) == 2

@@ -107,6 +107,10 @@ class FAB(BudgetedAttack):
     def name(self) -> str:  # type: ignore[override]
         return "fab-t" if self.n_targets else "fab"
 
+    @property
+    def randomized(self) -> bool:  # type: ignore[override]
+        return self.restarts > 1  # only restarts draw random starting points
+
     def _validate(self, num_classes, targets) -> None:
         if self.n_targets and targets is not None:
             raise ConfigError(f"{self.name}: n_targets={self.n_targets} picks its own targets; got explicit targets too")

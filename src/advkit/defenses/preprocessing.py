@@ -92,18 +92,17 @@ class JPEG(Preprocessing):
             raise ModelError(f"JPEG needs 1 (gray) or 3 (RGB) channels, got {c}")
         p = torch.round(x.clamp(0, 1) * 255)
         if c == 3:
-            p = torch.einsum("ij,njhw->nihw", self.rgb2ycc, p) + torch.tensor([0.0, 128, 128], device=x.device
-                                                                           ).view(1, 3, 1, 1)
+            offset = torch.tensor([0.0, 128, 128], device=x.device).view(1, 3, 1, 1)
+            p = torch.round(torch.einsum("ij,njhw->nihw", self.rgb2ycc, p) + offset).clamp(0, 255)
         ph, pw = -h % 8, -w % 8
         p = F.pad(p, (0, pw, 0, ph), mode="replicate") if ph or pw else p
         q = self.q_luma.expand(c, 8, 8).clone()
         if c == 3:
             q[1:] = self.q_chroma
-        p = self._quantise(p - 128, q) + 128
-        p = p[..., :h, :w]
+        p = (self._quantise(p - 128, q) + 128)[..., :h, :w]
         if c == 3:
-            p = torch.einsum("ij,njhw->nihw", torch.linalg.inv(self.rgb2ycc),
-                             p - torch.tensor([0.0, 128, 128], device=x.device).view(1, 3, 1, 1))
+            p = torch.round(p.clamp(0, 255))  # decoders round YCbCr to 8 bits before colour conversion
+            p = torch.einsum("ij,njhw->nihw", torch.linalg.inv(self.rgb2ycc), p - offset)
         return torch.round(p.clamp(0, 255)) / 255
 
     def _quantise(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

@@ -329,7 +329,8 @@ def _certify(t: _Table) -> CertifySpec:
 
 
 def spec_from_dict(data: dict) -> EvaluationSpec:
-    """Validate a parsed TOML document into an :class:`EvaluationSpec`."""
+    """Validate a parsed TOML document (None values mean "default") into an :class:`EvaluationSpec`."""
+    data = _drop_none(data)
     t = _Table(data, "")
     spec = EvaluationSpec(
         model=t.str("model", DEFAULT_MODEL), weights=t.str("weights", None),
@@ -373,7 +374,7 @@ def with_options(spec: EvaluationSpec, **options) -> EvaluationSpec:
             data["stages"]["autoattack"]["version"] = "off"
         elif k != "no_autoattack":
             data[k] = list(v) if isinstance(v, tuple) else v
-    return spec_from_dict(_drop_none(data))
+    return spec_from_dict(data)
 
 
 def _drop_none(d):

@@ -36,7 +36,8 @@ def certify_records(clf, x: torch.Tensor, y: torch.Tensor, indices: Sequence[int
         raise ConfigError(f"x, y and indices need equal lengths, got {len(x)}, {len(y)}, {len(indices)}")
     k = num_classes or clf.num_classes or clf.infer_num_classes(x)
     smoothed = SmoothedClassifier(clf, sigma, k)
-    per_chunk = max(1, math.ceil(batch_size / n))
+    # enough images per chunk to fill a forward pass (sequential mode's first look is small)
+    per_chunk = max(1, math.ceil(batch_size / (n if mode == "fixed" else min(n, LookSchedule().first))))
     records: list[dict] = []
     progress("certify", 0, len(x))
     for start in range(0, len(x), per_chunk):
