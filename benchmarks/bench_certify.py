@@ -28,7 +28,10 @@ from advkit.smoothing import SmoothedClassifier, certify_sequential, image_gener
 RADII = {0.25: (0.25, 0.5, 0.75, 1.0), 0.5: (0.5, 1.0, 1.5, 2.0)}
 
 
-def load_models() -> list[tuple[str, float, object]]:
+def load_models(refs: list[str], sigmas: list[float]) -> list[tuple[str, float, object]]:
+    if refs:
+        from advkit.sources.models import load_model
+        return [(ref, s, load_model(ref)) for ref, s in zip(refs, sigmas)]
     from advkit.zoo import CHECKPOINT_DIR, load
     out = []
     for name, sigma in (("mnist5k-noise0.25", 0.25), ("mnist5k-noise0.5", 0.5)):
@@ -106,6 +109,7 @@ def bench_model(name, sigma, clf, x, ns, alpha, n0) -> list[dict]:
                      "speedup_vs_reference": t_ref / t_adv, "sequential_s": t_seq,
                      "sequential_samples": float(seq.samples.double().mean()),
                      "sample_savings": (n0 + n) / float(seq.samples.double().mean())})
+        print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -118,13 +122,15 @@ def main() -> None:
     ap.add_argument("--n0", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None, help="also write the rows to this file")
+    ap.add_argument("--model", action="append", default=[], help="model REF (repeatable; default: zoo noise models)")
+    ap.add_argument("--sigma", action="append", type=float, default=[], help="σ of each --model")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from advkit.sources.data import load_data
     data = load_data("mnist5k", "test")
     ns = [int(v) for v in args.ns.split(",")]
     rows = []
-    for name, sigma, clf in load_models():
+    for name, sigma, clf in load_models(args.model, args.sigma):
         rows += bench_model(name, sigma, clf, data.x[:args.images], ns, args.alpha, args.n0)
         if args.seq_images:
             rows += sequential_only(name, sigma, clf, data.x[:args.seq_images], max(ns), args.alpha, args.n0)

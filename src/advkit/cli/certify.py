@@ -8,7 +8,6 @@ writes the merged files.
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
@@ -154,15 +153,16 @@ def _render(summary: dict, out: Path, as_json: bool) -> None:
                   f"results in {out}")
 
 
-def _load(model_ref: str, weights, data_ref: str, split: str, device):
+def _load(model_ref: str, weights, trust_pickle: bool, data_ref: str, split: str, device):
     from ..sources.data import load_data
     from ..sources.models import load_model
-    return load_model(model_ref, weights=weights, device=device), load_data(data_ref, split)
+    return load_model(model_ref, weights=weights, trust_pickle=trust_pickle, device=device), load_data(data_ref, split)
 
 
 @click.command("certify")
 @click.option("--model", "model_ref", required=True, help="Model REF (zoo:NAME, FILE.safetensors, file.py:factory).")
 @click.option("--weights", default=None, help="Weights file for a factory model REF.")
+@click.option("--trust-pickle", is_flag=True, help="Allow pickled weights that run code (trusted files only).")
 @click.option("--data", "data_ref", required=True, help="Data REF (mnist5k, digits, npz:F, ...).")
 @click.option("--split", default="test", show_default=True)
 @click.option("--sigma", type=float, required=True, help="Noise level σ in pixel units.")
@@ -179,7 +179,7 @@ def _load(model_ref: str, weights, data_ref: str, split: str, device):
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the model's).")
 @click.option("--no-progress", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def certify(model_ref, weights, data_ref, split, sigma, n0, n, alpha, radii, sequential, n_images, skip, seed,
+def certify(model_ref, weights, trust_pickle, data_ref, split, sigma, n0, n, alpha, radii, sequential, n_images, skip, seed,
             out, batch_size, device, no_progress, as_json):
     """Certify L2 robustness by randomized smoothing (Cohen et al. 2019); resumable."""
     radii = parse_radii(radii)
@@ -189,10 +189,10 @@ def certify(model_ref, weights, data_ref, split, sigma, n0, n, alpha, radii, seq
     mode = "sequential" if sequential else "fixed"
     config = {"model": model_ref, "data": data_ref, "split": split, "sigma": sigma, "n0": n0, "n": n,
               "alpha": alpha, "seed": seed, "mode": mode}
+    clf, data = _load(model_ref, weights, trust_pickle, data_ref, split,
+                      device or (str(dist.local_device()) if dist.is_distributed() else None))
     _check_config(out, config)
     dist.barrier()
-    clf, data = _load(model_ref, weights, data_ref, split, device or (str(dist.local_device())
-                                                                     if dist.is_distributed() else None))
     indices = np.arange(0, len(data), skip)[:n_images]
     prior = _prior_rows(out)
     mine = indices[dist.shard_indices(len(indices)).numpy()]

@@ -177,14 +177,17 @@ def curve(ctx: Context, threat: ThreatModel) -> dict:
     for i, eps in enumerate(eps_list):
         todo = ctx.mask("clean_correct") if eps > 0 else np.zeros(ctx.n, bool)
         success = np.zeros(ctx.n, bool)
+        pred, conf = ctx.records["clean_pred"].copy(), ctx.records["clean_conf"].copy()
         for name in cs.attacks:
             attack = _curve_attack(ctx, name, threat.with_eps(eps))
-            if attack is None:
-                continue
             used.append(attack.describe().get("name", name))
             key = f"curve/{i}/{name}"
-            success |= attack_stage(ctx, threat, key, attack, todo & ~success, gallery=False)
-        ctx.records[rec.key(threat, f"curve/{i}", "success")] = success | ~ctx.mask("clean_correct")
+            new = attack_stage(ctx, threat, key, attack, todo & ~success, gallery=False) & todo & ~success
+            pred[new] = ctx.records[rec.key(threat, key, "pred")][new]
+            conf[new] = ctx.records[rec.key(threat, key, "conf")][new]
+            success |= new
+        ctx.records.update({rec.key(threat, f"curve/{i}", "success"): success | ~ctx.mask("clean_correct"),
+                            rec.key(threat, f"curve/{i}", "pred"): pred, rec.key(threat, f"curve/{i}", "conf"): conf})
     return {"eps": list(eps_list), "attacks": sorted(set(used)), "steps": cs.steps}
 
 
@@ -212,7 +215,8 @@ def unbounded(ctx: Context, threat: ThreatModel) -> list[Finding]:
     if not len(idx):
         return []
     t = torch.as_tensor(idx)
-    attack = PGD(threat.with_eps(eps), steps=ch.unbounded_steps, loss="margin", eot=ctx.spec.stages.pgd.eot)
+    eot = max(ctx.spec.stages.pgd.eot, ctx.spec.stages.autoattack.eot if ctx.randomized else 1)
+    attack = PGD(threat.with_eps(eps), steps=ch.unbounded_steps, loss="margin", eot=eot)
     r = attack(ctx.clf, ctx.x[t], ctx.y[t], generator=ctx.generator(f"{threat}/unbounded", 0))
     acc = float((~r.success).float().mean())
     ctx.stats[f"{threat}/unbounded"] = {"eps": eps, "robust_accuracy": acc, "n": len(idx)}

@@ -48,7 +48,7 @@ def build_model(config: TrainConfig, input_shape: tuple[int, int, int], num_clas
     return clf.to(device) if device is not None else clf
 
 
-def test_metrics(model: Classifier, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, *,
+def held_out_metrics(model: Classifier, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, *,
                  steps: int = 20, batch_size: int = 500) -> dict:
     """Clean test accuracy plus PGD-``steps`` (adversarial methods) or noisy (gaussian) accuracy."""
     gen = torch.Generator().manual_seed(derive_seed(config.seed, "test"))
@@ -89,7 +89,7 @@ def train_from_config(config: TrainConfig, *, out: str | Path | None = None, che
     metrics = {**result.metrics, "kept_epoch": result.best_epoch, "train_n": len(xtr), "val_n": len(xva)}
     if distributed.is_main():
         test = load_data(config.data, "test")
-        metrics.update(test_metrics(result.model, test.x, test.y, config))
+        metrics.update(held_out_metrics(result.model, test.x, test.y, config))
     path = None
     if out is not None and distributed.is_main():
         path = save(result.model, config, metrics, out, name=name, description=description, data_name=train.name)

@@ -1,0 +1,133 @@
+"""``advkit attack NAME``: run one registered attack on a model and data, print its numbers.
+
+Prints robust accuracy, attack success rate among initially correct samples, median perturbation
+norm of the successful adversarial examples, time and model calls; ``--save F.npz`` writes the
+per-sample arrays (``x_adv``, ``success``, ``distance``, ``y``, ``predictions``, ``targets``) in input order.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import click
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..threat import ThreatModel
+from . import render
+
+
+def _parse_params(items: tuple[str, ...]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def random_targets(y: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+    """A uniformly random target class different from ``y`` for every sample."""
+    if num_classes < 2:
+        raise ConfigError(f"targeted attacks need at least 2 classes, got {num_classes}")
+    shift = torch.randint(1, num_classes, (len(y),), generator=generator)
+    return (y + shift) % num_classes
+
+
+def run_attack(attack, clf, x, y, *, targets=None, generator=None, batch_size: int = 256, progress=None) -> dict:
+    """Run ``attack`` batch by batch (driving ``progress``) and return per-sample arrays and totals."""
+    parts, calls, grads = [], 0, 0
+    start = time.perf_counter()
+    for i in range(0, len(x), batch_size):
+        sl = slice(i, i + batch_size)
+        res = attack(clf, x[sl], y[sl], targets=None if targets is None else targets[sl], generator=generator)
+        parts.append(res)
+        calls, grads = calls + res.model_calls, grads + res.gradient_calls
+        if progress is not None:
+            progress(attack.name, min(i + batch_size, len(x)), len(x))
+    cat = lambda key: torch.cat([getattr(p, key) for p in parts]) if parts else torch.zeros(0)  # noqa: E731
+    return {"x_adv": cat("x_adv"), "success": cat("success").bool(), "distance": cat("distance"),
+            "predictions": cat("predictions").long(), "seconds": time.perf_counter() - start,
+            "model_calls": calls, "gradient_calls": grads, "config": parts[0].config if parts else attack.describe()}
+
+
+def summarize(out: dict, y: torch.Tensor, clean_pred: torch.Tensor, targets) -> dict:
+    correct = clean_pred == y
+    success = out["success"]
+    robust = (out["predictions"] == y) if targets is not None else ~success
+    broken = success & correct
+    dist = out["distance"][broken]
+    return {
+        "n": int(len(y)),
+        "clean_accuracy": float(correct.float().mean()) if len(y) else float("nan"),
+        "robust_accuracy": float(robust.float().mean()) if len(y) else float("nan"),
+        "success_rate": float(success[correct].float().mean()) if correct.any() else None,
+        "median_distance": float(dist.median()) if len(dist) else None,
+        "seconds": out["seconds"], "model_calls": out["model_calls"], "gradient_calls": out["gradient_calls"],
+    }
+
+
+@click.command("attack")
+@click.argument("name")
+@click.option("--model", "model_ref", required=True, help="Model REF: zoo:NAME, FILE.safetensors, file.py:factory, ...")
+@click.option("--weights", default=None, help="Weights file for a factory model REF.")
+@click.option("--data", "data_ref", required=True, help="Data REF: mnist5k, digits, fashion-mnist, npz:F, ...")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "test"]))
+@click.option("--threat", "threat_text", required=True, help="Threat model, e.g. linf:0.3 or l2:1.5.")
+@click.option("--targeted", is_flag=True, help="Random target != y per sample (drawn from --seed).")
+@click.option("--n", "n", type=click.IntRange(min=1), default=None, help="Use the first N samples.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Override an attack parameter (repeatable).")
+@click.option("--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write per-sample arrays to F.npz.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def attack(name, model_ref, weights, data_ref, split, threat_text, targeted, n, batch_size, seed, params, save_path, as_json):
+    """Run the registered attack NAME (see `advkit list attacks`) on a model and data."""
+    from ..attacks import registry
+    from ..sources.data import load_data
+    from ..sources.models import load_model
+
+    threat = ThreatModel.parse(threat_text)
+    ds = load_data(data_ref, split).subset(n)
+    clf = load_model(model_ref, weights=weights)
+    x, y = ds.x, ds.y
+    atk = registry.build(name, threat, num_classes=ds.num_classes, **_parse_params(params))
+    gen = torch.Generator().manual_seed(seed)
+    targets = random_targets(y, ds.num_classes, gen) if targeted else None
+    clean_pred = clf.predict(x, batch_size=batch_size)
+    with render.progress_bar(enabled=not as_json) as progress:
+        out = run_attack(atk, clf, x, y, targets=targets, generator=gen, batch_size=batch_size, progress=progress)
+    summary = {"attack": name, "model": model_ref, "data": data_ref, "threat": str(threat), "targeted": targeted,
+               "seed": seed, **summarize(out, y, clean_pred, targets), "config": out["config"]}
+    if save_path:
+        _save(save_path, out, y, targets)
+        summary["saved"] = str(save_path)
+    _render(summary, as_json)
+
+
+def _save(path: str, out: dict, y: torch.Tensor, targets) -> None:
+    arrays = {"x_adv": out["x_adv"].cpu().numpy(), "success": out["success"].cpu().numpy(),
+              "distance": out["distance"].cpu().numpy(), "y": y.cpu().numpy(),
+              "predictions": out["predictions"].cpu().numpy()}
+    if targets is not None:
+        arrays["targets"] = targets.cpu().numpy()
+    np.savez_compressed(path, **arrays)
+
+
+def _render(s: dict, as_json: bool) -> None:
+    if as_json:
+        render.print_json(s)
+        return
+    rows = [("clean accuracy", render.pct(s["clean_accuracy"])), ("robust accuracy", render.pct(s["robust_accuracy"])),
+            ("attack success rate (of correct)", render.pct(s["success_rate"])),
+            ("median perturbation norm", render.fmt(s["median_distance"])),
+            ("time (s)", f"{s['seconds']:.2f}"), ("model calls", s["model_calls"]), ("gradient calls", s["gradient_calls"])]
+    title = f"{s['attack']} on {s['model']} · {s['data']} (n={s['n']}) · {s['threat']}" + (" targeted" if s["targeted"] else "")
+    render.console.print(render.table(title, ["metric", "value"], rows))
+    if s.get("saved"):
+        render.console.print(f"saved per-sample arrays to {s['saved']}")
