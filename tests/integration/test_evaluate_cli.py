@@ -64,13 +64,15 @@ def test_exit_0_writes_the_run_directory_and_history(first_run, digits_model):
 
 def test_exit_1_when_a_gate_fails_and_junit_is_written(first_run, refs, tmp_path):
     _, d = first_run
-    spec = write_spec(tmp_path / "spec.toml", refs, extra='[gates]\nrequire = ["robust_accuracy[linf:0.1] >= 0.99"]\n')
+    spec = write_spec(tmp_path / "spec.toml", refs, extra='[gates]\nrequire = ["robust_accuracy[linf:0.1] >= 0.99"]\n'
+                                                          '[certify]\nsigma = 0.25\nn0 = 10\nn = 100\n')
     junit = tmp_path / "gates.xml"
     code = main(["evaluate", str(spec), "--out", str(tmp_path / "out"), "--db", str(d / "h.db"), "--quiet",
                  "--junit", str(junit)])
     assert code == 1
-    result, _ = load_run_dir(tmp_path / "out")
+    result, samples = load_run_dir(tmp_path / "out")
     assert result["gates"]["passed"] is False
+    assert set(result["certify"]["certified_accuracy"]) >= {"0", "0.5"} and len(samples["certify/radius"]) == 40
     root = ET.parse(junit).getroot()
     assert root.find("testsuite").get("failures") != "0"
     assert root.find(".//failure") is not None

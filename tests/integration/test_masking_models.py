@@ -21,13 +21,13 @@ MASKING = {"zero-gradients", "nan-gradients", "blackbox-beats-whitebox", "fgsm-b
            "curve-not-monotone", "ce-autoattack-gap", "randomized-no-eot", "randomized-model"}
 
 
-def _spec(**aa):
+def _spec(queries=1000, **aa):
     return spec_from_dict({
         "n": 100, "batch_size": 100, "threats": [THREAT],
         "stages": {"pgd": {"steps": 10, "restarts": 1},
-                   "autoattack": {"steps": 20, "square_queries": 1000, "n_targets": 3, "eot": 5, **aa},
+                   "autoattack": {"steps": 20, "square_queries": queries, "n_targets": 3, "eot": 5, **aa},
                    "curve": {"points": 3, "steps": 10},
-                   "checks": {"unbounded_samples": 30, "unbounded_steps": 20, "blackbox_queries": 1000}}})
+                   "checks": {"unbounded_samples": 30, "unbounded_steps": 20, "blackbox_queries": queries}}})
 
 
 class Scale(nn.Module):
@@ -105,10 +105,9 @@ def test_stochastic_gradients(digits_model, undefended):
     assert "randomized-no-eot" in codes
 
 
-def _pgd_trained(digits_model, eps=0.15, epochs=12):
+def _pgd_trained(digits_model, eps=0.15, epochs=5):
     """A quickly PGD-trained (Madry et al. 2018) digits CNN — robust without masking."""
     from advkit.attacks.pgd import PGD
-    from conftest import _train_digits_model  # noqa: F401  (same data split as the fixture)
     from sklearn.datasets import load_digits
     d = load_digits()
     xs = torch.tensor(d.images / 16.0, dtype=torch.float32).unsqueeze(1)
@@ -117,11 +116,11 @@ def _pgd_trained(digits_model, eps=0.15, epochs=12):
     perm = torch.randperm(len(xs), generator=g)
     xtr, ytr = xs[perm][:1400], ys[perm][:1400]
     torch.manual_seed(1)  # test-only model initialisation
-    net = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 16, 128), nn.ReLU(), nn.Linear(128, 10))
+    net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 16, 64), nn.ReLU(), nn.Linear(64, 10))
     clf = Classifier(net, num_classes=10, input_shape=(1, 8, 8), name="digits-pgdat")
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    attack = PGD(f"linf:{eps}", steps=5)
+    attack = PGD(f"linf:{eps}", steps=3)
     for _ in range(epochs):
         for i in torch.randperm(len(xtr), generator=g).split(64):
             net.eval()
@@ -138,7 +137,7 @@ def _pgd_trained(digits_model, eps=0.15, epochs=12):
 def test_adversarially_trained_model_gets_no_masking_warning(digits_model, undefended):
     _, x, y = digits_model
     clf = _pgd_trained(digits_model)
-    res, t, codes = _run(clf, (x, y))
+    res, t, codes = _run(clf, (x, y), _spec(queries=500))
     assert not codes & MASKING, [f for f in res["findings"] if f["code"] in MASKING]
     assert res["clean"]["accuracy"] > 0.8
     assert t["robust_accuracy"] > undefended + 0.2  # robust for real, under the same worst case

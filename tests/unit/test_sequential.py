@@ -147,11 +147,11 @@ def _zoo_noise_model():
 
 
 def test_zoo_noise_model_curve_shape():
-    """zoo:mnist5k-noise0.25 on 20 mnist5k test images at n = 2,000 (max radius 0.68): high certified
+    """zoo:mnist5k-noise0.25 on 10 mnist5k test images at n = 1,000 (max radius 0.615): high certified
     accuracy at r = 0.25 and 0.5 (published, full data, n = 100k: 96.7% at 0.5), 0 at r = 0.75 and 1."""
     clf, data = _zoo_noise_model()
-    res = run_certify_stage(clf, data.x[:20], data.y[:20], sigma=0.25, n0=100, n=2000, alpha=0.001, radii=RADII,
-                            batch_size=2000, generator=torch.Generator().manual_seed(0))
+    res = run_certify_stage(clf, data.x[:10], data.y[:10], sigma=0.25, n0=100, n=1000, alpha=0.001, radii=RADII,
+                            batch_size=1100, generator=torch.Generator().manual_seed(0))
     acc = res["certified_accuracy"]
-    assert acc["0.25"] >= 0.85 and acc["0.5"] >= 0.7
-    assert acc["0.75"] == 0.0 and acc["1"] == 0.0 and max_radius(0.25, 2000, 0.001) < 0.75
+    assert acc["0.25"] >= 0.8 and acc["0.5"] >= 0.6
+    assert acc["0.75"] == 0.0 and acc["1"] == 0.0 and max_radius(0.25, 1000, 0.001) < 0.75

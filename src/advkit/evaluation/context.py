@@ -18,7 +18,6 @@ import torch
 
 from ..model import Classifier
 from ..progress import NULL, ProgressFn
-from ..results import records as rec
 from .spec import EvaluationSpec
 
 BatchFn = Callable[[slice, torch.Generator], dict]
@@ -113,4 +112,4 @@ def subset(ctx: Context, sl: slice, mask: np.ndarray) -> tuple[torch.Tensor, tor
     return ctx.x[idx], ctx.y[idx], pos
 
 
-__all__ = ["Context", "derive_seed", "subset", "rec"]
+__all__ = ["Context", "derive_seed", "subset"]

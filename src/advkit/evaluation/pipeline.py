@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from ..errors import EvaluationAborted
 from ..progress import NULL, ProgressFn
@@ -120,4 +119,4 @@ def _open_run(store, spec: EvaluationSpec, meta: dict, resume: bool) -> int | No
                            versions=env["environment"], git_commit=env["environment"].get("git_commit"))
 
 
-__all__ = ["evaluate", "EvaluationResult", "torch"]
+__all__ = ["evaluate", "EvaluationResult"]

@@ -20,7 +20,7 @@ from ..attacks import registry
 from ..attacks.fgsm import FGSM
 from ..attacks.pgd import PGD
 from ..attacks.restarts import BestOf
-from ..errors import AdvkitError, ConfigError, EvaluationAborted, InputError
+from ..errors import ConfigError, EvaluationAborted, InputError
 from ..findings import Finding
 from ..results import records as rec
 from ..threat import ThreatModel
@@ -238,9 +238,11 @@ def certify(ctx: Context) -> dict | None:
     except ImportError as e:  # pragma: no cover - smoothing not installed
         ctx.findings.append(Finding("attack-unavailable", "info", f"certification skipped: {e}"))
         return None
-    return run_certify_stage(ctx.clf, ctx.x, ctx.y, sigma=c.sigma, n0=c.n0, n=c.n, alpha=c.alpha, radii=c.radii,
-                             batch_size=c.batch_size, generator=ctx.generator("certify", 0),
-                             progress=ctx.progress)
+    out = run_certify_stage(ctx.clf, ctx.x, ctx.y, sigma=c.sigma, n0=c.n0, n=c.n, alpha=c.alpha, radii=c.radii,
+                            batch_size=c.batch_size, generator=ctx.generator("certify", 0), progress=ctx.progress)
+    for name, column in (out.get("records") or {}).items():
+        ctx.records[f"certify/{name}"] = np.asarray(column)
+    return out
 
 
-__all__ = ["preflight", "clean", "threat_attacks", "curve", "unbounded", "gradients", "certify", "AdvkitError"]
+__all__ = ["preflight", "clean", "threat_attacks", "curve", "unbounded", "gradients", "certify"]
