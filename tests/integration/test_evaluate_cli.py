@@ -76,18 +76,38 @@ def test_exit_1_when_a_gate_fails_and_junit_is_written(first_run, refs, tmp_path
     root = ET.parse(junit).getroot()
     assert root.find("testsuite").get("failures") != "0"
     assert root.find(".//failure") is not None
-    # the regression gate used the previous run of the same spec as baseline
-    assert result["gates"]["baseline_run"] is not None
+    assert result["gates"]["baseline_run"] is None  # a different spec (certify added): no baseline
 
 
-def test_regression_gate_against_a_worse_baseline_passes(first_run, refs, tmp_path):
+def test_regression_gate_uses_the_latest_run_of_the_same_spec(first_run, refs, tmp_path):
     _, d = first_run
     spec = write_spec(tmp_path / "spec.toml", refs)
     code = main(["evaluate", str(spec), "--out", str(tmp_path / "o"), "--db", str(d / "h.db"), "--quiet", "--json"])
     assert code == 0
     result, _ = load_run_dir(tmp_path / "o")
+    # the regression gate used the first run of the same spec and model as baseline
+    assert result["gates"]["baseline_run"] == 1
     names = [i["name"] for i in result["gates"]["items"]]
     assert any("robust_accuracy" in n for n in names)
+
+
+def test_exit_1_when_robust_accuracy_drops_against_the_baseline(refs, tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+    worse = {k: v + 0.3 * torch.randn(v.shape, generator=torch.Generator().manual_seed(0))
+             for k, v in load_file(refs["weights"]).items()}
+    save_file(worse, str(tmp_path / "worse.safetensors"))
+    spec = write_spec(tmp_path / "spec.toml", {**refs, "model": refs["arch"]})
+    common = [str(spec), "--db", str(tmp_path / "h.db"), "--quiet", "--json"]
+    assert main(["evaluate", *common, "--weights", refs["weights"], "--out", str(tmp_path / "v1")]) == 0
+    assert main(["evaluate", *common, "--weights", str(tmp_path / "worse.safetensors"), "--out",
+                 str(tmp_path / "v2")]) == 1
+    v1, _ = load_run_dir(tmp_path / "v1")
+    v2, _ = load_run_dir(tmp_path / "v2")
+    assert v2["robust_accuracy"]["linf:0.1"] < v1["robust_accuracy"]["linf:0.1"] - 0.02
+    failed = [i for i in v2["gates"]["items"] if not i["passed"]]
+    assert v2["gates"]["baseline_run"] == v1["run_id"] and failed
+    assert all("linf:0.1" in i["name"] and i["margin"] < 0 for i in failed)
 
 
 @pytest.mark.parametrize("extra, message", [

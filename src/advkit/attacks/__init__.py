@@ -6,25 +6,20 @@ Build them by name with :func:`advkit.attacks.registry.build` (``advkit list att
 from __future__ import annotations
 
 from .adaptive import BPDA, Expectation, with_eot
+from .apgd import APGD
 from .base import Attack, AttackResult, BudgetedAttack, MinNormAttack
 from .cw import CarliniWagnerL2
+from .ensemble import Ensemble, EnsembleResult
+from .fab import FAB
 from .fgsm import FGSM
 from .pgd import PGD
+from .presets import autoattack_rand, autoattack_standard
 from .registry import build, list_attacks
 from .restarts import BestOf
+from .square import Square
 
 __all__ = [
-    "Attack", "AttackResult", "BudgetedAttack", "MinNormAttack", "FGSM", "PGD", "BestOf", "CarliniWagnerL2",
-    "BPDA", "Expectation", "with_eot", "build", "list_attacks",
+    "Attack", "AttackResult", "BudgetedAttack", "MinNormAttack",
+    "FGSM", "PGD", "BestOf", "CarliniWagnerL2", "APGD", "Square", "FAB", "Ensemble", "EnsembleResult",
+    "autoattack_standard", "autoattack_rand", "BPDA", "Expectation", "with_eot", "build", "list_attacks",
 ]
-
-try:  # written concurrently by another worker; becomes a plain import once they exist
-    from .apgd import APGD
-    from .ensemble import Ensemble, EnsembleResult
-    from .fab import FAB
-    from .presets import autoattack_rand, autoattack_standard
-    from .square import Square
-except ImportError:  # pragma: no cover - transitional
-    pass
-else:
-    __all__ += ["APGD", "Square", "FAB", "Ensemble", "EnsembleResult", "autoattack_standard", "autoattack_rand"]

@@ -141,9 +141,10 @@ class EvaluationSpec:
         return _plain(self)
 
     def spec_hash(self) -> str:
-        """sha256 of everything that changes the numbers (not output paths, gates or the DB)."""
+        """sha256 of the evaluation protocol: not the model's weights (a new version of the same model
+        keeps its spec, so it is compared with the last one), output paths, gates or the DB."""
         d = self.to_dict()
-        for k in ("output", "db", "gates", "trust_pickle"):
+        for k in ("weights", "output", "db", "gates", "trust_pickle"):
             d.pop(k, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
