@@ -21,7 +21,7 @@ MASKING = {"zero-gradients", "nan-gradients", "blackbox-beats-whitebox", "fgsm-b
            "curve-not-monotone", "ce-autoattack-gap", "randomized-no-eot", "randomized-model"}
 
 
-def _spec(queries=1000, **aa):
+def _spec(queries=600, **aa):
     return spec_from_dict({
         "n": 100, "batch_size": 100, "threats": [THREAT],
         "stages": {"pgd": {"steps": 10, "restarts": 1},
@@ -85,7 +85,7 @@ def test_vanishing_gradients(digits_model, undefended):
 
 def test_shattered_gradients(digits_model, undefended):
     clf, x, y = digits_model
-    _, t, codes = _run(_wrap(Quantise(32), clf.net, name="quantised"), (x, y))
+    _, t, codes = _run(_wrap(Quantise(32), clf.net, name="quantised"), (x, y), _spec(queries=1000))
     assert {"zero-gradients", "blackbox-beats-whitebox"} <= codes
     assert t["attacks"]["pgd"]["robust_accuracy"] > undefended + 0.5
     assert t["robust_accuracy"] <= undefended + 0.15
@@ -105,7 +105,7 @@ def test_stochastic_gradients(digits_model, undefended):
     assert "randomized-no-eot" in codes
 
 
-def _pgd_trained(digits_model, eps=0.15, epochs=5):
+def _pgd_trained(digits_model, eps=0.15, epochs=4):
     """A quickly PGD-trained (Madry et al. 2018) digits CNN — robust without masking."""
     from advkit.attacks.pgd import PGD
     from sklearn.datasets import load_digits
@@ -137,7 +137,7 @@ def _pgd_trained(digits_model, eps=0.15, epochs=5):
 def test_adversarially_trained_model_gets_no_masking_warning(digits_model, undefended):
     _, x, y = digits_model
     clf = _pgd_trained(digits_model)
-    res, t, codes = _run(clf, (x, y), _spec(queries=500))
+    res, t, codes = _run(clf, (x, y), _spec(queries=400))
     assert not codes & MASKING, [f for f in res["findings"] if f["code"] in MASKING]
     assert res["clean"]["accuracy"] > 0.8
     assert t["robust_accuracy"] > undefended + 0.2  # robust for real, under the same worst case

@@ -120,3 +120,20 @@ def test_gradient_check_nan():
     clf = Classifier(Bad(), num_classes=3)
     x = torch.rand(8, 1, 2, 2)
     assert "nan-gradients" in _codes(checks.gradient_findings(clf, x, torch.zeros(8, dtype=torch.long)))
+
+
+def test_preflight_errors_abort_with_the_fix():
+    import pytest
+    from advkit.errors import EvaluationAborted
+    from advkit.evaluation import evaluate, spec_from_dict
+    torch.manual_seed(0)
+    clf = Classifier(_Scaled(1.0), num_classes=3)
+    x, y = torch.rand(10, 1, 2, 2), torch.randint(0, 3, (10,))
+    spec = spec_from_dict({"n": 10, "db": "unused.db"})
+    with pytest.raises(EvaluationAborted) as e:
+        evaluate(spec, model=clf, data=(x * 255, y))  # 0..255 data for a [0, 1] model
+    assert [f.code for f in e.value.findings] == ["input-range"] and "fix:" in str(e.value)
+    probs = Classifier(nn.Sequential(_Scaled(1.0), nn.Softmax(dim=1)), num_classes=3)
+    with pytest.raises(EvaluationAborted) as e:
+        evaluate(spec, model=probs, data=(x, y))
+    assert [f.code for f in e.value.findings] == ["probability-outputs"] and "remove" in str(e.value).lower()

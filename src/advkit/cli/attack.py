@@ -127,7 +127,9 @@ def _render(s: dict, as_json: bool) -> None:
             ("attack success rate (of correct)", render.pct(s["success_rate"])),
             ("median perturbation norm", render.fmt(s["median_distance"])),
             ("time (s)", f"{s['seconds']:.2f}"), ("model calls", s["model_calls"]), ("gradient calls", s["gradient_calls"])]
-    title = f"{s['attack']} on {s['model']} · {s['data']} (n={s['n']}) · {s['threat']}" + (" targeted" if s["targeted"] else "")
-    render.console.print(render.table(title, ["metric", "value"], rows))
+    title = f"{s['attack']} · {s['threat']}" + (" · targeted" if s["targeted"] else "")
+    t = render.table(title, ["metric", "value"], rows)
+    t.caption = f"model {s['model']} · data {s['data']} (n={s['n']}) · seed {s['seed']}"
+    render.console.print(t)
     if s.get("saved"):
         render.console.print(f"saved per-sample arrays to {s['saved']}")
