@@ -109,3 +109,18 @@ def test_missing_model_file_exits_2(refs, capsys, tmp_path):
     code, cap = _run(capsys, "fgsm", "--model", f"{tmp_path / 'missing.py'}:make", "--data", data_ref,
                      "--threat", "linf:0.1")
     assert code == 2
+
+
+def test_attack_on_the_shipped_zoo_model(capsys):
+    from advkit.errors import AdvkitError
+    try:
+        from advkit.sources.models import load_model
+        load_model("zoo:mnist5k-standard")
+    except (ImportError, AdvkitError) as e:  # the zoo checkpoint is produced by another part of the project
+        pytest.skip(f"zoo model unavailable: {e}")
+    code, cap = _run(capsys, "fgsm", "--model", "zoo:mnist5k-standard", "--data", "mnist5k", "--threat", "linf:0.3",
+                     "--n", "20", "--json")
+    assert code == 0, cap.err
+    s = json.loads(cap.out)
+    assert s["n"] == 20 and s["clean_accuracy"] > 0.8
+    assert s["robust_accuracy"] < s["clean_accuracy"]

@@ -65,9 +65,9 @@ def test_best_iterate_pgd_is_at_least_as_strong_as_peers(digits):
 
 def test_cw_median_distance_matches_foolbox(digits):
     clf, x, y = digits
-    x, y = x[:8], y[:8]
-    settings = dict(binary_search_steps=6, steps=100, stepsize=0.01, confidence=0, initial_const=0.1)
-    ours = CarliniWagnerL2(binary_search_steps=6, max_iterations=100, learning_rate=0.01, initial_const=0.1)(clf, x, y)
+    x, y = x[:6], y[:6]
+    settings = dict(binary_search_steps=5, steps=100, stepsize=0.01, confidence=0, initial_const=0.3)
+    ours = CarliniWagnerL2(binary_search_steps=5, max_iterations=100, learning_rate=0.01, initial_const=0.3)(clf, x, y)
     fb = pytest.importorskip("foolbox")
     fmodel = fb.PyTorchModel(clf, bounds=(0, 1))
     _, adv, ok = fb.attacks.L2CarliniWagnerAttack(**settings)(fmodel, x, fb.criteria.Misclassification(y), epsilons=None)

@@ -127,8 +127,8 @@ def test_targeted_pgd_reaches_the_nearest_class_just_above_the_minimal_distance(
 
 @pytest.mark.parametrize("k", [2, 5])
 def test_cw_finds_the_minimal_l2_distance(k):
-    clf, x, y, d, _ = oracle_data(k, "l2", n=24)
-    res = CarliniWagnerL2(max_iterations=200)(clf, x, y)
+    clf, x, y, d, _ = oracle_data(k, "l2", n=16)
+    res = CarliniWagnerL2(max_iterations=150)(clf, x, y)
     assert res.success.all()
     ratio = res.distance / d
     assert (ratio >= 1 - 1e-4).all(), "C&W cannot beat the exact minimum"
