@@ -124,3 +124,18 @@ def test_attack_on_the_shipped_zoo_model(capsys):
     s = json.loads(cap.out)
     assert s["n"] == 20 and s["clean_accuracy"] > 0.8
     assert s["robust_accuracy"] < s["clean_accuracy"]
+
+
+def test_list_every_subject_exits_0_and_lists_something():
+    import json
+
+    from click.testing import CliRunner
+
+    from advkit.cli.main import cli
+    expect = {"attacks": "autoattack", "presets": "autoattack_standard", "checks": "zero-gradients",
+              "zoo": "mnist5k-standard", "data": "mnist5k"}
+    for subject, name in expect.items():
+        r = CliRunner().invoke(cli, ["list", subject, "--json"])
+        assert r.exit_code == 0, r.output
+        rows = json.loads(r.output)
+        assert any(name in json.dumps(row) for row in rows), (subject, rows)

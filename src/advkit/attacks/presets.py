@@ -69,3 +69,18 @@ def autoattack_rand(threat, num_classes: int, eot: int = 20) -> Ensemble:
     threat, k = ThreatModel.parse(threat), _check(num_classes)
     attacks = [a for a in (_build(n, {**s, "eot": eot}, threat, k) for n, s in RAND) if a is not None]
     return Ensemble(tuple(attacks), label="autoattack-rand")
+
+
+def _describe(members) -> str:
+    return " → ".join(f"{n} ({', '.join(f'{k}={v}' for k, v in s.items() if v is not None)})" for n, s in members)
+
+
+PRESETS = {
+    "autoattack_standard": (autoattack_standard, "AutoAttack standard (Croce & Hein 2020): " + _describe(STANDARD)),
+    "autoattack_rand": (autoattack_rand, "AutoAttack for randomized models, EOT=20: " + _describe(RAND)),
+}
+
+
+def list_presets() -> list[tuple[str, str]]:
+    """(name, description) of every preset, for ``advkit list presets``."""
+    return [(name, desc) for name, (_, desc) in PRESETS.items()]
