@@ -32,7 +32,7 @@ import torch
 
 from .. import geometry, losses
 from ..errors import ConfigError
-from .base import BudgetedAttack
+from .base import BudgetedAttack, check_n_targets, require_int
 from .pgd import check_gradient_config, validate_eot
 from .schedules import apgd_checkpoints, apgd_l1_checkpoints
 
@@ -79,12 +79,8 @@ class APGD(BudgetedAttack):
 
     def __post_init__(self):
         super().__post_init__()
-        for key in ("steps", "restarts"):
-            v = getattr(self, key)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{key} must be an integer >= 1, got {v!r}")
-        if not isinstance(self.n_targets, int) or self.n_targets < 0:
-            raise ConfigError(f"n_targets must be an integer >= 0, got {self.n_targets!r}")
+        require_int(self, "steps", "restarts")
+        require_int(self, "n_targets", minimum=0, allow_bool=True)
         if not 0 < self.rho <= 1:
             raise ConfigError(f"rho must lie in (0, 1], got {self.rho!r}")
         losses.get(self.loss)
@@ -95,11 +91,7 @@ class APGD(BudgetedAttack):
         return f"apgd-t-{self.loss}".replace("-dlr", "") if self.n_targets else f"apgd-{self.loss}"
 
     def _validate(self, num_classes, targets) -> None:
-        if self.n_targets and targets is not None:
-            raise ConfigError(f"{self.name}: n_targets={self.n_targets} picks its own targets; got explicit targets too")
-        if self.n_targets >= num_classes:
-            raise ConfigError(f"{self.name}: n_targets must be < the number of classes ({num_classes}), "
-                              f"got {self.n_targets}")
+        check_n_targets(self, num_classes, targets)
         targeted = targets is not None or self.n_targets > 0  # APGD-T uses the targeted loss
         check_gradient_config(self, self.loss, num_classes, True if targeted else None)
 

@@ -64,6 +64,26 @@ def _config_value(v):
     return v
 
 
+def require_int(obj, *names: str, minimum: int = 1, allow_bool: bool = False) -> None:
+    """Raise :class:`ConfigError` unless each field ``names`` of ``obj`` is an integer >= ``minimum``.
+
+    ``allow_bool`` keeps the leniency of checks that historically accepted ``True``/``False``.
+    """
+    for key in names:
+        v = getattr(obj, key)
+        if not isinstance(v, int) or (isinstance(v, bool) and not allow_bool) or v < minimum:
+            raise ConfigError(f"{key} must be an integer >= {minimum}, got {v!r}")
+
+
+def check_n_targets(attack, num_classes: int, targets) -> None:
+    """Reject explicit ``targets`` alongside ``n_targets`` > 0, and ``n_targets`` >= ``num_classes``."""
+    if attack.n_targets and targets is not None:
+        raise ConfigError(f"{attack.name}: n_targets={attack.n_targets} picks its own targets; got explicit targets too")
+    if attack.n_targets >= num_classes:
+        raise ConfigError(f"{attack.name}: n_targets must be < the number of classes ({num_classes}), "
+                          f"got {attack.n_targets}")
+
+
 def derive_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
     """A generator on ``device`` seeded from ``generator`` (or fresh entropy); never the global RNG."""
     g = torch.Generator(device=device)

@@ -27,7 +27,7 @@ import torch
 
 from .. import losses
 from ..errors import ConfigError
-from .base import MinNormAttack
+from .base import MinNormAttack, require_int
 from .pgd import validate_eot
 
 _SQUASH = 0.999999
@@ -50,10 +50,7 @@ class CarliniWagnerL2(MinNormAttack):
         super().__post_init__()
         if self.norm != "l2":
             raise ConfigError(f"CarliniWagnerL2 minimises the l2 norm, got norm={self.norm!r}")
-        for key in ("binary_search_steps", "max_iterations"):
-            v = getattr(self, key)
-            if not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{key} must be an integer >= 1, got {v!r}")
+        require_int(self, "binary_search_steps", "max_iterations", allow_bool=True)
         for key in ("initial_const", "learning_rate"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)!r}")

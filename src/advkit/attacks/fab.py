@@ -30,7 +30,7 @@ import torch
 
 from .. import geometry
 from ..errors import ConfigError
-from .base import BudgetedAttack
+from .base import BudgetedAttack, check_n_targets, require_int
 
 
 def project_hyperplane_box(t, w, c, lo, hi, norm: str) -> torch.Tensor:
@@ -93,12 +93,8 @@ class FAB(BudgetedAttack):
 
     def __post_init__(self):
         super().__post_init__()
-        for key in ("steps", "restarts"):
-            v = getattr(self, key)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{key} must be an integer >= 1, got {v!r}")
-        if not isinstance(self.n_targets, int) or self.n_targets < 0:
-            raise ConfigError(f"n_targets must be an integer >= 0, got {self.n_targets!r}")
+        require_int(self, "steps", "restarts")
+        require_int(self, "n_targets", minimum=0, allow_bool=True)
         if not (0 <= self.alpha_max <= 1 and self.eta >= 1 and 0 < self.beta < 1):
             raise ConfigError("FAB needs 0 <= alpha_max <= 1, eta >= 1 and 0 < beta < 1, got "
                               f"alpha_max={self.alpha_max}, eta={self.eta}, beta={self.beta}")
@@ -112,11 +108,7 @@ class FAB(BudgetedAttack):
         return self.restarts > 1  # only restarts draw random starting points
 
     def _validate(self, num_classes, targets) -> None:
-        if self.n_targets and targets is not None:
-            raise ConfigError(f"{self.name}: n_targets={self.n_targets} picks its own targets; got explicit targets too")
-        if self.n_targets >= num_classes:
-            raise ConfigError(f"{self.name}: n_targets must be < the number of classes ({num_classes}), "
-                              f"got {self.n_targets}")
+        check_n_targets(self, num_classes, targets)
 
     # ------------------------------------------------------------------ outer loops
     def _run(self, oracle, x, y, targets, generator):

@@ -32,7 +32,7 @@ import torch
 
 from .. import geometry, losses
 from ..errors import ConfigError
-from .base import BudgetedAttack
+from .base import BudgetedAttack, require_int
 
 
 def check_gradient_config(attack, loss: str, num_classes: int, targets) -> None:
@@ -61,8 +61,7 @@ class PGD(BudgetedAttack):
 
     def __post_init__(self):
         super().__post_init__()
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ConfigError(f"steps must be an integer >= 1, got {self.steps!r}")
+        require_int(self, "steps", allow_bool=True)
         if self.step_size is not None and not (self.step_size > 0 and math.isfinite(self.step_size)):
             raise ConfigError(f"step_size must be a positive number or None (2.5·eps/steps), got {self.step_size!r}")
         if not 0 < self.l1_sparsity <= 1:

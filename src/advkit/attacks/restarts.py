@@ -18,7 +18,7 @@ import torch
 from .. import losses
 from ..errors import ConfigError
 from ..threat import ThreatModel
-from .base import Attack
+from .base import Attack, require_int
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,7 @@ class BestOf(Attack):
     def __post_init__(self):
         if not isinstance(self.attack, Attack):
             raise ConfigError(f"BestOf needs an Attack to repeat, got {self.attack!r}")
-        if not isinstance(self.restarts, int) or self.restarts < 1:
-            raise ConfigError(f"restarts must be an integer >= 1, got {self.restarts!r}")
+        require_int(self, "restarts", allow_bool=True)
 
     @property
     def norm(self) -> str:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .. import losses
 from ..errors import ConfigError
-from .base import BudgetedAttack
+from .base import BudgetedAttack, require_int
 from .schedules import square_p
 
 
@@ -75,8 +75,7 @@ class Square(BudgetedAttack):
 
     def __post_init__(self):
         super().__post_init__()
-        if not isinstance(self.n_queries, int) or isinstance(self.n_queries, bool) or self.n_queries < 1:
-            raise ConfigError(f"n_queries must be an integer >= 1, got {self.n_queries!r}")
+        require_int(self, "n_queries")
         if not 0 < self.p_init <= 1:
             raise ConfigError(f"p_init must lie in (0, 1], got {self.p_init!r}")
         if self.norm not in ("linf", "l2"):

@@ -135,6 +135,25 @@ class Objective:
         return {"method": self.name, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
 
 
+@dataclass(frozen=True)
+class InnerMaxObjective(Objective):
+    """Base of the objectives whose inner maximisation is k steps of PGD in B(x, ε) (α default 2.5·ε/k)."""
+
+    adversarial: ClassVar[bool] = True
+    eps: float = 0.3
+    norm: str = "linf"
+    steps: int = 10
+    step_size: float | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_budget(self.norm, self.eps, self.steps, self.step_size)
+
+    @property
+    def alpha(self) -> float:
+        return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+
+
 def check_budget(norm: str, eps: float, steps: int | None = None, step_size: float | None = None) -> None:
     """Validate the shared adversarial fields (messages say expected vs got)."""
     if norm not in ("linf", "l2"):

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .. import losses
 from ..errors import ConfigError
-from .base import Objective, StepOutput, ce_to, check_budget, pgd_maximize
+from .base import InnerMaxObjective, StepOutput, ce_to, pgd_maximize
 
 _TINY = 1e-12
 
@@ -35,26 +35,16 @@ def boosted_ce(z_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class MART(Objective):
+class MART(InnerMaxObjective):
     name: ClassVar[str] = "mart"
-    adversarial: ClassVar[bool] = True
     clean_in_loss: ClassVar[bool] = True
-    eps: float = 0.3
-    norm: str = "linf"
-    steps: int = 10
-    step_size: float | None = None
     beta: float = 6.0
     init_std: float = 0.001
 
     def __post_init__(self):
         super().__post_init__()
-        check_budget(self.norm, self.eps, self.steps, self.step_size)
         if not self.beta >= 0:
             raise ConfigError(f"beta must be >= 0, got {self.beta}")
-
-    @property
-    def alpha(self) -> float:
-        return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
 
     def perturb(self, model, x, y, *, generator, eps_scale):
         eps, alpha = self.eps * eps_scale, self.alpha * eps_scale

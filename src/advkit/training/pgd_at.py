@@ -17,26 +17,13 @@ from typing import ClassVar
 import torch.nn.functional as F
 
 from .. import geometry
-from .base import Objective, StepOutput, bounds_of, ce_to, check_budget, pgd_maximize
+from .base import InnerMaxObjective, StepOutput, bounds_of, ce_to, pgd_maximize
 
 
 @dataclass(frozen=True)
-class PGDAT(Objective):
+class PGDAT(InnerMaxObjective):
     name: ClassVar[str] = "pgd-at"
-    adversarial: ClassVar[bool] = True
-    eps: float = 0.3
-    norm: str = "linf"
-    steps: int = 10
-    step_size: float | None = None
     random_start: bool = True
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_budget(self.norm, self.eps, self.steps, self.step_size)
-
-    @property
-    def alpha(self) -> float:
-        return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
 
     def perturb(self, model, x, y, *, generator, eps_scale):
         eps, alpha = self.eps * eps_scale, self.alpha * eps_scale
