@@ -80,7 +80,7 @@ class APGD(BudgetedAttack):
     def __post_init__(self):
         super().__post_init__()
         require_int(self, "steps", "restarts")
-        require_int(self, "n_targets", minimum=0, allow_bool=True)
+        require_int(self, "n_targets", minimum=0)
         if not 0 < self.rho <= 1:
             raise ConfigError(f"rho must lie in (0, 1], got {self.rho!r}")
         losses.get(self.loss)

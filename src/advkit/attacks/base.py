@@ -64,14 +64,12 @@ def _config_value(v):
     return v
 
 
-def require_int(obj, *names: str, minimum: int = 1, allow_bool: bool = False) -> None:
+def require_int(obj, *names: str, minimum: int = 1) -> None:
     """Raise :class:`ConfigError` unless each field ``names`` of ``obj`` is an integer >= ``minimum``.
-
-    ``allow_bool`` keeps the leniency of checks that historically accepted ``True``/``False``.
     """
     for key in names:
         v = getattr(obj, key)
-        if not isinstance(v, int) or (isinstance(v, bool) and not allow_bool) or v < minimum:
+        if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
             raise ConfigError(f"{key} must be an integer >= {minimum}, got {v!r}")
 
 

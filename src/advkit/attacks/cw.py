@@ -50,7 +50,7 @@ class CarliniWagnerL2(MinNormAttack):
         super().__post_init__()
         if self.norm != "l2":
             raise ConfigError(f"CarliniWagnerL2 minimises the l2 norm, got norm={self.norm!r}")
-        require_int(self, "binary_search_steps", "max_iterations", allow_bool=True)
+        require_int(self, "binary_search_steps", "max_iterations")
         for key in ("initial_const", "learning_rate"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)!r}")

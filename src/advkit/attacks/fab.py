@@ -94,7 +94,7 @@ class FAB(BudgetedAttack):
     def __post_init__(self):
         super().__post_init__()
         require_int(self, "steps", "restarts")
-        require_int(self, "n_targets", minimum=0, allow_bool=True)
+        require_int(self, "n_targets", minimum=0)
         if not (0 <= self.alpha_max <= 1 and self.eta >= 1 and 0 < self.beta < 1):
             raise ConfigError("FAB needs 0 <= alpha_max <= 1, eta >= 1 and 0 < beta < 1, got "
                               f"alpha_max={self.alpha_max}, eta={self.eta}, beta={self.beta}")

@@ -61,7 +61,7 @@ class PGD(BudgetedAttack):
 
     def __post_init__(self):
         super().__post_init__()
-        require_int(self, "steps", allow_bool=True)
+        require_int(self, "steps")
         if self.step_size is not None and not (self.step_size > 0 and math.isfinite(self.step_size)):
             raise ConfigError(f"step_size must be a positive number or None (2.5·eps/steps), got {self.step_size!r}")
         if not 0 < self.l1_sparsity <= 1:

@@ -30,7 +30,7 @@ class BestOf(Attack):
     def __post_init__(self):
         if not isinstance(self.attack, Attack):
             raise ConfigError(f"BestOf needs an Attack to repeat, got {self.attack!r}")
-        require_int(self, "restarts", allow_bool=True)
+        require_int(self, "restarts")
 
     @property
     def norm(self) -> str:

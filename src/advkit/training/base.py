@@ -154,6 +154,24 @@ class InnerMaxObjective(Objective):
         return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
 
 
+@dataclass(frozen=True)
+class KLRegularisedObjective(InnerMaxObjective):
+    """Base of TRADES and MART: an outer loss with a β-weighted KL(p(x) ‖ p(x')) term, computed together
+    with f(x), and an inner maximisation that starts from x + ``init_std``·N(0, I) (not clipped)."""
+
+    clean_in_loss: ClassVar[bool] = True
+    beta: float = 6.0
+    init_std: float = 0.001
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.beta >= 0:
+            raise ConfigError(f"beta must be >= 0, got {self.beta}")
+
+    def noisy_start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return x + self.init_std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
 def check_budget(norm: str, eps: float, steps: int | None = None, step_size: float | None = None) -> None:
     """Validate the shared adversarial fields (messages say expected vs got)."""
     if norm not in ("linf", "l2"):

@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import losses
-from ..errors import ConfigError
-from .base import InnerMaxObjective, StepOutput, ce_to, pgd_maximize
+from .base import KLRegularisedObjective, StepOutput, ce_to, pgd_maximize
 
 _TINY = 1e-12
 
@@ -35,22 +34,14 @@ def boosted_ce(z_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class MART(InnerMaxObjective):
+class MART(KLRegularisedObjective):
     name: ClassVar[str] = "mart"
-    clean_in_loss: ClassVar[bool] = True
-    beta: float = 6.0
-    init_std: float = 0.001
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not self.beta >= 0:
-            raise ConfigError(f"beta must be >= 0, got {self.beta}")
 
     def perturb(self, model, x, y, *, generator, eps_scale):
         eps, alpha = self.eps * eps_scale, self.alpha * eps_scale
         if eps == 0:
             return x
-        start = x + self.init_std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        start = self.noisy_start(x, generator)
         return pgd_maximize(model, x, start, ce_to(y), norm=self.norm, eps=eps, steps=self.steps, step_size=alpha)
 
     def loss(self, model, x, y, x_pert):

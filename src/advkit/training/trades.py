@@ -24,21 +24,12 @@ import torch
 import torch.nn.functional as F
 
 from .. import losses
-from ..errors import ConfigError
-from .base import InnerMaxObjective, StepOutput, pgd_maximize
+from .base import KLRegularisedObjective, StepOutput, pgd_maximize
 
 
 @dataclass(frozen=True)
-class TRADES(InnerMaxObjective):
+class TRADES(KLRegularisedObjective):
     name: ClassVar[str] = "trades"
-    clean_in_loss: ClassVar[bool] = True
-    beta: float = 6.0
-    init_std: float = 0.001
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not self.beta >= 0:
-            raise ConfigError(f"beta must be >= 0, got {self.beta}")
 
     def perturb(self, model, x, y, *, generator, eps_scale):
         eps, alpha = self.eps * eps_scale, self.alpha * eps_scale
@@ -46,7 +37,7 @@ class TRADES(InnerMaxObjective):
             return x
         with torch.no_grad():
             z_clean = model(x)
-        start = x + self.init_std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        start = self.noisy_start(x, generator)
         return pgd_maximize(model, x, start, lambda z: losses.kl(z, z_clean), norm=self.norm, eps=eps,
                             steps=self.steps, step_size=alpha)
 

@@ -73,54 +73,9 @@ class LeNet(nn.Module):
 
 
 class PreActBlock(nn.Module):
-    """BN-ReLU-conv3×3-BN-ReLU-conv3×3 with an identity (or 1×1 projection) shortcut."""
+    """BN-ReLU-conv3×3-(dropout)-BN-ReLU-conv3×3 with an identity (or 1×1 projection) shortcut."""
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.shortcut = None
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(x))
-        skip = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv1(out)
-        out = self.conv2(F.relu(self.bn2(out)))
-        return out + skip
-
-
-class PreActResNet(nn.Module):
-    """Pre-activation ResNet; ``blocks=(2, 2, 2, 2)`` is PreActResNet-18."""
-
-    def __init__(self, num_classes: int = 10, in_channels: int = 3, input_size: int = 32,
-                 blocks: tuple[int, ...] = (2, 2, 2, 2)):
-        super().__init__()
-        if input_size < 8:
-            raise ConfigError(f"preact-resnet: input_size must be at least 8, got {input_size}")
-        self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
-        layers, in_planes = [], 64
-        for i, n in enumerate(blocks):
-            planes = 64 * 2 ** i
-            for j in range(n):
-                layers.append(PreActBlock(in_planes, planes, stride=2 if (i > 0 and j == 0) else 1))
-                in_planes = planes
-        self.layers = nn.Sequential(*layers)
-        self.bn = nn.BatchNorm2d(in_planes)
-        self.linear = nn.Linear(in_planes, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn(self.layers(self.conv1(x))))
-        return self.linear(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
-
-
-class WideBlock(nn.Module):
-    """Wide-ResNet basic block: BN-ReLU-conv3×3-(dropout)-BN-ReLU-conv3×3, projection when shapes change."""
-
-    def __init__(self, in_planes: int, planes: int, stride: int, dropout: float = 0.0):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, dropout: float = 0.0):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
@@ -140,6 +95,42 @@ class WideBlock(nn.Module):
         return self.conv2(out) + skip
 
 
+def _stages(make_block: Callable[[int, int, int], nn.Module], in_planes: int,
+            plan: list[tuple[int, int]]) -> tuple[nn.Sequential, int]:
+    """The blocks of each ``(planes, count)`` stage (stride 2 on entering every stage after the first)."""
+    layers = []
+    for i, (planes, n) in enumerate(plan):
+        for j in range(n):
+            layers.append(make_block(in_planes, planes, 2 if (i > 0 and j == 0) else 1))
+            in_planes = planes
+    return nn.Sequential(*layers), in_planes
+
+
+class PreActResNet(nn.Module):
+    """Pre-activation ResNet; ``blocks=(2, 2, 2, 2)`` is PreActResNet-18."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, input_size: int = 32,
+                 blocks: tuple[int, ...] = (2, 2, 2, 2)):
+        super().__init__()
+        if input_size < 8:
+            raise ConfigError(f"preact-resnet: input_size must be at least 8, got {input_size}")
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        self.layers, in_planes = _stages(PreActBlock, 64, [(64 * 2 ** i, n) for i, n in enumerate(blocks)])
+        self.bn = nn.BatchNorm2d(in_planes)
+        self.linear = nn.Linear(in_planes, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn(self.layers(self.conv1(x))))
+        return self.linear(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+
+
+class WideBlock(PreActBlock):
+    """Wide-ResNet basic block: the pre-activation block with dropout between its convolutions."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int, dropout: float = 0.0):
+        super().__init__(in_planes, planes, stride, dropout)
+
+
 class WideResNet(nn.Module):
     """WRN-``depth``-``widen_factor``: three groups of (depth−4)/6 blocks with 16k, 32k, 64k channels."""
 
@@ -153,12 +144,8 @@ class WideResNet(nn.Module):
         n = (depth - 4) // 6
         widths = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
-        layers, in_planes = [], widths[0]
-        for g, planes in enumerate(widths[1:]):
-            for j in range(n):
-                layers.append(WideBlock(in_planes, planes, 2 if (g > 0 and j == 0) else 1, dropout))
-                in_planes = planes
-        self.layers = nn.Sequential(*layers)
+        self.layers, in_planes = _stages(lambda i, p, s: WideBlock(i, p, s, dropout), widths[0],
+                                         [(planes, n) for planes in widths[1:]])
         self.bn = nn.BatchNorm2d(in_planes)
         self.fc = nn.Linear(in_planes, num_classes)
 
