@@ -95,17 +95,25 @@ class Square(BudgetedAttack):
         m, l = self._scores(oracle, x_best, y, targets)
         active = (m <= 0).nonzero().flatten()
         step = self._step_linf if self.norm == "linf" else self._step_l2
+        # working copies of the active rows (x, y, targets, best point, loss); they are compacted
+        # only when a sample succeeds, and x_best is written back then and at the end
+        xa, ya, xb, la = x[active], y[active], x_best[active], l[active]
+        ta = None if targets is None else targets[active]
         for i in range(self.n_queries - 1):
             if not len(active):
                 break
-            xa, ya = x[active], y[active]
-            ta = None if targets is None else targets[active]
-            cand = step(xa, x_best[active], self._side(i, x), generator, bounds)
+            cand = step(xa, xb, self._side(i, x), generator, bounds)
             m_new, l_new = self._scores(oracle, cand, ya, ta)
-            take = (l_new < l[active]) | (m_new > 0)
-            sel = active[take]
-            x_best[sel], l[sel], m[sel] = cand[take], l_new[take], m_new[take]
-            active = active[m[active] <= 0]
+            take = (l_new < la) | (m_new > 0)
+            xb = torch.where(take.view(-1, *([1] * (x.dim() - 1))), cand, xb)
+            la = torch.where(take, l_new, la)
+            done = m_new > 0  # successes are always taken
+            if done.any():
+                x_best[active[done]] = xb[done]
+                keep = ~done
+                active, xa, ya, xb, la = active[keep], xa[keep], ya[keep], xb[keep], la[keep]
+                ta = None if ta is None else ta[keep]
+        x_best[active] = xb
         return x_best
 
     def _side(self, i: int, x) -> int:
