@@ -20,16 +20,6 @@ SLACK = max(1, round(2 * N / 500))
 THREATS = [("linf", 0.1, "Linf"), ("l2", 0.6, "L2")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: a second intra-op thread only adds contention on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 @pytest.fixture(scope="module")
 def data(digits_model):
     clf, x, y = digits_model

@@ -11,16 +11,6 @@ from advkit.errors import ConfigError
 from advkit.geometry import project_l1
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: a second intra-op thread only adds contention on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 def _dlr_by_definition(z, y):
     out = []
     for zi, yi in zip(z.tolist(), y.tolist()):

@@ -17,16 +17,6 @@ from advkit.errors import ConfigError
 SEEN: dict = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: a second intra-op thread only adds contention on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 @dataclass(frozen=True)
 class Spy(BudgetedAttack):
     """Records the inputs it was given; 'breaks' the samples whose clean index is in ``hits``."""

@@ -8,16 +8,6 @@ from advkit.attacks.fab import FAB, project_hyperplane_box
 from advkit.errors import ConfigError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: a second intra-op thread only adds contention on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 def _instance(seed, d=6):
     g = np.random.default_rng(seed)
     t = g.uniform(0, 1, d)

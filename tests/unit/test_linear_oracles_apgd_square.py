@@ -17,16 +17,6 @@ from advkit.model import Classifier
 DUAL = {"linf": 1, "l2": 2, "l1": float("inf")}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: a second intra-op thread only adds contention on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 class Linear4(nn.Module):
     def __init__(self, w, b):
         super().__init__()

@@ -11,14 +11,6 @@ from advkit.model import Classifier
 from advkit.training import MART, PGDAT, TRADES, FastAT, GaussianNoise, Standard, build
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 def _model(seed: int = 0) -> Classifier:
     g = torch.Generator().manual_seed(seed)
     net = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 4))

@@ -13,16 +13,6 @@ PAPER = [(0, 1), (10, 1), (11, 2), (50, 2), (51, 4), (200, 4), (201, 8), (500, 8
          (8001, 512), (9999, 512)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: a second intra-op thread only adds contention on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 @pytest.mark.parametrize("it,div", PAPER)
 def test_p_schedule_matches_paper(it, div):
     assert square_p(it, 0.8, 10_000) == pytest.approx(0.8 / div)

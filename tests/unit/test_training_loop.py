@@ -18,15 +18,6 @@ from advkit.training.schedules import lr_factor
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Training on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 def tiny_net(seed: int = 0, dropout: float = 0.0) -> Classifier:
     with torch.random.fork_rng():
         torch.manual_seed(seed)

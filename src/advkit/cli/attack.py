@@ -6,7 +6,6 @@ per-sample arrays (``x_adv``, ``success``, ``distance``, ``y``, ``predictions``,
 """
 from __future__ import annotations
 
-import json
 import time
 
 import click
@@ -16,19 +15,8 @@ import torch
 from ..errors import ConfigError
 from ..threat import ThreatModel
 from . import render
+from .options import parse_key_values
 
-
-def _parse_params(items: tuple[str, ...]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--param expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 def random_targets(y: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
@@ -96,7 +84,7 @@ def attack(name, model_ref, weights, data_ref, split, threat_text, targeted, n, 
     ds = load_data(data_ref, split).subset(n)
     clf = load_model(model_ref, weights=weights)
     x, y = ds.x, ds.y
-    atk = registry.build(name, threat, num_classes=ds.num_classes, **_parse_params(params))
+    atk = registry.build(name, threat, num_classes=ds.num_classes, **parse_key_values(params, "--param"))
     gen = torch.Generator().manual_seed(seed)
     targets = random_targets(y, ds.num_classes, gen) if targeted else None
     clean_pred = clf.predict(x, batch_size=batch_size)

@@ -9,6 +9,7 @@ import click
 
 from ..errors import ConfigError
 from . import render
+from .options import parse_key_values
 
 _OVERRIDES = [
     ("--arch", str, "Architecture (smallcnn, lenet, preact-resnet18, wrn-28-10)."),
@@ -67,7 +68,7 @@ def train(config_file, arch_kwarg, out, checkpoint_dir, resume, name, descriptio
     meta = recipe_meta(config_file)
     name, description = name or meta.get("name"), description or meta.get("description", "")
     if arch_kwarg:
-        config = config.replace(arch_kwargs={**config.arch_kwargs, **_parse_kwargs(arch_kwarg)})
+        config = config.replace(arch_kwargs={**config.arch_kwargs, **parse_key_values(arch_kwarg, "--arch-kwarg")})
     if out is not None and not str(out).endswith(".safetensors"):
         raise ConfigError(f"--out must name a .safetensors file, got {out!r}")
     if resume and checkpoint_dir is None:
@@ -103,15 +104,4 @@ def _epoch_line(r: dict, quiet: bool) -> None:
     render.err_console.print(" · ".join(parts))
 
 
-def _parse_kwargs(items) -> dict:
-    import json
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--arch-kwarg expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
+
