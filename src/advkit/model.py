@@ -21,11 +21,12 @@ class Classifier(nn.Module):
 
     ``mean``/``std`` (per channel) are applied inside as buffers; ``input_shape`` (C, H, W), when
     given, is checked by :meth:`check_inputs`.  ``num_classes`` is inferred on first use if absent.
+    ``accelerate=False`` keeps attacks on this module itself (no compiled or channels-last copies).
     """
 
     def __init__(self, net: nn.Module, *, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  bounds: tuple[float, float] = (0.0, 1.0), num_classes: int | None = None,
-                 input_shape: Sequence[int] | None = None, name: str | None = None):
+                 input_shape: Sequence[int] | None = None, name: str | None = None, accelerate: bool = True):
         super().__init__()
         if isinstance(net, Classifier):
             raise ModelError("net is already a Classifier; wrap the underlying module instead")
@@ -39,6 +40,8 @@ class Classifier(nn.Module):
         self.num_classes = num_classes
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.name = name or type(net).__name__
+        #: let attacks run checked faster copies of the model on CPU (``advkit.attacks.fastpath``)
+        self.accelerate = bool(accelerate)
         self.was_training = net.training
         self._register_norm("mean", mean, 0.0)
         self._register_norm("std", std, 1.0)

@@ -86,7 +86,15 @@ def test_with_eps_recurses_into_wrappers():
 
 # ----------------------------------------------------------------- the kit must catch broken attacks
 @dataclasses.dataclass(frozen=True)
-class _GlobalRNG(FGSM):
+class _RunPathFGSM(FGSM):
+    """FGSM without its fused first pass, so that overriding ``_run`` changes the attack."""
+
+    def _first_pass(self, oracle, x, y, targets, generator):
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _GlobalRNG(_RunPathFGSM):
     def _run(self, oracle, x, y, targets, generator):
         torch.rand(1)  # touches the global RNG
         return super()._run(oracle, x, y, targets, generator)
@@ -117,7 +125,7 @@ class _MutatesInput(FGSM):
 
 
 @dataclasses.dataclass(frozen=True)
-class _SecretlyRandom(FGSM):
+class _SecretlyRandom(_RunPathFGSM):
     def _run(self, oracle, x, y, targets, generator):
         noise = torch.empty_like(x).uniform_(-1e-3, 1e-3, generator=torch.Generator().manual_seed(id(x) % 1000))
         return self.threat.project(super()._run(oracle, x, y, targets, generator) + noise, x)

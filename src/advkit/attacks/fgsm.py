@@ -41,10 +41,20 @@ class FGSM(BudgetedAttack):
     def randomized(self) -> bool:  # type: ignore[override]
         return self.random_start
 
+    def _first_pass(self, oracle, x, y, targets, generator):
+        """Without a random start the gradient pass is at x: its logits are the clean pass."""
+        if self.random_start:
+            return None
+        return self._step(oracle, x, x, y, targets)
+
     def _run(self, oracle, x, y, targets, generator):
-        loss_fn = losses.get(self.loss)
         bounds = getattr(oracle.model, "bounds", (0.0, 1.0))
         x0 = self.threat.sample(x, generator, bounds) if self.random_start else x
-        _, g, _ = oracle.value_and_grad(x0, lambda z: loss_fn(z, y, targets))
+        return self._step(oracle, x, x0, y, targets)[1]
+
+    def _step(self, oracle, x, x0, y, targets):
+        loss_fn = losses.get(self.loss)
+        bounds = getattr(oracle.model, "bounds", (0.0, 1.0))
+        _, g, z = oracle.value_and_grad(x0, lambda zz: loss_fn(zz, y, targets))
         step = geometry.steepest_ascent(g, self.norm) * (self.step_scale * self.eps)
-        return self.threat.project(x0 + step, x, bounds)
+        return z, self.threat.project(x0 + step, x, bounds)

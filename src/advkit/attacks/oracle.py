@@ -1,14 +1,18 @@
 """The attacker's view of a model: logits and loss gradients, counted, with optional EOT.
 
 Attacks express their math against an :class:`Oracle`, never against the module directly, so
-that model calls are counted in one place and EOT (Athalye, Carlini & Wagner 2018, "Obfuscated
-gradients give a false sense of security") applies to every gradient attack unchanged.
+that model calls are counted in one place, EOT (Athalye, Carlini & Wagner 2018, "Obfuscated
+gradients give a false sense of security") applies to every gradient attack unchanged, and the
+passes run through checked faster copies of the model where that is safe (``fastpath.py``).
+``exact_logits`` always uses the original module.
 """
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
+
+from .fastpath import FastPaths, accelerate_allowed
 
 Loss = Callable[[torch.Tensor], torch.Tensor]
 
@@ -27,18 +31,26 @@ class Oracle:
         self.eot = eot
         self.calls = 0
         self.grads = 0
+        self.paths = FastPaths(model, accelerate_allowed(model, eot))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits without a graph (averaged over ``eot`` draws)."""
+        if self.eot == 1:
+            self.calls += len(x)
+            return self.paths.logits(x)
         with torch.no_grad():
             out = self.model(x)
             for _ in range(self.eot - 1):
                 out = out + self.model(x)
         self.calls += len(x) * self.eot
-        return out / self.eot if self.eot > 1 else out
+        return out / self.eot
 
     def value_and_grad(self, x: torch.Tensor, loss: Loss) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(per-sample loss, ∂ sum(loss)/∂x, logits), each averaged over ``eot`` draws."""
+        if self.eot == 1:
+            self.calls += len(x)
+            self.grads += len(x)
+            return self.paths.value_and_grad(x, loss)
         total_l, total_g, total_z = None, None, None
         for _ in range(self.eot):
             xg = x.detach().requires_grad_(True)
@@ -52,9 +64,12 @@ class Oracle:
             total_z = z if total_z is None else total_z + z
         self.calls += len(x) * self.eot
         self.grads += len(x) * self.eot
-        if self.eot == 1:
-            return total_l, total_g, total_z
         return total_l / self.eot, total_g / self.eot, total_z / self.eot
+
+    def exact_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the original module (no faster copy); not counted (used to re-check decisions)."""
+        with torch.no_grad():
+            return self.model(x)
 
     def grad(self, x: torch.Tensor, loss: Loss) -> torch.Tensor:
         return self.value_and_grad(x, loss)[1]

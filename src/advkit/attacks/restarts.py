@@ -77,7 +77,7 @@ class BestOf(Attack):
             cand = self.attack._finalize(self.attack._run(oracle, x[todo], y[todo], tt, generator).detach(),
                                          x[todo], bounds)
             z = oracle.logits(cand)
-            ok = self._is_success(z, y[todo], tt)
+            ok = self._checked_success(oracle, cand, z, y[todo], tt)
             if min_norm:  # smaller successful perturbation wins
                 s = torch.where(ok, -ThreatModel(self.norm, 0).distance(cand, x[todo]), torch.full_like(score[todo], -math.inf))
             else:

@@ -1,0 +1,185 @@
+"""Checked faster copies of the model (advkit/attacks/fastpath.py): used where safe, never where not,
+never stale, and never the sole basis of a reported decision."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from advkit import APGD, FGSM, PGD, Square
+from advkit.attacks import fastpath
+from advkit.attacks.oracle import Oracle
+from advkit.model import Classifier
+
+
+@pytest.fixture
+def model(digits_model):
+    clf, x, y = digits_model
+    return copy.deepcopy(clf), x[:64], y[:64]
+
+
+def _ce(y):
+    return lambda z: nn.functional.cross_entropy(z, y, reduction="none")
+
+
+def _used(oracle) -> tuple[str | None, str | None]:
+    """Which copies the oracle's passes went through: 'frozen', 'channels_last' or None (the module)."""
+    def kind(entry):
+        if entry in (None, fastpath._UNSET):
+            return None
+        return "channels_last" if entry[1] is torch.channels_last else "frozen"
+    return kind(oracle.paths._fwd), kind(oracle.paths._grad)
+
+
+def test_copies_are_used_and_agree_with_the_module(model):
+    clf, x, y = model
+    with clf.inference():
+        o = Oracle(clf)
+        zs = [o.logits(x) for _ in range(fastpath.COMPILE_AFTER)]
+        l, g, z = o.value_and_grad(x, _ce(y))
+        with torch.no_grad():
+            ref = clf(x)
+        xg = x.clone().requires_grad_(True)
+        with torch.enable_grad():
+            ref_g, = torch.autograd.grad(nn.functional.cross_entropy(clf(xg), y, reduction="sum"), xg)
+    assert _used(o) == ("frozen", "channels_last")
+    assert not o.paths.exact
+    for zz in zs + [z]:
+        assert torch.allclose(zz, ref, atol=1e-4)
+    assert torch.allclose(g, ref_g, atol=1e-5) and g.is_contiguous()
+    assert o.calls == len(x) * (fastpath.COMPILE_AFTER + 1) and o.grads == len(x)
+
+
+def test_first_forward_calls_use_channels_last_then_compile(model):
+    clf, x, _ = model
+    fastpath._CACHE.clear()
+    with clf.inference():
+        o = Oracle(clf)
+        o.logits(x)
+        assert _used(o)[0] == "channels_last"
+        for _ in range(fastpath.COMPILE_AFTER - 1):
+            o.logits(x)
+        assert _used(o)[0] == "frozen"
+        o2 = Oracle(clf)  # a later attack on the same model state reuses the compiled copy at once
+        o2.logits(x)
+        assert _used(o2)[0] == "frozen"
+
+
+def _never_accelerated(clf, x, y, eot=1):
+    with clf.inference():
+        o = Oracle(clf, eot=eot)
+        for _ in range(fastpath.COMPILE_AFTER + 1):
+            o.logits(x)
+        o.value_and_grad(x, _ce(y))
+    return _used(o) == (None, None) and o.paths.exact
+
+
+def test_switches_off(model, monkeypatch):
+    clf, x, y = model
+    assert not _never_accelerated(clf, x, y)
+    assert _never_accelerated(clf, x, y, eot=2)
+    off = Classifier(clf.net, num_classes=10, accelerate=False)
+    assert _never_accelerated(off, x, y)
+    monkeypatch.setenv("ADVKIT_ACCELERATE", "0")
+    assert _never_accelerated(clf, x, y)
+
+
+def test_never_for_models_with_hooks_float64_or_randomness(model):
+    clf, x, y = model
+    hooked = copy.deepcopy(clf)
+    hooked.net[0].register_forward_hook(lambda m, i, o: o * 2)  # TorchScript would drop this hook
+    assert _never_accelerated(hooked, x, y)
+    double = copy.deepcopy(clf).double()
+    assert _never_accelerated(double, x.double(), y)
+
+    class Noisy(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, v):
+            return self.net(v + 0.01 * torch.randn_like(v))
+    assert _never_accelerated(Classifier(Noisy(copy.deepcopy(clf.net)), num_classes=10), x, y)
+
+
+def test_a_copy_that_disagrees_is_dropped(model, monkeypatch):
+    clf, x, y = model
+
+    class Off(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, v):
+            return self.inner(v) + 1e-2
+    real = fastpath._Copies.channels_last
+    monkeypatch.setattr(fastpath._Copies, "frozen", lambda self: (Off(clf), torch.contiguous_format))
+    monkeypatch.setattr(fastpath._Copies, "channels_last",
+                        lambda self: (Off(real(self)[0]), torch.channels_last))
+    fastpath._CACHE.clear()
+    assert _never_accelerated(clf, x, y)
+
+
+def test_weights_changed_in_place_are_never_served_stale(model):
+    clf, x, y = model
+    with clf.inference():
+        o = Oracle(clf)
+        for _ in range(fastpath.COMPILE_AFTER):
+            o.logits(x)
+    assert _used(o)[0] == "frozen"
+    with torch.no_grad():
+        clf.net[0].weight.mul_(-1.0)  # an optimizer step does the same: in place
+        ref = clf(x)
+    with clf.inference():
+        o = Oracle(clf)
+        for _ in range(fastpath.COMPILE_AFTER + 1):
+            z = o.logits(x)
+    assert torch.allclose(z, ref, atol=1e-4)
+    res = PGD("linf:0.1", steps=5)(clf, x, y, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(res.predictions, clf(res.x_adv).argmax(1))
+
+
+def test_the_callers_model_is_left_as_it_was(model):
+    clf, x, y = model
+    before = {k: v.clone() for k, v in clf.state_dict().items()}
+    Square("linf:0.2", n_queries=20)(clf, x, y, generator=torch.Generator().manual_seed(0))
+    APGD("linf:0.2", steps=5)(clf, x, y, generator=torch.Generator().manual_seed(0))
+    for k, v in clf.state_dict().items():
+        assert torch.equal(v, before[k]) and v.is_contiguous(), k
+
+
+class _FakePaths:
+    exact = False
+
+
+class _FakeOracle:
+    """Fast logits put every row just over the boundary; the module puts row 0 just under it."""
+
+    def __init__(self, exact_z):
+        self.paths, self.exact_z, self.asked = _FakePaths(), exact_z, []
+
+    def exact_logits(self, x):
+        self.asked.append(len(x))
+        return self.exact_z[: len(x)]
+
+
+def test_decisions_near_the_boundary_are_rechecked_on_the_module():
+    y = torch.tensor([0, 0])
+    fast = torch.tensor([[1.0, 1.0 + 1e-6], [1.0, 5.0]])  # row 0: success by 1e-6; row 1: clear success
+    exact = torch.tensor([[1.0 + 1e-6, 1.0], [1.0, 5.0]])  # the module says row 0 is not adversarial
+    oracle = _FakeOracle(exact)
+    ok = FGSM("linf:0.1")._checked_success(oracle, torch.zeros(2, 1, 2, 2), fast.clone(), y, None)
+    assert ok.tolist() == [False, True]
+    assert oracle.asked == [1]  # only the borderline row went back to the module
+
+
+@pytest.mark.parametrize("attack", [FGSM("linf:0.1"), PGD("linf:0.1", steps=10, random_start=False),
+                                    APGD("linf:0.1", steps=20)])
+def test_attacks_decide_the_same_with_and_without_copies(model, attack, monkeypatch):
+    clf, x, y = model
+    fast = attack(clf, x, y, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setenv("ADVKIT_ACCELERATE", "0")
+    slow = attack(clf, x, y, generator=torch.Generator().manual_seed(0))
+    assert (fast.success != slow.success).sum() <= 1
+    assert (fast.x_adv - slow.x_adv).abs().amax((1, 2, 3)).le(1e-5).float().mean() >= 0.95
