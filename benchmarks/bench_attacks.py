@@ -115,12 +115,22 @@ def run_torchattacks(name, model, x, y, eps, cfg):
         "fgsm": lambda: ta.FGSM(model, eps=eps),
         "pgd20": lambda: ta.PGD(model, eps=eps, alpha=2.5 * eps / 20, steps=20, random_start=True),
         "apgd-ce": lambda: ta.APGD(model, eps=eps, steps=100, n_restarts=1, loss="ce", seed=0),
-        "autoattack": lambda: ta.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=10, seed=0),
+        "autoattack": lambda: _torchattacks_reference_aa(ta, model, eps),
         "cw-l2": lambda: ta.CW(model, c=1.0, kappa=0, steps=cfg["cw_steps"] * cfg["cw_bs"], lr=0.01),
         "square": lambda: ta.Square(model, eps=eps, n_queries=cfg["square_q"], n_restarts=1, p_init=0.8, seed=0),
     }[name]()
     t, e = ("l2", cfg["cw_max_eps"]) if name == "cw-l2" else ("linf", eps)
     return atk(x, y), t, e
+
+
+def _torchattacks_reference_aa(ta, model, eps):
+    """torchattacks' AutoAttack components at the reference budgets (its ``AutoAttack`` class runs 10
+    APGD/FAB iterations instead of 100): APGD-CE, APGD-T and FAB-T (9 targets) at 100 steps, Square 5000."""
+    kw = dict(eps=eps, norm="Linf", seed=0, n_restarts=1)
+    return ta.MultiAttack([ta.APGD(model, loss="ce", steps=100, **kw),
+                           ta.APGDT(model, steps=100, n_classes=10, **kw),
+                           ta.FAB(model, steps=100, multi_targeted=True, n_classes=10, **kw),
+                           ta.Square(model, n_queries=5000, p_init=0.8, **kw)])
 
 
 def run_official(name, model, x, y, eps, cfg):
