@@ -1,6 +1,7 @@
 """Checked faster copies of the model (advkit/attacks/fastpath.py): used where safe, never where not,
 never stale, and never the sole basis of a reported decision."""
 import copy
+import weakref
 
 import pytest
 import torch
@@ -113,9 +114,9 @@ def test_a_copy_that_disagrees_is_dropped(model, monkeypatch):
         def forward(self, v):
             return self.inner(v) + 1e-2
     real = fastpath._Copies.channels_last
-    monkeypatch.setattr(fastpath._Copies, "frozen", lambda self: (Off(clf), torch.contiguous_format))
+    monkeypatch.setattr(fastpath._Copies, "frozen", lambda self, m: (Off(clf), torch.contiguous_format))
     monkeypatch.setattr(fastpath._Copies, "channels_last",
-                        lambda self: (Off(real(self)[0]), torch.channels_last))
+                        lambda self, m: (Off(real(self, m)[0]), torch.channels_last))
     fastpath._CACHE.clear()
     assert _never_accelerated(clf, x, y)
 
@@ -147,6 +148,22 @@ def test_the_callers_model_is_left_as_it_was(model):
     APGD("linf:0.2", steps=5)(clf, x, y, generator=torch.Generator().manual_seed(0))
     for k, v in clf.state_dict().items():
         assert torch.equal(v, before[k]) and v.is_contiguous(), k
+
+
+def test_the_cache_does_not_keep_models_alive(model):
+    import gc
+    clf, x, y = model
+    clf = copy.deepcopy(clf)
+    with clf.inference():
+        o = Oracle(clf)
+        for _ in range(fastpath.COMPILE_AFTER):
+            o.logits(x)
+        o.value_and_grad(x, _ce(y))
+    assert clf in fastpath._CACHE
+    alive = weakref.ref(clf)
+    del o, clf
+    gc.collect()
+    assert alive() is None
 
 
 class _FakePaths:

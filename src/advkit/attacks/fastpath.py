@@ -96,10 +96,12 @@ def _state_key(model: nn.Module) -> tuple:
 
 
 class _Copies:
-    """The faster copies of one model state, built on first request (None when impossible)."""
+    """The faster copies of one model state, built on first request (None when impossible).
 
-    def __init__(self, model: nn.Module, key: tuple):
-        self.model, self.key = model, key
+    Holds no reference to the model itself (the cache is keyed weakly by it)."""
+
+    def __init__(self, key: tuple):
+        self.key = key
         self._frozen = _UNSET
         self._cl = _UNSET
 
@@ -107,10 +109,9 @@ class _Copies:
     def has_frozen(self) -> bool:
         return self._frozen not in (_UNSET, None)
 
-    def frozen(self):
+    def frozen(self, clf: nn.Module):
         if self._frozen is _UNSET:
             self._frozen = None
-            clf = self.model
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -121,12 +122,12 @@ class _Copies:
                 log.debug("no TorchScript copy (%s: %s)", type(exc).__name__, exc)
         return self._frozen
 
-    def channels_last(self):
+    def channels_last(self, model: nn.Module):
         if self._cl is _UNSET:
             self._cl = None
-            if any(p.dim() == 4 for p in self.model.parameters()):
+            if any(p.dim() == 4 for p in model.parameters()):
                 try:
-                    self._cl = (copy.deepcopy(self.model).to(memory_format=torch.channels_last), torch.channels_last)
+                    self._cl = (copy.deepcopy(model).to(memory_format=torch.channels_last), torch.channels_last)
                 except Exception as exc:
                     log.debug("no channels-last copy (%s: %s)", type(exc).__name__, exc)
         return self._cl
@@ -139,7 +140,7 @@ def _copies_for(model: nn.Module) -> _Copies:
     key = _state_key(model)
     got = _CACHE.get(model)
     if got is None or got.key != key:
-        got = _CACHE[model] = _Copies(model, key)
+        got = _CACHE[model] = _Copies(key)
     return got
 
 
@@ -193,10 +194,10 @@ class FastPaths:
             return None
         if self._fwd_calls >= COMPILE_AFTER or self._copies.has_frozen:
             self._fwd_frozen = True
-            frozen = self._copies.frozen()
+            frozen = self._copies.frozen(self.model)
             if frozen is not None and _agree(ref, frozen[0](probe), FWD_TOL):
                 return frozen
-        cl = self._copies.channels_last()
+        cl = self._copies.channels_last(self.model)
         if cl is not None and probe.dim() == 4 and _agree(ref, cl[0](_layout(probe, cl[1])), FWD_TOL):
             return cl
         log.debug("no faster forward copy agrees with the model; using the model")
@@ -213,7 +214,7 @@ class FastPaths:
     def _pick_grad(self, probe: torch.Tensor):
         """The channels-last copy when its logits and input gradients (of a fixed linear functional of
         the logits, ``_probe_loss``) agree with the module's on the probe rows."""
-        cl = self._copies.channels_last()
+        cl = self._copies.channels_last(self.model)
         if cl is None or probe.dim() != 4:
             return None
         with torch.no_grad():
