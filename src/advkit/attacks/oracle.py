@@ -67,7 +67,8 @@ class Oracle:
         return total_l / self.eot, total_g / self.eot, total_z / self.eot
 
     def exact_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the original module (no faster copy); not counted (used to re-check decisions)."""
+        """Logits of the original module, never a faster copy (used to re-check decisions); counted."""
+        self.calls += len(x)
         with torch.no_grad():
             return self.model(x)
 
