@@ -200,3 +200,41 @@ def test_attacks_decide_the_same_with_and_without_copies(model, attack, monkeypa
     slow = attack(clf, x, y, generator=torch.Generator().manual_seed(0))
     assert (fast.success != slow.success).sum() <= 1
     assert (fast.x_adv - slow.x_adv).abs().amax((1, 2, 3)).le(1e-5).float().mean() >= 0.95
+
+
+class _Unscriptable(nn.Module):
+    """TorchScript cannot compile this forward (a Python-only construct); channels-last still applies."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, **unused):
+        return self.net(x)
+
+
+def test_unscriptable_models_fall_back_to_channels_last(model):
+    clf, x, y = model
+    wrapped = Classifier(_Unscriptable(copy.deepcopy(clf.net)), num_classes=10)
+    with wrapped.inference():
+        o = Oracle(wrapped)
+        for _ in range(fastpath.COMPILE_AFTER + 1):
+            z = o.logits(x)
+        ref = wrapped(x)
+    assert _used(o)[0] == "channels_last"
+    assert torch.allclose(z, ref, atol=1e-4)
+
+
+def test_models_without_convolutions_get_only_the_compiled_forward(model):
+    _, x, y = model
+    torch.manual_seed(0)
+    mlp = Classifier(nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)), num_classes=10)
+    with mlp.inference():
+        o = Oracle(mlp)
+        o.logits(x)
+        o.value_and_grad(x, _ce(y))
+        assert _used(o) == (None, None)  # channels-last is for convolutions only
+        for _ in range(fastpath.COMPILE_AFTER):
+            z = o.logits(x)
+        assert torch.allclose(z, mlp(x), atol=1e-5)
+    assert _used(o) == ("frozen", None)  # the compiled copy still serves its forward passes

@@ -178,13 +178,13 @@ class FastPaths:
     # ------------------------------------------------------------------ forward only
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            if self._fwd is None or not len(x):
+            if not self.enabled or self._deterministic is False or not len(x):
                 return self.model(x)
             self._fwd_calls += 1
             if self._fwd is _UNSET or (not self._fwd_frozen and self._fwd_calls >= COMPILE_AFTER):
                 self._fwd = self._pick_forward(x[:PROBE_ROWS])
-                if self._fwd is None:
-                    return self.model(x)
+            if self._fwd is None:  # for now: a compiled copy is still tried from COMPILE_AFTER on
+                return self.model(x)
             module, fmt = self._fwd
             return module(_layout(x, fmt))
 
