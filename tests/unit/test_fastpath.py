@@ -238,3 +238,24 @@ def test_models_without_convolutions_get_only_the_compiled_forward(model):
             z = o.logits(x)
         assert torch.allclose(z, mlp(x), atol=1e-5)
     assert _used(o) == ("frozen", None)  # the compiled copy still serves its forward passes
+
+
+def test_weights_swapped_through_data_are_never_served_stale(model):
+    clf, x, _ = model
+    with clf.inference():
+        o = Oracle(clf)
+        for _ in range(fastpath.COMPILE_AFTER):
+            o.logits(x)
+    key = fastpath._state_key(clf)
+    clf.net[0].weight.data = -clf.net[0].weight.data  # no in-place write: a new tensor behind the Parameter
+    assert fastpath._state_key(clf) != key
+
+
+def test_no_compiled_copy_for_a_classifier_with_its_own_forward(model):
+    clf, x, _ = model
+
+    class Shifted(Classifier):
+        def forward(self, v):
+            return super().forward(v) + 1.0
+    sub = Shifted(copy.deepcopy(clf.net), num_classes=10)
+    assert fastpath._Copies(fastpath._state_key(sub)).frozen(sub) is None

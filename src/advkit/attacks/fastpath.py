@@ -91,7 +91,7 @@ def _agree(a: torch.Tensor, b: torch.Tensor, tol: float, floor: float = 1.0) -> 
 
 def _state_key(model: nn.Module) -> tuple:
     """Changes whenever a parameter or buffer is written in place or replaced, or a module swapped."""
-    tensors = tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
+    tensors = tuple((id(t), t._version, t.data_ptr()) for t in (*model.parameters(), *model.buffers()))
     return tensors, tuple(id(m) for m in model.modules())
 
 
@@ -110,8 +110,12 @@ class _Copies:
         return self._frozen not in (_UNSET, None)
 
     def frozen(self, clf: nn.Module):
+        """TorchScript of ``net((x − mean)/std)``: only for a :class:`Classifier` whose forward is that."""
+        from ..model import Classifier
         if self._frozen is _UNSET:
             self._frozen = None
+            if not isinstance(clf, Classifier) or type(clf).forward is not Classifier.forward:
+                return None
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -149,8 +153,9 @@ class FastPaths:
 
     Forward-only passes use the channels-last copy at first and the frozen TorchScript copy from the
     ``COMPILE_AFTER``-th call on (or at once when an earlier attack on the same model state built it):
-    compiling costs 40–150 ms (SmallCNN–ResNet-18), which short attacks (FGSM, PGD) do not win back.  Each copy is checked on
-    the first ``PROBE_ROWS`` rows of the first batch it serves, once per :class:`FastPaths`.
+    compiling costs 40–150 ms (SmallCNN–ResNet-18), which short attacks (FGSM, PGD) do not win back.
+    Each copy is checked on the first ``PROBE_ROWS`` rows of the first batch it serves, once per
+    :class:`FastPaths`.
     """
 
     def __init__(self, model: nn.Module, enabled: bool):
