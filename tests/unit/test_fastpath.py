@@ -121,12 +121,18 @@ def test_a_copy_that_disagrees_is_dropped(model, monkeypatch):
     assert _never_accelerated(clf, x, y)
 
 
-def test_weights_changed_in_place_are_never_served_stale(model):
-    clf, x, y = model
+def _warm_oracle(clf, x) -> Oracle:
+    """An oracle that has served ``COMPILE_AFTER`` forward calls (so its compiled copy is in use)."""
     with clf.inference():
         o = Oracle(clf)
         for _ in range(fastpath.COMPILE_AFTER):
             o.logits(x)
+    return o
+
+
+def test_weights_changed_in_place_are_never_served_stale(model):
+    clf, x, y = model
+    o = _warm_oracle(clf, x)
     assert _used(o)[0] == "frozen"
     with torch.no_grad():
         clf.net[0].weight.mul_(-1.0)  # an optimizer step does the same: in place
@@ -242,10 +248,7 @@ def test_models_without_convolutions_get_only_the_compiled_forward(model):
 
 def test_weights_swapped_through_data_are_never_served_stale(model):
     clf, x, _ = model
-    with clf.inference():
-        o = Oracle(clf)
-        for _ in range(fastpath.COMPILE_AFTER):
-            o.logits(x)
+    _warm_oracle(clf, x)
     key = fastpath._state_key(clf)
     clf.net[0].weight.data = -clf.net[0].weight.data  # no in-place write: a new tensor behind the Parameter
     assert fastpath._state_key(clf) != key
