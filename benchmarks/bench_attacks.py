@@ -1,6 +1,7 @@
 """Side-by-side attack benchmark: advkit vs torchattacks, ART, foolbox and the official AutoAttack.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_attacks.py --n 500 [--threads 2] [--only fgsm,pgd20]
+    .venv/bin/python benchmarks/bench_attacks.py --n 500 --device cuda      # the same table on a GPU
 
 Same model (a zoo SmallCNN on MNIST; AutoAttack on the PGD-AT zoo model when it exists), the same first
 ``--n`` test images of ``mnist5k``, the same budgets for every library.  Every library calls the model
@@ -45,19 +46,22 @@ class Setup:
     name: str
 
 
+DEVICE = torch.device("cpu")
+
+
 def load_setup(ref: str, n: int) -> Setup:
     from advkit.sources.data import load_data
     from advkit.sources.models import load_model
     data = load_data("mnist5k", "test")
     try:
-        clf = load_model(ref)
+        clf = load_model(ref, device=DEVICE)
     except Exception as e:  # noqa: BLE001 - benchmark fallback
         print(f"# {ref} unavailable ({e}); falling back to zoo:mnist5k-standard", file=sys.stderr)
-        ref, clf = "zoo:mnist5k-standard", load_model("zoo:mnist5k-standard")
+        ref, clf = "zoo:mnist5k-standard", load_model("zoo:mnist5k-standard", device=DEVICE)
     clf.eval()
     for p in clf.parameters():
         p.requires_grad_(False)
-    x, y = data.x[:n].contiguous(), data.y[:n]
+    x, y = data.x[:n].contiguous().to(DEVICE), data.y[:n].to(DEVICE)
     floor_seconds(clf, x, y, fb=1, fwd=1, reps=2)  # warm-up: the first library must not pay for cold caches
     return Setup(clf, x, y, ref)
 
@@ -76,15 +80,22 @@ def floor_seconds(model, x, y, fb: int = 0, fwd: int = 0, reps: int = 3) -> floa
     return fb * t_fb + fwd * t_f
 
 
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def _timed(fn) -> float:
+    _sync()
     t = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - t
 
 
 def robust_accuracy(model, x, x_adv, y, norm, eps) -> float:
     from advkit.threat import ThreatModel
-    x_adv = torch.as_tensor(x_adv, dtype=torch.float32).view_as(x)
+    x_adv = torch.as_tensor(x_adv, dtype=torch.float32).to(x.device).view_as(x)
     with torch.no_grad():
         wrong = model(x_adv).argmax(1) != y
     inside = ThreatModel(norm, eps).contains(x_adv, x, tol=1e-4)
@@ -138,14 +149,14 @@ def run_official(name, model, x, y, eps, cfg):
     from pyautoattack.autopgd_base import APGDAttack
     from pyautoattack.square import SquareAttack
     if name == "apgd-ce":
-        return APGDAttack(model, n_iter=100, n_restarts=1, eps=eps, norm="Linf", seed=0, device="cpu").perturb(x, y), \
+        return APGDAttack(model, n_iter=100, n_restarts=1, eps=eps, norm="Linf", seed=0, device=DEVICE).perturb(x, y), \
             "linf", eps
     if name == "square":
-        sq = SquareAttack(model, norm="Linf", eps=eps, n_queries=cfg["square_q"], p_init=0.8, seed=0, device="cpu",
+        sq = SquareAttack(model, norm="Linf", eps=eps, n_queries=cfg["square_q"], p_init=0.8, seed=0, device=DEVICE,
                           resc_schedule=False)
         return sq.perturb(x, y), "linf", eps
     if name == "autoattack":
-        aa = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=0)
+        aa = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=0, device=DEVICE)
         aa.verbose = False
         return aa.run_standard_evaluation(x, y, batch_size=len(x))[0], "linf", eps
     raise KeyError(name)
@@ -154,7 +165,7 @@ def run_official(name, model, x, y, eps, cfg):
 def _art_classifier(model):
     from art.estimators.classification import PyTorchClassifier
     return PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10,
-                             clip_values=(0.0, 1.0), device_type="cpu")
+                             clip_values=(0.0, 1.0), device_type="gpu" if DEVICE.type == "cuda" else "cpu")
 
 
 def run_art(name, model, x, y, eps, cfg):
@@ -173,12 +184,12 @@ def run_art(name, model, x, y, eps, cfg):
                                           batch_size=bs, verbose=False),
     }[name]()
     t, e = ("l2", cfg["cw_max_eps"]) if name == "cw-l2" else ("linf", eps)
-    return torch.from_numpy(atk.generate(x.numpy(), y=y.numpy())), t, e
+    return torch.from_numpy(atk.generate(x.cpu().numpy(), y=y.cpu().numpy())), t, e
 
 
 def run_foolbox(name, model, x, y, eps, cfg):
     import foolbox as fb
-    fm = fb.PyTorchModel(model, bounds=(0, 1))
+    fm = fb.PyTorchModel(model, bounds=(0, 1), device=DEVICE)
     if name == "cw-l2":
         atk = fb.attacks.L2CarliniWagnerAttack(binary_search_steps=cfg["cw_bs"], steps=cfg["cw_steps"], stepsize=0.01,
                                                initial_const=1e-3)
@@ -226,11 +237,13 @@ def bench(setup: Setup, name: str, libs, eps: float, cfg: dict) -> list[dict]:
     for lib in libs:
         counter.calls = 0
         torch.manual_seed(0)  # peers draw from the global RNG; advkit ignores it
+        _sync()
         t = time.perf_counter()
         try:
             adv, norm, e = LIBS[lib](name, counter, setup.x, setup.y, eps, cfg)
+            _sync()
             secs = time.perf_counter() - t
-            ra = robust_accuracy(setup.model, setup.x, adv.detach().cpu(), setup.y, norm, e)
+            ra = robust_accuracy(setup.model, setup.x, adv.detach(), setup.y, norm, e)
             rows.append({"attack": name, "lib": lib, "robust_accuracy": ra, "seconds": secs, "model_calls": counter.calls})
         except Exception as exc:  # noqa: BLE001 - a peer failing must not stop the benchmark
             rows.append({"attack": name, "lib": lib, "error": f"{type(exc).__name__}: {exc}"[:200]})
@@ -279,7 +292,10 @@ def main(argv=None) -> int:
     ap.add_argument("--cw-n", type=int, default=100, help="C&W runs on the first N of the images (ART's is slow)")
     ap.add_argument("--square-queries", type=int, default=5000)
     ap.add_argument("--json", default=None, help="write the rows here")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (model, data and every library on it)")
     args = ap.parse_args(argv)
+    global DEVICE
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
     cfg = {"cw_steps": args.cw_steps, "cw_bs": args.cw_bs, "cw_max_eps": args.cw_max_eps,
            "square_q": args.square_queries}
@@ -304,7 +320,8 @@ def main(argv=None) -> int:
             r["x_fastest_peer"] = r["seconds"] / min(peers) if peers else float("nan")
         rows += got
     meta = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
-            "processor": platform.processor(), "threads": args.threads, "n": args.n, "eps": args.eps}
+            "processor": platform.processor(), "threads": args.threads, "n": args.n, "eps": args.eps,
+            "device": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "cpu"}
     print(f"<!-- {json.dumps(meta)} -->")
     print(table(rows))
     if args.json:
