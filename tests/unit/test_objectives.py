@@ -73,10 +73,14 @@ def test_pgd_at_stays_in_ball_and_box_and_increases_loss(batch):
     assert F.cross_entropy(m(x_adv), y) > F.cross_entropy(m(x), y)
 
 
+def _nearby(x):
+    """A fixed point near x (Gaussian noise, σ = 0.05, in the box) for the loss-formula tests."""
+    return (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+
+
 def test_trades_loss_equals_formula(batch):
     x, y = batch
-    m = _model()
-    x_adv = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+    m, x_adv = _model(), _nearby(x)
     out = TRADES(beta=6.0).loss(m, x, y, x_adv)
     z, za = m(x), m(x_adv)
     expected = F.cross_entropy(z, y) + 6.0 * _kl_by_hand(z, za).mean()
@@ -114,8 +118,7 @@ def test_fast_at_perturbation_step(batch):
 
 def test_mart_loss_equals_formula(batch):
     x, y = batch
-    m = _model()
-    x_adv = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+    m, x_adv = _model(), _nearby(x)
     out = MART(beta=6.0).loss(m, x, y, x_adv)
     z, za = m(x), m(x_adv)
     pa, p = F.softmax(za, 1), F.softmax(z, 1)
