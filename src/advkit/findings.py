@@ -59,7 +59,8 @@ register_check(
 )
 register_check(
     "randomized-model", "Randomized model",
-    "Two identical forward passes gave different outputs. Gradient attacks without EOT overestimate robustness.",
+    "Identical forward passes gave outputs that differ by more than 1e-4 of the logit norm (the official "
+    "AutoAttack check). Gradient attacks without EOT overestimate robustness.",
     "Use EOT (expectation over transformation) attacks, e.g. the autoattack_rand preset.",
 )
 register_check(
