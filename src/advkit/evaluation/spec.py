@@ -87,7 +87,7 @@ class ChecksStage:
     unbounded_steps: int = 50
     unbounded_max_accuracy: float = 0.05
     blackbox_queries: int = 1000  # Square on survivors when AutoAttack did not run Square; 0 = off
-    blackbox_tolerance: float = 0.01
+    blackbox_tolerance: float = 0.0  # any sample only Square broke fires, as the official check
     fgsm_tolerance: float = 0.01
     gap_tolerance: float = 0.10
     monotone_tolerance: float = 0.01
