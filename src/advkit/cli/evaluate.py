@@ -121,9 +121,12 @@ def summary_rows(result: dict) -> list[tuple]:
         for name in ("fgsm", "pgd", "autoattack"):
             a = t["attacks"].get(name)
             if a:
-                label = name + (" (cascade)" if a.get("cascade") else "")
+                shown = (a.get("protocol") or name) if name == "autoattack" else name
+                label = shown + (" (cascade)" if a.get("cascade") else "")
                 rows.append((label, threat, *_acc_cell(a), f"{a.get('seconds', 0):.1f}s"))
         bound = " (upper bound)" if t.get("upper_bound") else ""
+        if t.get("protocol", {}).get("name") and not t["protocol"].get("reference"):
+            bound += " (not reference AutoAttack)"
         rows.append((f"[bold]worst case{bound}[/bold]", threat, *_acc_cell(t), ""))
     return rows
 
