@@ -10,7 +10,8 @@ Layout of a spec file (every key optional; see ``examples/*.toml``)::
     [stages.fgsm]       enabled
     [stages.pgd]        enabled, steps = 20, restarts = 5, step_size, eot
     [stages.autoattack] version = "auto"|"standard"|"rand"|"off", eot, steps, square_queries, n_targets,
-                        skip_if_fgsm_breaks_all
+                        skip_if_fgsm_breaks_all  (unset = the reference budgets of advkit.attacks.presets;
+                        anything below is labelled "reduced" and gets a reduced-budget finding)
     [stages.curve]      enabled, eps = [...] (default 0 … 2ε in 10 steps, 11 points), points, attacks, steps
     [stages.per_class]  min_accuracy
     [stages.checks]     enabled, gradient_samples, unbounded_eps, unbounded_samples, unbounded_steps, ...
