@@ -22,7 +22,10 @@ from . import render
 @click.option("--trust-pickle", is_flag=True, default=None, help="Allow pickles that need arbitrary code (unsafe).")
 @click.option("--data", default=None, help="Data REF (mnist5k, digits, fashion-mnist, npz:F, ...).")
 @click.option("--split", default=None, help="Data split (default: test).")
-@click.option("--threat", "threats", multiple=True, help="Threat model, e.g. linf:0.3 or l2:1.5 (repeatable).")
+@click.option("--profile", default=None, help="Domain profile: standard ε, curve grid, grades (advkit list profiles; "
+                                              "default: the zoo model's or data's; 'none' = no profile).")
+@click.option("--threat", "threats", multiple=True,
+              help="Threat model, e.g. linf:0.3, l2:1.5, or just linf / l2 for the profile's budget (repeatable).")
 @click.option("--n", type=int, default=None, help="Number of test samples (default 1000).")
 @click.option("--seed", type=int, default=None, help="Seed of every random choice (default 0).")
 @click.option("--batch-size", type=int, default=None, help="Samples per batch (default 250).")
@@ -34,7 +37,7 @@ from . import render
 @click.option("--json", "as_json", is_flag=True, help="Print result.json to stdout instead of the summary.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
-def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, threats, n, seed, batch_size, output, db,
+def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, profile, threats, n, seed, batch_size, output, db,
              resume, junit_file, no_autoattack, as_json, quiet):
     """Evaluate a model's robustness: clean, FGSM, PGD, AutoAttack, curve, per class, checks, gates.
 
@@ -46,7 +49,7 @@ def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, threats,
 
     spec = load_spec(spec_file) if spec_file else EvaluationSpec()
     spec = with_options(spec, model=model, weights=weights, trust_pickle=trust_pickle, data=data, split=split,
-                        threats=threats, n=n, seed=seed, batch_size=batch_size, output=output, db=db,
+                        profile=profile, threats=threats, n=n, seed=seed, batch_size=batch_size, output=output, db=db,
                         no_autoattack=no_autoattack)
     out_dir = Path(spec.output or default_output(spec.model))
     store = Store(spec.db) if spec.db else None
@@ -129,9 +132,15 @@ def summary_rows(result: dict) -> list[tuple]:
 
 
 def print_summary(result: dict, out_dir: Path) -> None:
+    from rich.markup import escape
+
+    from ..profiles import grade_lines
+
     con = render.console
     con.print(render.table(f"{result['model']} on {result['data']} (n={result['n']}, seed={result['seed']})",
                            ["attack", "threat", "accuracy", "95% CI", "time"], summary_rows(result)))
+    for threat, text in grade_lines(result):
+        con.print(f"grade {escape(threat)} ({escape(str(result.get('profile')))} profile): {escape(text)}", soft_wrap=True)
     if result["findings"]:
         con.print(render.table("Findings", ["severity", "code", "message"],
                                [(f["severity"], f["code"], f["message"]) for f in result["findings"]]))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import EvaluationAborted
+from ..profiles import annotate as grade_result
 from ..progress import NULL, ProgressFn
 from . import aggregate, stages
 from .context import Context
@@ -62,6 +63,7 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
         raise
     result.update(meta, run_id=run_id, data=spec.data, split=spec.split, n=ctx.n, seed=spec.seed,
                   weights=spec.weights, spec=spec.to_dict(), resumed_batches=ctx.resumed_batches)
+    grade_result(result, spec.profile)
     result["gates"] = gates_section(spec, result, store, meta, run_id)
     if store is not None:
         store.finish_run(run_id, result)

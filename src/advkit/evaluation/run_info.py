@@ -97,7 +97,11 @@ def gates_section(spec: EvaluationSpec, result: dict, store, meta: dict, run_id)
 def validate_gates(spec: EvaluationSpec) -> None:
     """Parse the spec's gate expressions early so a typo is a config error before any attack runs."""
     try:
-        gate_list(spec)
+        gates = gate_list(spec)
+        from ..profiles.gate import GradeGate, validate_for_spec
+        for g in gates:
+            if isinstance(g, GradeGate):
+                validate_for_spec(g, spec.profile, [str(t) for t in spec.threats])
     except ImportError:
         return
     except ConfigError as e:
