@@ -130,7 +130,7 @@ def check_grade_gate(result: dict, gate: GradeGate):
     if g["clean_ok"] is False and gate.op in (">=", ">", "=="):
         passed = False
         msg += " (a grade needs the clean-accuracy floor)"
-    noisy = thr is not None and bool(g["ci"]) and g["ci"][0] <= thr <= g["ci"][1]
+    noisy = thr is not None and bool(g["ci"]) and g["ci"][0] < thr <= g["ci"][1]
     return GateItem(name, expected, acc, margin, passed, msg, noisy, "grade")
 
 

@@ -98,7 +98,7 @@ def _place(out: dict, tp: ThreatProfile, acc: float, ci) -> None:
     out["threshold"] = tp.grades[i - 1].min if i else tp.grades[0].min
     if ci:
         lo, hi = ci
-        out["straddles"] = [g.min for g in tp.grades if lo <= g.min <= hi]
+        out["straddles"] = [g.min for g in tp.grades if lo < g.min <= hi]  # level(lo) != level(hi)
         out["possible"] = ladder[level(tp, lo): level(tp, hi) + 1]
         out["uncertain"] = bool(out["straddles"])
     else:
