@@ -60,3 +60,15 @@ def test_list_profiles(capsys):
     assert [r["profile"] for r in rows if r["profile"]] == ["cifar10", "cifar100", "fashion-mnist", "imagenet",
                                                            "mnist"]
     assert (rows[0]["threat"], rows[0]["grades"], rows[0]["clean floor"]) == ("linf:8/255", "50/55/60%", "80%")
+
+
+@pytest.mark.parametrize("args, threat", [(["--profile", "cifar10"], "linf:8/255"),
+                                          (["--profile", "imagenet", "--threat", "l2"], "l2:3.0"),
+                                          (["--threat", "linf:0.05"], "linf:0.05")])
+def test_attack_takes_its_budget_from_the_profile(refs, args, threat, capsys):
+    code = main(["attack", "fgsm", "--model", refs["model"], "--data", refs["data"], "--n", "5", "--json", *args])
+    assert code == 0 and json.loads(capsys.readouterr().out)["threat"] == threat
+
+
+def test_attack_without_threat_or_profile_is_a_usage_error(refs):
+    assert main(["attack", "fgsm", "--model", refs["model"], "--data", refs["data"], "--n", "5"]) == 2
