@@ -77,7 +77,7 @@ def test_interval_from_n_when_none_is_recorded():
      "autoattack skipped"),
     ({"protocol": {"name": "autoattack-standard (reduced: steps 25 < 100)", "reference": False,
                    "reasons": ["steps 25 < 100"]}}, "steps 25 < 100"),
-    ({"protocol": None}, "no protocol record"),
+    ({"protocol": None}, "upper bound"),  # no protocol record: not known to be the reference protocol
     ({"trusted": False, "untrusted_reasons": ["obfuscated gradients"]}, "untrusted (obfuscated gradients)"),
 ])
 def test_no_grade_for_an_upper_bound_or_a_masked_model(extra, reason):
