@@ -84,8 +84,11 @@ def test_cli_options_rederive_what_the_profile_supplied():
     assert with_options(named, data="torchvision:CIFAR10:/d").profile == "mnist"
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_each_profiles_eps_and_curve_grid_reach_the_attacks(name, digits_model, monkeypatch):
+CASES = [(name, i) for name in sorted(EXPECTED) for i in range(len(EXPECTED[name]))]
+
+
+@pytest.mark.parametrize("name, index", CASES, ids=[f"{n}-{EXPECTED[n][i]}" for n, i in CASES])
+def test_each_profiles_eps_and_curve_grid_reach_the_attacks(name, index, digits_model, monkeypatch):
     from advkit.evaluation import stages
 
     built = []
@@ -97,11 +100,12 @@ def test_each_profiles_eps_and_curve_grid_reach_the_attacks(name, digits_model, 
 
     monkeypatch.setattr(stages.registry, "build", spy)
     clf, x, y = digits_model
-    spec = spec_from_dict({"profile": name, "n": 6, "db": None, "stages": {
+    tp = load_profile(name).threats[index]
+    norm = {"threats": [tp.threat.norm]} if index else {}  # the first threat is the default; others by bare norm
+    spec = spec_from_dict({"profile": name, "n": 6, "db": None, **norm, "stages": {
         "pgd": {"steps": 1, "restarts": 1}, "autoattack": {"version": "off"}, "checks": {"enabled": False},
         "curve": {"attacks": ["fgsm"]}}, "gates": {"max_drop": "off"}})
     res = evaluate(spec, model=clf, data=(x[:6], y[:6]))
-    tp = load_profile(name).threats[0]
     key = str(tp.threat)
     assert list(res.result["threats"]) == [key] and res.result["profile"] == name
     attacks = res.result["threats"][key]["attacks"]

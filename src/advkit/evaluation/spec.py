@@ -7,7 +7,8 @@ Layout of a spec file (every key optional; see ``examples/*.toml``)::
 
     model = "zoo:mnist5k-standard"   weights = "w.safetensors"   data = "mnist5k"   split = "test"
     profile = "cifar10"   (default: the zoo model's or the data REF's profile; "none" = no profile)
-    n = 1000   seed = 0   batch_size = 250   threats = ["linf:0.3"]   output = "runs/x"   db = "advkit.db"
+    n = 1000   seed = 0   batch_size = 250   threats = ["linf:0.3"] (a bare "linf"/"l2": the profile's budget;
+    default: the profile's first threat)   output = "runs/x"   db = "advkit.db"
     [stages.fgsm]       enabled
     [stages.pgd]        enabled, steps = 20, restarts = 5, step_size, eot
     [stages.autoattack] version = "auto"|"standard"|"rand"|"off", eot, steps, square_queries, n_targets,
@@ -16,7 +17,8 @@ Layout of a spec file (every key optional; see ``examples/*.toml``)::
                         threat, else 0 … 2ε in ``points`` − 1 steps, 11 points)
     [stages.per_class]  min_accuracy
     [stages.checks]     enabled, gradient_samples, unbounded_eps, unbounded_samples, unbounded_steps, ...
-    [gates]             require = ["robust_accuracy[linf:0.3] >= 0.85"], max_drop = 0.02 | "2pp", clean_floor
+    [gates]             require = ["robust_accuracy[linf:0.3] >= 0.85", "grade[linf:0.3] >= strong"],
+                        max_drop = 0.02 | "2pp", clean_floor
     [certify]           sigma, n0, n, alpha, radii, batch_size
 """
 from __future__ import annotations
