@@ -26,7 +26,8 @@ def section(acc, *, half=TIGHT, protocol=REFERENCE, **extra) -> dict:
 
 
 def result(acc, *, profile="cifar10", threat="linf:8/255", clean=0.85, n=1000, **kw) -> dict:
-    return {"schema_version": 1, "n": n, "profile": profile, "clean": {"accuracy": clean, "ci": [clean - 0.02, clean + 0.02]},
+    return {"schema_version": 1, "n": n, "profile": profile,
+            "clean": {"accuracy": clean, "ci": [clean - 0.02, clean + 0.02]},
             "threats": {threat: section(acc, **kw)}, "findings": []}
 
 

@@ -175,7 +175,9 @@ class EvaluationSpec:
         if entry is not None:
             return entry.curve
         points = c.points or 11
-        return tuple(round(2 * threat.eps * i / (points - 1), 12) for i in range(points)) if points > 1 else (threat.eps,)
+        if points == 1:
+            return (threat.eps,)
+        return tuple(round(2 * threat.eps * i / (points - 1), 12) for i in range(points))
 
 
 def _plain(v):
@@ -215,7 +217,8 @@ def _stages(t: _Table) -> StagesSpec:
                                    steps=a.int("steps", 100, 1), square_queries=a.int("square_queries", 5000, 0),
                                    n_targets=a.opt_int("n_targets", None, 1),
                                    skip_if_fgsm_breaks_all=a.bool("skip_if_fgsm_breaks_all", False)),
-        curve=CurveStage(enabled=c.bool("enabled", True), eps=c.floats("eps", None), points=c.opt_int("points", None, 1),
+        curve=CurveStage(enabled=c.bool("enabled", True), eps=c.floats("eps", None),
+                         points=c.opt_int("points", None, 1),
                          attacks=c.strs("attacks", ("apgd-ce",), allow_empty=False), steps=c.int("steps", 20, 1)),
         per_class=PerClassStage(min_accuracy=pc.float("min_accuracy", None, 0.0, 1.0)),
         checks=ChecksStage(**{fl.name: _check_value(ch, fl.name, getattr(d, fl.name))

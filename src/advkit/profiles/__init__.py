@@ -7,5 +7,6 @@ from .profile import (NONE, GradeLevel, Profile, Reference, ThreatProfile, defau
                       load_profile, profile_for_data, profile_for_model, profile_names)
 
 __all__ = ["NONE", "GradeLevel", "Profile", "Reference", "ThreatProfile", "annotate", "default_profile",
-           "grade_label", "grade_lines", "grade_text", "grade_threat", "list_profiles", "load_profile", "profile_for_data",
+           "grade_label", "grade_lines", "grade_text", "grade_threat", "list_profiles", "load_profile",
+           "profile_for_data",
            "profile_for_model", "profile_names"]

@@ -77,9 +77,9 @@ def grade_threat(profile: Profile, key: str, section: dict, *, clean: float | No
            "clean_ok": None if clean is None or profile.clean_floor is None else clean >= profile.clean_floor - 1e-12,
            "convention": tp.convention if tp else "none", "source": tp.source if tp else "", "reasons": []}
     if tp is None or not tp.grades:
-        have = tp is not None
-        out["reasons"] = [f"the {profile.name} profile has no {'published ' if have else ''}thresholds for {threat}"
-                          + ("" if have else f" (its standard budgets: {', '.join(str(t.threat) for t in profile.threats)})")]
+        budgets = ", ".join(str(t.threat) for t in profile.threats)
+        out["reasons"] = [f"the {profile.name} profile has no published thresholds for {threat}" if tp else
+                          f"the {profile.name} profile has no thresholds for {threat} (its standard budgets: {budgets})"]
     elif acc is None:
         out["reasons"] = ["the result has no robust accuracy for this threat"]
     else:
