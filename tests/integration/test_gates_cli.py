@@ -129,7 +129,7 @@ def test_spec_per_class_min_and_allow_upper_bound_parse():
     spec = spec_from_dict({"threats": ["linf:0.1", "l2:1"], "gates": {"per_class_min": 0.5, "allow_upper_bound": True,
                                                                      "max_drop": "off"}})
     assert spec.gates.allow_upper_bound is True
-    assert sorted(g.name for g in gate_list(spec)) == ["per_class_min[clean]", "per_class_min[l2:1]",
+    assert sorted(g.name for g in gate_list(spec)) == ["per_class_min[clean]", "per_class_min[l2:1.0]",
                                                        "per_class_min[linf:0.1]"]
 
 
