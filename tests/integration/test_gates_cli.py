@@ -171,6 +171,22 @@ def test_comparing_runs_of_different_specs_is_refused_or_flagged(tmp_path, capsy
     assert code == 2 and "not comparable" in err
 
 
+def test_different_specs_means_another_protocol_or_data_not_another_model(tmp_path, capsys):
+    from advkit.cli.gate import different_specs
+    spec = {"model": "zoo:a", "weights": None, "data": "mnist5k", "n": 200, "seed": 0, "threats": ["linf:0.3"],
+            "gates": {"max_drop": 0.02}, "output": "runs/a"}
+    a = dict(fx.make_result(), spec=spec, spec_hash="h-a", data_hash="d" * 64)
+    b = dict(fx.make_result(), spec={**spec, "model": "zoo:b", "gates": {}, "output": "runs/b"}, spec_hash="h-b",
+             data_hash="d" * 64)
+    assert different_specs(a, b) == []  # another model (and its spec hash) is what a comparison is for
+    assert different_specs(a, dict(b, spec={**spec, "n": 1000})) == ["n 200 vs 1000"]
+    assert different_specs(a, dict(b, data_hash="e" * 64)) == ["data contents dddddddd vs eeeeeeee"]
+    c = dict(b, spec={**spec, "seed": 1})
+    code, _, err = run(capsys, "compare", fx.write_run(tmp_path / "a", a), fx.write_run(tmp_path / "c", c),
+                       "--db", tmp_path / "x.db")
+    assert code == 0 and "is NOT comparable with" in err and "seed 0 vs 1" in err
+
+
 def test_an_explicit_baseline_without_the_threat_fails_the_regression_gate(tmp_path, capsys):
     base = fx.make_result(robust=0.95)
     del base["threats"]["linf:0.3"], base["robust_accuracy"]["linf:0.3"]

@@ -8,6 +8,7 @@ most 2pp against the latest complete run of the same spec and model).  It always
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -79,13 +80,30 @@ def describe_run(row: dict) -> str:
             f"spec {str(row.get('spec_hash') or '?')[:8]}, {created or 'created ?'})")
 
 
+_NOT_PROTOCOL = ("model", "weights", "output", "db", "gates", "trust_pickle")
+
+
+def _protocol(result: dict) -> dict | None:
+    """The evaluation protocol a result ran (its spec without model, weights, paths and gates), if recorded."""
+    spec = result.get("spec")
+    if not isinstance(spec, dict) or "threats" not in spec:
+        return None
+    return {k: v for k, v in spec.items() if k not in _NOT_PROTOCOL}
+
+
 def different_specs(a: dict, b: dict) -> list[str]:
-    """What makes two results incomparable: another spec hash or other data contents."""
-    out = []
-    for key, what in (("spec_hash", "spec"), ("data_hash", "data")):
-        va, vb = a.get(key), b.get(key)
-        if va and vb and va != vb:
-            out.append(f"{what} {str(va)[:8]} vs {str(vb)[:8]}")
+    """What makes two results incomparable: another evaluation protocol (data REF, n, seed, threats,
+    stages, … — the model may differ, that is what a comparison is for) or other data contents."""
+    pa, pb = _protocol(a), _protocol(b)
+    if pa is not None and pb is not None:
+        out = [f"{k} {json.dumps(pa.get(k))[:40]} vs {json.dumps(pb.get(k))[:40]}"
+               for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k)]
+    else:
+        sa, sb = a.get("spec_hash"), b.get("spec_hash")
+        out = [f"spec {str(sa)[:8]} vs {str(sb)[:8]}"] if sa and sb and sa != sb else []
+    da, db = a.get("data_hash"), b.get("data_hash")
+    if da and db and da != db:
+        out.append(f"data contents {da[:8]} vs {db[:8]}")
     return out
 
 
