@@ -156,6 +156,18 @@ def test_max_drop_has_one_meaning_in_evaluate_gate_and_history_compare(tmp_path,
     assert code == 1 and "1 of 3 gates failed" in out
 
 
+def test_a_baseline_of_other_data_contents_is_flagged_in_evaluate(tmp_path):
+    from advkit.evaluation import EvaluationSpec
+    from advkit.evaluation.run_info import gates_section
+    db = _db(tmp_path, (dict(fx.make_result(), data_hash="a" * 64), "complete"))
+    now = dict(fx.make_result(), data_hash="b" * 64, findings=[])
+    with Store(db) as store:
+        gates_section(EvaluationSpec(), now, store, {"model": "mnist5k-pgdat", "spec_hash": now["spec_hash"],
+                                                     "data_hash": "b" * 64}, 2)
+    (f,) = [f for f in now["findings"] if f["code"] == "baseline-data-changed"]
+    assert f["severity"] == "warning" and "baseline run 1" in f["message"] and "aaaaaaaaaaaa then" in f["message"]
+
+
 # ---------------------------------------------------------------- what is compared with what
 
 

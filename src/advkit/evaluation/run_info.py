@@ -135,7 +135,14 @@ def gates_section(spec: EvaluationSpec, result: dict, store, meta: dict, run_id)
     out = report.to_dict()
     out["baseline_run"] = baseline.get("run_id") if baseline else None
     out["message"] = "no baseline run of this spec yet; regression gates skipped" if baseline is None else ""
-    result.setdefault("findings", []).extend(G.noise_findings(report))
+    findings = result.setdefault("findings", [])
+    findings.extend(G.noise_findings(report))
+    then = (baseline or {}).get("data_hash")
+    if then and then != meta.get("data_hash"):
+        findings.append({"code": "baseline-data-changed", "severity": "warning",
+                         "message": f"baseline run {baseline.get('run_id')} evaluated other data contents under the "
+                                    f"same data REF (data hash {then[:12]} then, {str(meta.get('data_hash'))[:12]} "
+                                    "now): the regression gates compare different images"})
     return out
 
 
