@@ -36,7 +36,7 @@ def list_runs(model: str | None, limit: int, as_json: bool, db: str) -> None:
     rows = [[r["run_id"], str(r.get("created") or "")[:16].replace("T", " "), r.get("model"), str(r.get("model_hash") or "")[:8],
              r.get("status"), pct(r.get("clean_accuracy"))] + [pct((r.get("robust_accuracy") or {}).get(t))
                                                                 for t in ts] for r in runs]
-    console.print(table(f"runs in {db}", ["run", "created", "model", "hash", "status", "clean", *ts],
+    console.print(table(f"runs in {store.path}", ["run", "created", "model", "hash", "status", "clean", *ts],
                         esc_rows(rows)))
 
 

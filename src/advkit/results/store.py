@@ -1,41 +1,46 @@
-"""The history database: every evaluation run, its metrics and its per-sample results (SQLite).
+"""The history database: every evaluation run, its metrics and its per-sample results.
 
-Tables: ``runs`` (one row per evaluation: model name/REF/hash, spec hash, git commit, seed, library
+Two back ends behind one interface (:mod:`advkit.results.backends`): a SQLite file (the default,
+``./advkit.db``) or a PostgreSQL server (``postgresql://user@host/dbname``) that a team's CI runners
+share. Tables: ``runs`` (one row per evaluation: model name/REF/hash, spec hash, git commit, seed, library
 versions, timings, status, the full ``result.json``), ``metrics`` (one row per headline number with
 its confidence interval) and ``samples`` (per-sample records, one row per stage and batch, written as
 the evaluation goes — this is what ``--resume`` continues from).
 
-The database runs in WAL mode with a ``busy_timeout``; every write is one short ``BEGIN IMMEDIATE``
-transaction, so several evaluations can write at once (each process opens its own :class:`Store`).
+The schema is versioned (table ``advkit_schema``) and upgraded in place by :data:`MIGRATIONS` when a store
+opens, one process at a time. Every write is one short transaction, so a killed writer leaves no
+half-written run and several processes can write at once (each opens its own :class:`Store`).
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
-import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 from ..errors import StoreError
 from . import records as rec
+from .backends import BUSY_TIMEOUT_MS, connect, display
 from .io import dumps
 
-BUSY_TIMEOUT_MS = 60_000
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id INTEGER PRIMARY KEY AUTOINCREMENT, created TEXT NOT NULL, finished TEXT,
-    model TEXT NOT NULL, model_ref TEXT, model_hash TEXT, spec_hash TEXT NOT NULL, git_commit TEXT,
-    seed INTEGER, status TEXT NOT NULL, versions TEXT, timings TEXT, spec TEXT, result TEXT,
-    clean_accuracy REAL);
-CREATE INDEX IF NOT EXISTS runs_model ON runs(model, spec_hash, status);
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id INTEGER NOT NULL REFERENCES runs(run_id), name TEXT NOT NULL, value REAL, lo REAL, hi REAL,
-    PRIMARY KEY (run_id, name));
-CREATE TABLE IF NOT EXISTS samples (
-    run_id INTEGER NOT NULL REFERENCES runs(run_id), stage TEXT NOT NULL, batch INTEGER NOT NULL,
-    payload BLOB NOT NULL, seconds REAL, PRIMARY KEY (run_id, stage, batch));
-"""
+#: Schema migrations, in order: (version, what it does, statements). ``{pk}``, ``{blob}``, ``{real}`` and
+#: ``{id}`` become each back end's type names. Version 1 is the schema of advkit 0.1's first releases,
+#: which had no ``advkit_schema`` table (a file with a ``runs`` table and no version is version 1).
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (1, "runs, metrics and per-sample batches", (
+        "CREATE TABLE IF NOT EXISTS runs (run_id {pk}, created TEXT NOT NULL, finished TEXT, model TEXT NOT NULL, "
+        "model_ref TEXT, model_hash TEXT, spec_hash TEXT NOT NULL, git_commit TEXT, seed {id}, status TEXT NOT NULL, "
+        "versions TEXT, timings TEXT, spec TEXT, result TEXT, clean_accuracy {real})",
+        "CREATE INDEX IF NOT EXISTS runs_model ON runs(model, spec_hash, status)",
+        "CREATE TABLE IF NOT EXISTS metrics (run_id {id} NOT NULL REFERENCES runs(run_id), name TEXT NOT NULL, "
+        "value {real}, lo {real}, hi {real}, PRIMARY KEY (run_id, name))",
+        "CREATE TABLE IF NOT EXISTS samples (run_id {id} NOT NULL REFERENCES runs(run_id), stage TEXT NOT NULL, "
+        "batch INTEGER NOT NULL, payload {blob} NOT NULL, seconds {real}, PRIMARY KEY (run_id, stage, batch))",
+    )),
+    (2, "run kind (evaluate or certify) and the history index by status", (
+        "ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'evaluate'",
+        "CREATE INDEX IF NOT EXISTS runs_status ON runs(status, run_id)",
+    )),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
 _RUN_COLUMNS = ("run_id", "created", "finished", "model", "model_ref", "model_hash", "spec_hash", "git_commit",
                 "seed", "status", "clean_accuracy")
 
@@ -45,44 +50,47 @@ def _now() -> str:
 
 
 class Store:
-    """Open (creating if needed) the history database at ``path``."""
+    """Open (creating if needed, upgrading if older) the history database ``target``: a SQLite path or a
+    ``postgresql://`` URL. ``path`` is the target as it may be shown (a URL's password masked)."""
 
-    def __init__(self, path: str | Path):
-        self.path = str(path)
+    def __init__(self, target):
+        self.path = display(target)
+        self.conn = connect(str(target))
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self.conn.execute("PRAGMA journal_mode = WAL")
-            self.conn.execute("PRAGMA synchronous = NORMAL")
-            with self._write() as c:
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        c.execute(stmt)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot open history database {self.path!r}: {e}") from None
+            self.schema_version = self._migrate()
+        except BaseException:
+            self.conn.close()
+            raise
+
+    @property
+    def backend(self) -> str:
+        return self.conn.dialect
 
     # ------------------------------------------------------------ plumbing
-    @contextlib.contextmanager
     def _write(self):
-        """One ``BEGIN IMMEDIATE`` transaction, retried while another writer holds the lock."""
-        for attempt in range(50):
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) and "busy" not in str(e):
-                    raise StoreError(f"{self.path}: {e}") from None
-                time.sleep(0.05 * (attempt + 1))
-        else:
-            raise StoreError(f"{self.path}: the database stayed locked; another process holds it")
-        try:
-            yield self.conn
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+        """One write transaction (retried while SQLite's writer lock is held elsewhere)."""
+        return self.conn.transaction()
+
+    def _migrate(self) -> int:
+        """Bring the schema to :data:`SCHEMA_VERSION`; returns the version found before upgrading."""
+        with self.conn.migration_lock() as c:
+            if c.has_table("advkit_schema"):
+                row = c.execute("SELECT MAX(version) FROM advkit_schema").fetchone()
+                found = int(row[0] or 0)
+            else:
+                c.execute("CREATE TABLE advkit_schema (version INTEGER NOT NULL, applied TEXT NOT NULL)")
+                found = 1 if c.has_table("runs") else 0
+                if found:
+                    c.execute("INSERT INTO advkit_schema (version, applied) VALUES (1, ?)", (_now(),))
+            if found > SCHEMA_VERSION:
+                raise StoreError(f"history database {self.path} has schema version {found}; this advkit knows "
+                                 f"versions up to {SCHEMA_VERSION}: upgrade advkit")
+            for version, _, statements in MIGRATIONS:
+                if version > found:
+                    for stmt in statements:
+                        c.execute(c.ddl(stmt))
+                    c.execute("INSERT INTO advkit_schema (version, applied) VALUES (?, ?)", (version, _now()))
+        return found
 
     def close(self) -> None:
         self.conn.close()
@@ -94,18 +102,18 @@ class Store:
         self.close()
 
     def journal_mode(self) -> str:
-        return self.conn.execute("PRAGMA journal_mode").fetchone()[0]
+        return self.conn.execute("PRAGMA journal_mode").fetchone()[0] if self.backend == "sqlite" else "server"
 
     # ------------------------------------------------------------ runs
     def begin_run(self, *, model: str, model_ref: str, model_hash: str, spec_hash: str, seed: int,
                   spec: dict, versions: dict, git_commit: str | None) -> int:
         with self._write() as c:
-            cur = c.execute(
+            row = c.execute(
                 "INSERT INTO runs (created, model, model_ref, model_hash, spec_hash, git_commit, seed, status, "
-                "versions, spec) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+                "versions, spec) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?) RETURNING run_id",
                 (_now(), model, model_ref, model_hash, spec_hash, git_commit, seed, json.dumps(versions),
-                 json.dumps(spec)))
-            return int(cur.lastrowid)
+                 json.dumps(spec))).fetchone()
+            return int(row[0])
 
     def find_resumable(self, spec_hash: str, model_hash: str) -> int | None:
         """The newest unfinished run of this spec and model, if any."""
@@ -133,8 +141,9 @@ class Store:
     def save_batch(self, run_id: int, stage: str, batch: int, payload: dict, seconds: float = 0.0) -> None:
         blob = rec.pack(payload)
         with self._write() as c:
-            c.execute("INSERT OR REPLACE INTO samples (run_id, stage, batch, payload, seconds) VALUES (?, ?, ?, ?, ?)",
-                      (run_id, stage, batch, blob, seconds))
+            c.execute("INSERT INTO samples (run_id, stage, batch, payload, seconds) VALUES (?, ?, ?, ?, ?) "
+                      "ON CONFLICT (run_id, stage, batch) DO UPDATE SET payload = excluded.payload, "
+                      "seconds = excluded.seconds", (run_id, stage, batch, blob, seconds))
 
     def load_batch(self, run_id: int, stage: str, batch: int) -> dict | None:
         row = self.conn.execute("SELECT payload FROM samples WHERE run_id = ? AND stage = ? AND batch = ?",
