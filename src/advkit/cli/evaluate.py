@@ -27,7 +27,9 @@ from . import render
 @click.option("--seed", type=int, default=None, help="Seed of every random choice (default 0).")
 @click.option("--batch-size", type=int, default=None, help="Samples per batch (default 250).")
 @click.option("--out", "output", default=None, help="Run directory (default runs/<timestamp>-<model>).")
-@click.option("--db", default=None, help="History database (default ./advkit.db).")
+@click.option("--db", default=None, envvar="ADVKIT_DB", metavar="PATH|URL",
+              help="History database: a SQLite file (default ./advkit.db) or postgresql://user@host/dbname "
+                   "(env ADVKIT_DB).")
 @click.option("--resume", is_flag=True, help="Continue the unfinished run of this spec (refused when the weights, "
               "data or code differ, or another process is still writing it).")
 @click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help="Write gates as JUnit XML.")

@@ -143,7 +143,13 @@ class EvaluationSpec:
     db: str | None = "advkit.db"
 
     def to_dict(self) -> dict:
-        return _plain(self)
+        """The spec as plain data (result.json, history); a database URL's password is masked."""
+        from ..results.backends import display
+
+        d = _plain(self)
+        if d.get("db"):
+            d["db"] = display(d["db"])
+        return d
 
     def spec_hash(self) -> str:
         """sha256 of the evaluation protocol: not the model's weights (a new version of the same model
@@ -277,7 +283,7 @@ def load_spec(path: str | Path) -> EvaluationSpec:
 
 def with_options(spec: EvaluationSpec, **options) -> EvaluationSpec:
     """Apply CLI options (None = keep the spec's value) through the same validation as the file."""
-    data = spec.to_dict()
+    data = _plain(spec)  # not to_dict(): that masks a database URL's password
     if data.get("certify") is None:
         data.pop("certify")
     for k, v in options.items():
