@@ -120,9 +120,9 @@ def check_grade_gate(result: dict, gate: GradeGate):
     ladder = ladder_for(profile, key, gate)
     name, expected = f"grade[{key}]", f"{gate.op} {gate.grade}"
     g = grade_threat(profile, key, section, clean=clean_accuracy(result), n=result.get("n"))
-    if g["grade"] is None:
+    if g["grade"] is None:  # an upper bound or an untrusted number (never graded, whatever allow_upper_bound says)
         return GateItem(name, expected, None, None, False, f"expected {name} {expected}, but {g['text']}",
-                        kind="grade")
+                        kind="grade", upper_bound=True)
     acc, thr = float(g["robust_accuracy"]), _deciding(profile.for_threat(key), ladder, gate)
     passed = bool(_OPS[gate.op](ladder.index(g["grade"]), ladder.index(gate.grade)))
     margin = None if thr is None else (acc - thr if gate.op in (">=", ">") else thr - acc)
