@@ -86,7 +86,8 @@ class APGD(BudgetedAttack):
         super().__post_init__()
         require_int(self, "steps", "restarts")
         if self.large_eps and self.norm != "l1":
-            raise ConfigError(f"large_eps (the 3ε→2ε→ε schedule) is defined for the l1 threat model, got {self.norm!r}")
+            raise ConfigError(f"large_eps (the 3ε→2ε→ε schedule) is defined for the l1 threat model, "
+                              f"got {self.norm!r}")
         require_int(self, "n_targets", minimum=0)
         if not 0 < self.rho <= 1:
             raise ConfigError(f"rho must lie in (0, 1], got {self.rho!r}")

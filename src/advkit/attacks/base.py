@@ -6,8 +6,9 @@ project onto the ε-ball ∩ box (a projection that moves a point by more than `
 is an :class:`~advkit.errors.AttackBug` in strict mode, set ``ADVKIT_STRICT=1``) → verify success
 with a fresh forward pass → :class:`AttackResult`.  The check is one forward pass even for EOT
 attacks: on a randomized model success is decided on a single draw, as the official AutoAttack
-decides it (``run_standard_evaluation``), so rand numbers compare with published ones.  Subclasses are frozen dataclasses (their
-fields are the configuration) and implement ``_run(oracle, x, y, targets, generator)``.
+decides it (``run_standard_evaluation``), so rand numbers compare with published ones.
+Subclasses are frozen dataclasses (their fields are the configuration) and implement
+``_run(oracle, x, y, targets, generator)``.
 """
 from __future__ import annotations
 
