@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..progress import NULL, rescaled
 from ..threat import ThreatModel
 from . import render
 from .options import parse_key_values
@@ -33,7 +34,9 @@ def run_attack(attack, clf, x, y, *, targets=None, generator=None, batch_size: i
     start = time.perf_counter()
     for i in range(0, len(x), batch_size):
         sl = slice(i, i + batch_size)
-        res = attack(clf, x[sl], y[sl], targets=None if targets is None else targets[sl], generator=generator)
+        inner = rescaled(progress, attack.name, i, len(x[sl]), len(x)) if progress is not None else NULL
+        res = attack(clf, x[sl], y[sl], targets=None if targets is None else targets[sl], generator=generator,
+                     progress=inner)
         parts.append(res)
         calls, grads = calls + res.model_calls, grads + res.gradient_calls
         if progress is not None:

@@ -33,11 +33,11 @@ def list_runs(model: str | None, limit: int, as_json: bool, db: str) -> None:
         print_json(runs)
         return
     ts = _threat_columns(runs)
-    rows = [[r["run_id"], str(r.get("created") or "")[:16].replace("T", " "), r.get("model"), str(r.get("model_hash") or "")[:8],
+    # the model hash is in `history show` and --json: the table must fit 80 columns with two threats
+    rows = [[r["run_id"], str(r.get("created") or "")[:16].replace("T", " "), r.get("model"),
              r.get("status"), pct(r.get("clean_accuracy"))] + [pct((r.get("robust_accuracy") or {}).get(t))
                                                                 for t in ts] for r in runs]
-    console.print(table(f"runs in {db}", ["run", "created", "model", "hash", "status", "clean", *ts],
-                        esc_rows(rows)))
+    console.print(table(f"runs in {db}", ["run", "created", "model", "status", "clean", *ts], esc_rows(rows)))
 
 
 @history.command("show")

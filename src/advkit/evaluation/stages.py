@@ -81,7 +81,7 @@ def attack_stage(ctx: Context, threat: ThreatModel, name: str, attack, todo: np.
         extra = {"_seconds": [0.0], "_model_calls": [0], "_gradient_calls": [0],
                  "_adv_index": np.zeros(0, np.int64), "_adv": np.zeros((0, *ctx.x.shape[1:]), np.float32)}
         if len(pos):
-            r = attack(ctx.clf, xb, yb, generator=gen)
+            r = attack(ctx.clf, xb, yb, generator=gen, progress=ctx.batch_progress)
             success[pos], pred[pos] = r.success.numpy(), r.predictions.numpy()
             conf[pos] = _confidence(ctx, r.x_adv)
             hit = pos[r.success.numpy()][:GALLERY_PER_BATCH if gallery else 0]
