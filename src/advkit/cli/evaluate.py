@@ -128,10 +128,24 @@ def summary_rows(result: dict) -> list[tuple]:
     return rows
 
 
+def certify_table(cert: dict):
+    """Certified accuracy per radius (randomized smoothing), radii above the ceiling marked as such."""
+    from ..report import NOT_CERTIFIABLE, certify_ceiling
+    top = certify_ceiling(cert)
+    rows = [(f"{float(r):g}", NOT_CERTIFIABLE if top is not None and float(r) > top else render.pct(a))
+            for r, a in (cert.get("certified_accuracy") or {}).items()]
+    title = (f"certified (randomized smoothing, \u03c3={cert.get('sigma'):g}, n={cert.get('n')}, "
+             f"\u03b1={cert.get('alpha'):g}; largest certifiable radius {top:.3f})")
+    return render.table(title, ["L2 radius", "certified accuracy"], rows)
+
+
 def print_summary(result: dict, out_dir: Path) -> None:
     con = render.console
     con.print(render.table(f"{result['model']} on {result['data']} (n={result['n']}, seed={result['seed']})",
                            ["attack", "threat", "accuracy", "95% CI", "time"], summary_rows(result)))
+    cert = result.get("certify")
+    if cert:
+        con.print(certify_table(cert))
     if result["findings"]:
         con.print(render.table("Findings", ["severity", "code", "message"],
                                [(f["severity"], f["code"], f["message"]) for f in result["findings"]]))

@@ -37,7 +37,16 @@ def list_runs(model: str | None, limit: int, as_json: bool, db: str) -> None:
     rows = [[r["run_id"], str(r.get("created") or "")[:16].replace("T", " "), r.get("model"),
              r.get("status"), pct(r.get("clean_accuracy"))] + [pct((r.get("robust_accuracy") or {}).get(t))
                                                                 for t in ts] for r in runs]
-    console.print(table(f"runs in {db}", ["run", "created", "model", "status", "clean", *ts], esc_rows(rows)))
+    cert = [_certified_cell(r.get("certified_accuracy") or {}) for r in runs]
+    extra = ["certified (radius: accuracy)"] if any(cert) else []
+    rows = [row + ([c] if extra else []) for row, c in zip(rows, cert)]
+    console.print(table(f"runs in {db}", ["run", "created", "model", "status", "clean", *ts, *extra],
+                        esc_rows(rows)))
+
+
+def _certified_cell(cert: dict) -> str:
+    from .render import pct
+    return "\n".join(f"{float(r):g}: {pct(v)}" for r, v in sorted(cert.items(), key=lambda kv: float(kv[0])))
 
 
 @history.command("show")
@@ -60,9 +69,14 @@ def show(run: str, as_json: bool, db: str) -> None:
 
 def comparison_rows(a: dict, b: dict) -> list[tuple[str, float | None, float | None]]:
     """``(metric, value in a, value in b)`` for clean accuracy, each shared threat and its attacks."""
-    from ..report import attack_table, clean_accuracy, threats
+    from ..report import attack_table, certified, certify_ceiling, clean_accuracy, threats
 
     rows = [("clean_accuracy", clean_accuracy(a), clean_accuracy(b))]
+    (ra, acc_a, sa), (rb, acc_b, sb) = certified(a), certified(b)
+    top = min((c for c in (certify_ceiling(sa), certify_ceiling(sb)) if c is not None), default=None)
+    for r, va in zip(ra, acc_a):
+        if r in rb and (top is None or r <= top):
+            rows.append((f"certified_accuracy[{r:g}]", va, acc_b[rb.index(r)]))
     ta, tb = threats(a), threats(b)
     for t in [t for t in ta if t in tb]:
         rows.append((f"robust_accuracy[{t}]", ta[t].get("robust_accuracy"), tb[t].get("robust_accuracy")))

@@ -33,7 +33,7 @@ def inspect(model_ref, weights, trust_pickle, data_ref, n, as_json):
     if as_json:
         render.print_json(info)
     else:
-        rows = [(k, v) for k, v in info.items() if k != "findings"]
+        rows = render.metric_rows({k: v for k, v in info.items() if k != "findings"})
         render.console.print(render.table("Model", ["property", "value"], rows))
         if findings:
             render.console.print(render.table("Findings", ["code", "severity", "message"],

@@ -60,6 +60,17 @@ def pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.1f}%"
 
 
+def metric_rows(metrics: dict) -> list[tuple[str, str]]:
+    """``(name, value)`` rows for a property/metric table: accuracies and rates print as percentages,
+    like every other table advkit prints."""
+    return [(k, pct(v) if _is_fraction(k, v) else fmt(v)) for k, v in metrics.items()]
+
+
+def _is_fraction(key: str, v: object) -> bool:
+    return (isinstance(v, float) and not isinstance(v, bool) and 0.0 <= v <= 1.0
+            and any(w in key for w in ("accuracy", "rate", "fraction")))
+
+
 def print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import EvaluationAborted
 from ..progress import NULL, ProgressFn
-from . import aggregate, stages
+from . import aggregate, checks, stages
 from .context import Context
 from .run_info import environment, gates_section, load_inputs, model_digest, validate_gates
 from .spec import EvaluationSpec
@@ -85,6 +85,7 @@ def _run_stages(ctx: Context) -> dict:
         ctx.findings.extend(stages.gradients(ctx))
     aggregate.eot_findings(ctx, infos)
     certified = stages.certify(ctx)
+    ctx.findings.extend(checks.certify_findings(certified, threats))
     return {"preflight": [f.to_dict() for f in pre], "clean": aggregate.clean_summary(ctx), "threats": threats,
             "robust_accuracy": {k: t["robust_accuracy"] for k, t in threats.items()},
             "curve": {k: dict(zip(map(str, t["curve"]["eps"]), t["curve"]["robust_accuracy"]))

@@ -18,7 +18,11 @@ from typing import Any
 from ..threat import ThreatModel
 
 __all__ = ["threats", "canonical_threat", "accuracy_ci", "clopper_pearson", "per_class", "curve",
-           "findings", "model_name", "data_name", "clean_accuracy", "attack_table", "certified"]
+           "findings", "model_name", "data_name", "clean_accuracy", "attack_table", "certified", "certify_ceiling",
+           "NOT_CERTIFIABLE"]
+
+#: how every report marks a radius above the largest one CERTIFY can reach with the run's n
+NOT_CERTIFIABLE = "not certifiable at this n"
 
 CONFIDENCE = 0.95
 
@@ -217,3 +221,13 @@ def certified(result: dict) -> tuple[list[float], list[float], dict]:
     else:
         pts = []
     return [p[0] for p in pts], [p[1] for p in pts], sec
+
+
+def certify_ceiling(sec: dict) -> float | None:
+    """The largest radius CERTIFY can return with the section's n and α: σ·Φ⁻¹(α^(1/n)) (Cohen et al.
+    2019); recorded as ``max_certifiable_radius``, recomputed for results written before it was."""
+    v = _num(sec.get("max_certifiable_radius"))
+    if v is None and all(_num(sec.get(k)) is not None for k in ("sigma", "n", "alpha")):
+        from ..smoothing.stats import max_radius
+        v = max_radius(float(sec["sigma"]), int(sec["n"]), float(sec["alpha"]))
+    return v

@@ -12,7 +12,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..threat import ThreatModel
-from . import accuracy_ci, attack_table, certified, class_names, clean_accuracy, curve, per_class, threats
+from . import (NOT_CERTIFIABLE, accuracy_ci, attack_table, certified, certify_ceiling, class_names, clean_accuracy,
+               curve, per_class, threats)
 
 __all__ = ["robustness_curve", "per_class_bars", "attack_contribution", "contribution_counts", "gallery",
            "certified_curve", "trend", "tradeoff_scatter"]
@@ -217,9 +218,19 @@ def certified_curve(result: dict) -> bytes | None:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], color=PALETTE[2], lw=1.8)
     else:
         ax.step(radii, accs, where="post", color=PALETTE[2], lw=2)
-    ax.plot(radii, accs, "o", color=PALETTE[2], ms=5)
-    for r, a in zip(radii, accs):
+    top = certify_ceiling(sec)
+    ok = [(r, a) for r, a in zip(radii, accs) if top is None or r <= top]
+    ax.plot([p[0] for p in ok], [p[1] for p in ok], "o", color=PALETTE[2], ms=5)
+    for r, a in ok:
         ax.annotate(f"{100 * a:.0f}%", (r, a), textcoords="offset points", xytext=(4, 5), fontsize=7)
+    if top is not None:
+        right = max([top, *radii]) * 1.08
+        ax.axvspan(top, max(right, top * 1.15), color=GREY, alpha=0.18, lw=0)
+        ax.axvline(top, color=GREY, lw=1, ls="--", label=f"largest certifiable radius {top:.3f} (n = {sec.get('n')})")
+        beyond = [r for r in radii if r > top]
+        if beyond:
+            ax.plot(beyond, [0.5] * len(beyond), "x", color=GREY, ms=6, label=NOT_CERTIFIABLE)
+        ax.legend(fontsize=7, frameon=False, loc="upper right")
     ax.set_xlabel("L2 radius")
     ax.set_title(f"certified accuracy (\u03c3 = {sec.get('sigma', '?')})", fontsize=11)
     _style(ax, ylabel="certified accuracy")
