@@ -30,24 +30,30 @@ from . import render
 @click.option("--db", default=None, help="History database (default ./advkit.db).")
 @click.option("--resume", is_flag=True, help="Continue the unfinished run of the same spec and model.")
 @click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help="Write gates as JUnit XML.")
+@click.option("--force-eps", is_flag=True, default=None, help="Accept an L∞ ε as large as the input range.")
 @click.option("--no-autoattack", is_flag=True, help="Skip AutoAttack (robust accuracy becomes an upper bound).")
 @click.option("--json", "as_json", is_flag=True, help="Print result.json to stdout instead of the summary.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
 def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, threats, n, seed, batch_size, output, db,
-             resume, junit_file, no_autoattack, as_json, quiet):
+             resume, junit_file, force_eps, no_autoattack, as_json, quiet):
     """Evaluate a model's robustness: clean, FGSM, PGD, AutoAttack, curve, per class, checks, gates.
 
     With no arguments it evaluates the built-in default model (zoo:mnist5k-standard) on mnist5k.
     """
     from ..evaluation import EvaluationSpec, evaluate as run_evaluation, load_spec, with_options
+    from ..evaluation.spec import spec_file_keys, with_model_defaults
     from ..results import Store, write_run_dir
     from ..results.junit import write_junit
 
     spec = load_spec(spec_file) if spec_file else EvaluationSpec()
     spec = with_options(spec, model=model, weights=weights, trust_pickle=trust_pickle, data=data, split=split,
                         threats=threats, n=n, seed=seed, batch_size=batch_size, output=output, db=db,
-                        no_autoattack=no_autoattack)
+                        no_autoattack=no_autoattack, force_eps=force_eps)
+    given = (spec_file_keys(spec_file) if spec_file else set()) | {"data"} * bool(data) | {"threats"} * bool(threats)
+    spec, note = with_model_defaults(spec, given)
+    if note and not as_json:
+        render.err_console.print(f"[dim]{note}[/dim]")
     out_dir = Path(spec.output or default_output(spec.model))
     store = Store(spec.db) if spec.db else None
     started = time.perf_counter()

@@ -14,10 +14,6 @@ def history() -> None:
     """Runs kept in the history database (--db): list, show, compare, dashboard."""
 
 
-def _threat_columns(runs: list[dict]) -> list[str]:
-    return list(dict.fromkeys(t for r in runs for t in (r.get("robust_accuracy") or {})))
-
-
 @history.command("list")
 @click.option("--model", default=None, help="Only runs of this model name.")
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
@@ -32,21 +28,24 @@ def list_runs(model: str | None, limit: int, as_json: bool, db: str) -> None:
     if as_json:
         print_json(runs)
         return
-    ts = _threat_columns(runs)
-    # the model hash is in `history show` and --json: the table must fit 80 columns with two threats
-    rows = [[r["run_id"], str(r.get("created") or "")[:16].replace("T", " "), r.get("model"),
-             r.get("status"), pct(r.get("clean_accuracy"))] + [pct((r.get("robust_accuracy") or {}).get(t))
-                                                                for t in ts] for r in runs]
-    cert = [_certified_cell(r.get("certified_accuracy") or {}) for r in runs]
-    extra = ["certified (radius: accuracy)"] if any(cert) else []
-    rows = [row + ([c] if extra else []) for row, c in zip(rows, cert)]
-    console.print(table(f"runs in {db}", ["run", "created", "model", "status", "clean", *ts, *extra],
+    # one line per threat (and per certified radius) inside a cell: the table fits 80 columns however
+    # many threats the runs have; the model hash is in `history show` and --json
+    rows = [[_run_cell(r), str(r.get("created") or "")[:16].replace("T", " "), r.get("model"),
+             pct(r.get("clean_accuracy")), _results_cell(r)] for r in runs]
+    console.print(table(f"runs in {db}", ["run", "created", "model", "clean", "robust · certified"],
                         esc_rows(rows)))
 
 
-def _certified_cell(cert: dict) -> str:
+def _run_cell(r: dict) -> str:
+    return str(r["run_id"]) + ("" if r.get("status") == "complete" else f" ({r.get('status')})")
+
+
+def _results_cell(r: dict) -> str:
     from .render import pct
-    return "\n".join(f"{float(r):g}: {pct(v)}" for r, v in sorted(cert.items(), key=lambda kv: float(kv[0])))
+    lines = [f"{t} {pct(v)}" for t, v in (r.get("robust_accuracy") or {}).items()]
+    cert = r.get("certified_accuracy") or {}
+    lines += [f"certified r={float(k):g} {pct(v)}" for k, v in sorted(cert.items(), key=lambda kv: float(kv[0]))]
+    return "\n".join(lines)
 
 
 @history.command("show")

@@ -21,7 +21,8 @@ def _rows(subject: str):
         return ["code", "title", "remedy"], [(c.code, c.title, c.remedy) for c in CATALOGUE.values()]
     if subject == "zoo":
         from ..zoo import list_zoo
-        return ["name", "arch", "data", "description"], [(e.name, e.arch, e.data, e.description) for e in list_zoo()]
+        return (["name", "data", "threat", "description"],
+                [(e.name, e.data, e.threat, f"{e.description} ({e.arch})") for e in list_zoo()])
     from ..sources.data import list_data
     return ["ref", "description"], list_data()
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import EvaluationAborted
 from ..progress import NULL, ProgressFn
+from ..threat import check_budget
 from . import aggregate, checks, stages
 from .context import Context
 from .run_info import environment, gates_section, load_inputs, model_digest, validate_gates
@@ -44,6 +45,8 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
     """Run every stage of ``spec``; ``model``/``data`` (a Classifier / Dataset) bypass the REFs."""
     validate_gates(spec)
     clf, ds = load_inputs(spec, model, data)
+    for threat in spec.threats:
+        check_budget(threat, clf.bounds, force=spec.force_eps)
     ds = ds.subset(spec.n) if hasattr(ds, "subset") else ds
     meta = {"model": spec.model if model is None else getattr(clf, "name", spec.model),
             "model_hash": model_digest(clf), "spec_hash": spec.spec_hash()}

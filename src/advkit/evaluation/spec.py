@@ -126,6 +126,8 @@ class EvaluationSpec:
     model: str = DEFAULT_MODEL
     weights: str | None = None
     trust_pickle: bool = False
+    #: accept an L∞ ε that covers the whole input range (threat.check_budget)
+    force_eps: bool = False
     data: str = DEFAULT_DATA
     split: str = "test"
     n: int = 1000
@@ -145,7 +147,7 @@ class EvaluationSpec:
         """sha256 of the evaluation protocol: not the model's weights (a new version of the same model
         keeps its spec, so it is compared with the last one), output paths, gates or the DB."""
         d = self.to_dict()
-        for k in ("weights", "output", "db", "gates", "trust_pickle"):
+        for k in ("weights", "output", "db", "gates", "trust_pickle", "force_eps"):
             d.pop(k, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
@@ -241,7 +243,8 @@ def spec_from_dict(data: dict) -> EvaluationSpec:
     t = _Table(data, "")
     spec = EvaluationSpec(
         model=t.str("model", DEFAULT_MODEL), weights=t.str("weights", None),
-        trust_pickle=t.bool("trust_pickle", False), data=t.str("data", DEFAULT_DATA), split=t.str("split", "test"),
+        trust_pickle=t.bool("trust_pickle", False), force_eps=t.bool("force_eps", False),
+        data=t.str("data", DEFAULT_DATA), split=t.str("split", "test"),
         n=t.int("n", 1000, 1), seed=t.int("seed", 0, 0), batch_size=t.int("batch_size", 250, 1),
         threats=_threats(t), stages=_stages(t.sub("stages")), gates=_gates(t.sub("gates")),
         certify=_certify(t.sub("certify")) if "certify" in data else None,
@@ -283,3 +286,35 @@ def with_options(spec: EvaluationSpec, **options) -> EvaluationSpec:
             data[k] = list(v) if isinstance(v, tuple) else v
     return spec_from_dict(data)
 
+
+
+def with_model_defaults(spec: EvaluationSpec, given: set[str] | frozenset[str]) -> tuple[EvaluationSpec, str | None]:
+    """A zoo model carries its data set and threat model: fill ``data`` and ``threats`` from the zoo entry
+    unless they are in ``given`` (the keys the user set in the spec file or on the command line).
+
+    Returns the spec and a one-line note saying what was filled in (None when nothing was)."""
+    kind, _, name = spec.model.partition(":")
+    if kind != "zoo":
+        return spec, None
+    from .. import zoo
+    e = zoo.entry(name)
+    if e is None:
+        return spec, None
+    changes = {}
+    if "data" not in given and e.data and e.data != spec.data:
+        changes["data"] = e.data
+    if "threats" not in given and e.threat and (ThreatModel.parse(e.threat),) != spec.threats:
+        changes["threats"] = (e.threat,)
+    if not changes:
+        return spec, None
+    note = f"{spec.model} is meant for " + " and ".join(
+        f"{k} {v if k == 'data' else ', '.join(v)}" for k, v in changes.items()) + "; using them (set --data/--threat to override)"
+    return with_options(spec, **changes), note
+
+
+def spec_file_keys(path: str | Path) -> set[str]:
+    """The top-level keys a spec file sets (e.g. whether it names its data)."""
+    try:
+        return set(tomllib.loads(Path(path).read_text()))
+    except (OSError, tomllib.TOMLDecodeError):
+        return set()

@@ -116,8 +116,11 @@ def _num(v: Any) -> float | None:
         return None
 
 
-def per_class(section: Any, names: list[str] | None = None) -> list[tuple[str, float]]:
-    """``[(label, accuracy)]`` from a list, a ``{label: acc}`` mapping or ``{"accuracy": [...]}``."""
+def per_class(section: Any, names: list[str] | None = None, *, keep_empty: bool = False) -> list[tuple[str, float]]:
+    """``[(label, accuracy)]`` from a list, a ``{label: acc}`` mapping or ``{"accuracy": [...]}``.
+
+    A class with no samples (``n`` = 0, or no accuracy) is left out, or with ``keep_empty`` listed with
+    accuracy ``None`` (so that a figure can say "no samples" instead of showing an empty 0% bar)."""
     if isinstance(section, dict) and "per_class" in section:
         section = section["per_class"]
     if isinstance(section, dict) and isinstance(section.get("accuracy"), list):
@@ -126,11 +129,16 @@ def per_class(section: Any, names: list[str] | None = None) -> list[tuple[str, f
         labels = names if names and len(names) == len(section) else [str(i) for i in range(len(section))]
         out = []
         for lab, a in zip(labels, section):
+            empty = False
             if isinstance(a, dict):  # {class, accuracy, ci, n}
                 lab = str(a["name"]) if "name" in a else _class_label(a.get("class"), names, lab)
+                empty = a.get("n") == 0
                 a = a.get("accuracy", a.get("robust_accuracy"))
-            if _num(a) is not None:
-                out.append((str(lab), float(a)))
+            a = None if empty else _num(a)
+            if a is not None and math.isnan(a):
+                a = None
+            if a is not None or keep_empty:
+                out.append((str(lab), a))
         return out
     if isinstance(section, dict):
         out = []
