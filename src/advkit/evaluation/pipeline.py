@@ -68,7 +68,7 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
     result["gates"] = gates_section(spec, result, store, meta, run_id)
     if store is not None:
         store.finish_run(run_id, result)
-    samples = {**ctx.records, **aggregate.gallery(ctx)}
+    samples = {**ctx.records, **aggregate.gallery(ctx), **aggregate.adversarial_examples(ctx)}
     return EvaluationResult(result, samples, run_id)
 
 

@@ -27,8 +27,6 @@ from ..threat import ThreatModel
 from . import checks
 from .context import Context, subset
 
-GALLERY_PER_BATCH = 4
-
 
 def preflight(ctx: Context) -> list[Finding]:
     """Model and data checks before any attack; error findings abort the evaluation."""
@@ -70,7 +68,8 @@ def clean(ctx: Context) -> dict:
 # ------------------------------------------------------------------------ attacks
 def attack_stage(ctx: Context, threat: ThreatModel, name: str, attack, todo: np.ndarray,
                  gallery: bool = True) -> np.ndarray:
-    """Run ``attack`` on the samples in ``todo`` (batch by batch); records ``success``/``pred``/``attacked``."""
+    """Run ``attack`` on the samples in ``todo`` (batch by batch); records ``success``/``pred``/``attacked``;
+    with ``gallery`` the adversarial examples it found go to ``ctx.stats`` (``_adv_index``, ``_adv``)."""
     correct = ctx.mask("clean_correct")
 
     def batch(sl, gen):
@@ -84,7 +83,8 @@ def attack_stage(ctx: Context, threat: ThreatModel, name: str, attack, todo: np.
             r = attack(ctx.clf, xb, yb, generator=gen, progress=ctx.batch_progress)
             success[pos], pred[pos] = r.success.numpy(), r.predictions.numpy()
             conf[pos] = _confidence(ctx, r.x_adv)
-            hit = pos[r.success.numpy()][:GALLERY_PER_BATCH if gallery else 0]
+            # every adversarial example found (samples.npz keeps them all; the gallery picks a few)
+            hit = pos[r.success.numpy()] if gallery else pos[:0]
             extra.update(_seconds=[r.seconds], _model_calls=[r.model_calls], _gradient_calls=[r.gradient_calls],
                          _adv_index=hit + sl.start, _adv=r.x_adv[r.success][:len(hit)].numpy())
         attacked = np.zeros(size, bool)

@@ -15,7 +15,7 @@ from ..threat import ThreatModel
 from . import (NOT_CERTIFIABLE, accuracy_ci, attack_table, certified, certify_ceiling, class_names, clean_accuracy,
                curve, per_class, threats)
 
-__all__ = ["robustness_curve", "per_class_bars", "attack_contribution", "contribution_counts", "gallery",
+__all__ = ["robustness_curve", "robustness_curve_figure", "per_class_bars", "per_class_figure", "trend_figure", "attack_contribution", "contribution_counts", "gallery",
            "certified_curve", "trend", "tradeoff_scatter"]
 
 PALETTE = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777", "#4b5563"]
@@ -50,7 +50,13 @@ def _style(ax, *, ylabel: str = "accuracy", pct: bool = True) -> None:
 
 
 def robustness_curve(result: dict) -> bytes | None:
-    """Robust accuracy vs ε for each threat, with the headline points (each attack and the worst case).
+    """Robust accuracy vs ε for each threat, with the headline points (each attack and the worst case)."""
+    fig = robustness_curve_figure(result)
+    return None if fig is None else _png(fig)
+
+
+def robustness_curve_figure(result: dict) -> Figure | None:
+    """The figure of :func:`robustness_curve` (for layout checks).
 
     One panel per threat, each with its legend in its own strip under the panel (constrained layout
     keeps them apart); the attacks' markers stand beside the worst-case star so that none hides another;
@@ -72,7 +78,7 @@ def robustness_curve(result: dict) -> bytes | None:
         ax.set_title(t, fontsize=11)
         _style(ax, ylabel="robust accuracy")
         ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=1, numpoints=1)
-    return _png(fig)
+    return fig
 
 
 def _eps_axis(ax, threat: str) -> None:
@@ -91,23 +97,36 @@ def _eps_axis(ax, threat: str) -> None:
 
 
 def _headline_points(ax, threat: str, sec: dict, span: float) -> None:
-    """Each attack's robust accuracy left of ε (dodged, so none hides under another) and the worst case
-    (a star) at ε itself, joined to ε by a thin line."""
+    """Each attack's robust accuracy dodged left of ε by a fixed distance on the page (so that none hides
+    under another or under the star), joined to ε by a thin line, and the worst case (a star) at ε."""
+    from matplotlib.transforms import offset_copy
+
     eps = ThreatModel.parse(threat).eps
     pts = [(name, att["robust_accuracy"]) for name, att in attack_table(sec, components=False)
            if att.get("robust_accuracy") is not None]
-    step = 0.035 * (span or 1.0)
     for j, (name, ra) in enumerate(pts):
-        x = eps - step * (len(pts) - j)
-        ax.plot([x], [ra], "D", ms=6, color=attack_color(name), label=f"{name}: {100 * ra:.1f}%", zorder=4)
-        ax.plot([x, eps], [ra, ra], color=attack_color(name), lw=0.8, alpha=0.6, zorder=3)
+        shift = offset_copy(ax.transData, fig=ax.figure, x=-DODGE_PT * (len(pts) - j), units="points")
+        ax.plot([eps], [ra], "D", ms=6, color=attack_color(name), label=f"{name}: {100 * ra:.1f}%", zorder=4,
+                transform=shift)
+        ax.annotate("", (eps, ra), xytext=(-DODGE_PT * (len(pts) - j), 0), textcoords="offset points",
+                    arrowprops={"arrowstyle": "-", "color": attack_color(name), "lw": 0.8, "alpha": 0.6})
     if sec.get("robust_accuracy") is not None:
         ax.plot([eps], [sec["robust_accuracy"]], "*", ms=14, color=BAD,
                 label=f"worst case: {100 * sec['robust_accuracy']:.1f}%", zorder=5)
         ax.axvline(eps, color=GREY, lw=0.8, ls="--")
 
 
+#: how far apart (in points) the headline markers of one threat stand
+DODGE_PT = 11
+
+
 def per_class_bars(result: dict, threat: str, floor: float | None = None) -> bytes | None:
+    """Clean and robust accuracy per class (:func:`per_class_figure`) as PNG bytes."""
+    fig = per_class_figure(result, threat, floor)
+    return None if fig is None else _png(fig)
+
+
+def per_class_figure(result: dict, threat: str, floor: float | None = None) -> Figure | None:
     """Clean and robust accuracy per class; robust bars under ``floor`` are drawn red; a class without
     test samples gets a "no samples" label instead of a bar (an empty bar would read as 0%)."""
     names = class_names(result)
@@ -134,7 +153,7 @@ def per_class_bars(result: dict, threat: str, floor: float | None = None) -> byt
     ax.set_xlabel("class")
     _style(ax)
     ax.legend(fontsize=8, frameon=False, ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0))
-    return _png(fig)
+    return fig
 
 
 def contribution_counts(result: dict, threat: str) -> tuple[list[tuple[str, int]], bool]:
@@ -267,6 +286,12 @@ def certified_curve(result: dict) -> bytes | None:
 
 
 def trend(runs: Sequence[dict]) -> bytes | None:
+    """The history trend (:func:`trend_figure`) as PNG bytes."""
+    fig = trend_figure(runs)
+    return None if fig is None else _png(fig)
+
+
+def trend_figure(runs: Sequence[dict]) -> Figure | None:
     """Clean (dashed) and robust (solid) accuracy per run id: one line per model *and* spec (runs of
     different specs measure different things and are never joined); the x axis is the run id."""
     from matplotlib.ticker import MaxNLocator
@@ -296,7 +321,7 @@ def trend(runs: Sequence[dict]) -> bytes | None:
     ax.set_xlabel("run id")
     _style(ax)
     ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    return _png(fig)
+    return fig
 
 
 def tradeoff_scatter(points: Sequence[tuple], *, threat: str = "", n: int | None = None) -> bytes | None:
