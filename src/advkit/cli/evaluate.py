@@ -146,6 +146,7 @@ def certify_table(cert: dict):
 
 
 def print_summary(result: dict, out_dir: Path) -> None:
+    from .report import esc_rows
     con = render.console
     con.print(render.table(f"{result['model']} on {result['data']} (n={result['n']}, seed={result['seed']})",
                            ["attack", "threat", "accuracy", "95% CI", "time"], summary_rows(result)))
@@ -154,7 +155,7 @@ def print_summary(result: dict, out_dir: Path) -> None:
         con.print(certify_table(cert))
     if result["findings"]:
         con.print(render.table("Findings", ["severity", "code", "message"],
-                               [(f["severity"], f["code"], f["message"]) for f in result["findings"]]))
+                               esc_rows([(f["severity"], f["code"], f["message"]) for f in result["findings"]])))
     gates = result.get("gates") or {}
     for item in gates.get("items", []):
         mark = "[green]PASS[/green]" if item["passed"] else "[red]FAIL[/red]"

@@ -36,4 +36,5 @@ def list_(subject, as_json):
     if as_json:
         render.print_json([dict(zip(columns, r)) for r in rows])
     else:
-        render.console.print(render.table(subject, columns, rows))
+        from .report import esc_rows
+        render.console.print(render.table(subject, columns, esc_rows(rows)))  # "[stages.pgd]" is text
