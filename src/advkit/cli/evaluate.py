@@ -50,7 +50,8 @@ def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, threats,
     spec = with_options(spec, model=model, weights=weights, trust_pickle=trust_pickle, data=data, split=split,
                         threats=threats, n=n, seed=seed, batch_size=batch_size, output=output, db=db,
                         no_autoattack=no_autoattack, force_eps=force_eps)
-    given = (spec_file_keys(spec_file) if spec_file else set()) | {"data"} * bool(data) | {"threats"} * bool(threats)
+    given = ((spec_file_keys(spec_file) if spec_file else set()) | ({"data"} if data else set())
+             | ({"threats"} if threats else set()))
     spec, note = with_model_defaults(spec, given)
     if note and not as_json:
         render.err_console.print(f"[dim]{note}[/dim]")
