@@ -24,6 +24,7 @@ from ..attacks.pgd import PGD
 from ..attacks.restarts import BestOf
 from ..errors import ConfigError, EvaluationAborted, InputError
 from ..findings import Finding
+from ..progress import rescaled
 from ..results import records as rec
 from ..threat import ThreatModel
 from . import checks
@@ -230,7 +231,8 @@ def unbounded(ctx: Context, threat: ThreatModel) -> list[Finding]:
     t = torch.as_tensor(idx)
     eot = max(ctx.spec.stages.pgd.eot, ctx.spec.stages.autoattack.eot if ctx.randomized else 1)
     attack = PGD(threat.with_eps(eps), steps=ch.unbounded_steps, loss="margin", eot=eot)
-    r = attack(ctx.clf, ctx.x[t], ctx.y[t], generator=ctx.generator(f"{threat}/unbounded", 0))
+    r = attack(ctx.clf, ctx.x[t], ctx.y[t], generator=ctx.generator(f"{threat}/unbounded", 0),
+               progress=rescaled(ctx.progress, f"{threat} unbounded check", 0, len(idx), len(idx)))
     acc = float((~r.success).float().mean())
     ctx.stats[f"{threat}/unbounded"] = {"eps": eps, "robust_accuracy": acc, "n": len(idx)}
     return checks.unbounded_findings(acc, threat, eps, ch.unbounded_max_accuracy)
