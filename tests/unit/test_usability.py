@@ -234,3 +234,11 @@ def test_samples_keep_every_adversarial_example(digits_model):
     assert (pred[torch.from_numpy(found)] != y[:n][torch.from_numpy(found)]).all()
     assert torch.equal(xt[torch.from_numpy(~found)], x[:n][torch.from_numpy(~found)])
     assert not math.isnan(float(xa.sum()))
+
+
+def test_metric_tables_print_percentages():
+    from advkit.cli.render import metric_rows
+
+    rows = dict(metric_rows({"val_clean_accuracy": 0.9765, "abstain_rate": 0.02, "loss": 0.31, "epochs": 3,
+                             "n": 50}))
+    assert rows == {"val_clean_accuracy": "97.7%", "abstain_rate": "2.0%", "loss": "0.31", "epochs": "3", "n": "50"}
