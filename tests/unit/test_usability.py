@@ -139,11 +139,13 @@ def test_zoo_model_brings_its_data_and_threat():
     spec = with_options(EvaluationSpec(), model="zoo:fmnist-standard")
     filled, note = with_model_defaults(spec, set())
     assert filled.data == "fashion-mnist" and [str(t) for t in filled.threats] == ["linf:0.1"]
-    assert "fashion-mnist" in note
-    kept, note = with_model_defaults(with_options(spec, data="mnist5k"), {"data", "threats"})
+    assert "fashion-mnist" in note and "linf:0.1" in note
+    kept, note = with_model_defaults(with_options(spec, data="mnist5k"), {"data"})
     assert kept.data == "mnist5k" and note is None
     plain, _ = with_model_defaults(with_options(EvaluationSpec(), model="m.py:f"), set())
     assert plain.data == EvaluationSpec().data
+    given, _ = with_model_defaults(with_options(spec, threats=("linf:0.05",)), set())
+    assert given.data == "fashion-mnist" and [str(t) for t in given.threats] == ["linf:0.05"]  # given wins
 
 
 @pytest.mark.parametrize("text, hint", [("linf:8", "linf:8/255"), ("linf:1", "linf:1/255"), ("linf:255", "")])

@@ -29,7 +29,7 @@ def list_runs(model: str | None, limit: int, as_json: bool, db: str) -> None:
     # many threats the runs have; the model hash is in `history show` and --json
     rows = [[_run_cell(r), str(r.get("created") or "")[:16].replace("T", " "), r.get("model"),
              pct(r.get("clean_accuracy")), _results_cell(r)] for r in runs]
-    console.print(table(f"runs in {db}", ["run", "created", "model", "clean", "robust · certified"],
+    console.print(table(f"runs in {store.path}", ["run", "created", "model", "clean", "robust · certified"],
                         esc_rows(rows)))
     if any(v is False for r in runs for v in (r.get("reference_protocol") or {}).values()):
         console.print("* not the reference AutoAttack protocol (reduced budget, custom or skipped): not comparable "

@@ -21,8 +21,6 @@ class Planned:
     arch: str
     data: str
     description: str
-    #: the threat model the model is meant for (what ``advkit evaluate --model zoo:NAME`` uses by default)
-    threat: str = "linf:0.3"
 
 
 #: The names the project plans to ship, with what they are.
@@ -30,14 +28,10 @@ CATALOGUE: dict[str, Planned] = {
     "mnist5k-standard": Planned("smallcnn", "mnist5k", "small CNN, standard training on mnist5k (the default model)"),
     "mnist5k-pgdat": Planned("smallcnn", "mnist5k", "small CNN, Madry PGD adversarial training, L∞ ε=0.3"),
     "mnist5k-trades": Planned("smallcnn", "mnist5k", "small CNN, TRADES (β=6), L∞ ε=0.3"),
-    "mnist5k-noise0.25": Planned("smallcnn", "mnist5k", "small CNN, Gaussian noise augmentation σ=0.25 (for smoothing)",
-                                 "l2:0.5"),
-    "mnist5k-noise0.5": Planned("smallcnn", "mnist5k", "small CNN, Gaussian noise augmentation σ=0.5 (for smoothing)",
-                                "l2:1.0"),
-    "fmnist-standard": Planned("smallcnn", "fashion-mnist", "small CNN, standard training on Fashion-MNIST",
-                               "linf:0.1"),
-    "fmnist-pgdat": Planned("smallcnn", "fashion-mnist", "small CNN, PGD adversarial training on Fashion-MNIST, L∞ ε=0.1",
-                            "linf:0.1"),
+    "mnist5k-noise0.25": Planned("smallcnn", "mnist5k", "small CNN, Gaussian noise augmentation σ=0.25 (for smoothing)"),
+    "mnist5k-noise0.5": Planned("smallcnn", "mnist5k", "small CNN, Gaussian noise augmentation σ=0.5 (for smoothing)"),
+    "fmnist-standard": Planned("smallcnn", "fashion-mnist", "small CNN, standard training on Fashion-MNIST"),
+    "fmnist-pgdat": Planned("smallcnn", "fashion-mnist", "small CNN, PGD adversarial training on Fashion-MNIST, L∞ ε=0.1"),
 }
 
 
@@ -49,7 +43,6 @@ class ZooEntry:
     arch: str
     data: str
     description: str
-    threat: str = "linf:0.3"
     metrics: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
@@ -68,19 +61,7 @@ def _entry_from_file(name: str, path: Path) -> ZooEntry:
     description = meta.get("description") or (planned.description if planned else "")
     data = meta.get("data") or (meta.get("recipe") or {}).get("data") or (planned.data if planned else "")
     recipe = dict(meta.get("recipe") or {})
-    return ZooEntry(name, meta["arch"], data, description, _threat(meta, recipe, planned),
-                    dict(meta.get("metrics") or {}), recipe, path, True)
-
-
-def _threat(meta: dict, recipe: dict, planned: Planned | None) -> str:
-    """The file's own threat, the catalogue's, or the adversarial-training recipe's ε (else L∞ 0.3)."""
-    if meta.get("threat"):
-        return str(meta["threat"])
-    if planned is not None:
-        return planned.threat
-    if recipe.get("method") in ("pgd-at", "trades", "fast-at", "mart") and recipe.get("eps"):
-        return f"{recipe.get('norm', 'linf')}:{recipe['eps']:g}"
-    return "linf:0.3"
+    return ZooEntry(name, meta["arch"], data, description, dict(meta.get("metrics") or {}), recipe, path, True)
 
 
 def entry(name: str, directory: Path | None = None) -> ZooEntry | None:
@@ -97,8 +78,7 @@ def list_zoo(directory: Path | None = None) -> list[ZooEntry]:
         if name in files:
             entries.append(_entry_from_file(name, files[name]))
         else:
-            entries.append(ZooEntry(name, planned.arch, planned.data, planned.description + " (not yet trained)",
-                                    planned.threat))
+            entries.append(ZooEntry(name, planned.arch, planned.data, planned.description + " (not yet trained)"))
     entries += [_entry_from_file(n, p) for n, p in files.items() if n not in CATALOGUE]
     return entries
 
