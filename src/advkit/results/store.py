@@ -243,6 +243,7 @@ class Store:
             r["certified_accuracy"] = {
                 name[len("certified_accuracy["):-1]: value for name, value in self.conn.execute(
                     "SELECT name, value FROM metrics WHERE run_id = ? AND name LIKE 'certified_accuracy[%'",
+                    (r["run_id"],))}
         return runs
 
     def load_result(self, run_id: int) -> dict:
