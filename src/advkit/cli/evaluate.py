@@ -160,7 +160,6 @@ def print_summary(result: dict, out_dir: Path) -> None:
     from rich.markup import escape
 
     from ..profiles import grade_lines
-
     from .report import esc_rows
 
     con = render.console
