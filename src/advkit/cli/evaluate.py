@@ -27,7 +27,9 @@ from . import render
 @click.option("--seed", type=int, default=None, help="Seed of every random choice (default 0).")
 @click.option("--batch-size", type=int, default=None, help="Samples per batch (default 250).")
 @click.option("--out", "output", default=None, help="Run directory (default runs/<timestamp>-<model>).")
-@click.option("--db", default=None, help="History database (default ./advkit.db).")
+@click.option("--db", default=None, envvar="ADVKIT_DB", metavar="PATH|URL",
+              help="History database: a SQLite file (default ./advkit.db) or postgresql://user@host/dbname "
+                   "(env ADVKIT_DB).")
 @click.option("--resume", is_flag=True, help="Continue the unfinished run of this spec (refused when the weights, "
               "data or code differ, or another process is still writing it).")
 @click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help="Write gates as JUnit XML.")
@@ -124,9 +126,12 @@ def summary_rows(result: dict) -> list[tuple]:
         for name in ("fgsm", "pgd", "autoattack"):
             a = t["attacks"].get(name)
             if a:
-                label = name + (" (cascade)" if a.get("cascade") else "")
+                shown = (a.get("protocol") or name) if name == "autoattack" else name
+                label = shown + (" (cascade)" if a.get("cascade") else "")
                 rows.append((label, threat, *_acc_cell(a), f"{a.get('seconds', 0):.1f}s"))
         bound = " (upper bound)" if t.get("upper_bound") else ""
+        if t.get("protocol", {}).get("name") and not t["protocol"].get("reference"):
+            bound += " (not reference AutoAttack)"
         rows.append((f"[bold]worst case{bound}[/bold]", threat, *_acc_cell(t), ""))
     return rows
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError, EvaluationAborted, StoreError
-from .report import Loaded, db_option, load_target, open_store
+from .report import Loaded, db_exists, db_option, load_target, open_store
 
 
 def _spec_gates(result: dict) -> dict | None:
@@ -124,7 +124,7 @@ def find_baseline(loaded: Loaded, baseline: str, db: str) -> dict | None:
         return None
     if baseline != "latest":
         return load_target(baseline, db).result
-    if not Path(db).exists():
+    if not db_exists(db):
         return None
     r = loaded.result
     name = r.get("model_name") or r.get("model")

@@ -1,20 +1,21 @@
-"""Whether a threat's headline robust accuracy is the reference protocol's number or an upper bound.
+"""Whether a threat's headline number was measured with the reference AutoAttack protocol.
 
-The shared contract (``result["threats"][key]``): ``"protocol": {"name", "reference", "reasons"}``
-says whether AutoAttack ran with its official composition at the reference budgets; a missing
-section means it is not known to have, so the number counts as an upper bound.  Code that grades
-or gates reads it only through :func:`protocol_status`.
+Reads the ``protocol`` entry of ``result["threats"][key]`` (written by the evaluate stage from
+:mod:`advkit.attacks.presets`): ``{"name": str | None, "reference": bool, "reasons": [str, ...]}``.
+Gates and grades read it through :func:`protocol_status` only; a summary without the entry (older
+results) counts as not reference.
 """
 from __future__ import annotations
 
 
 def protocol_status(threat_summary: dict) -> tuple[bool, list[str]]:
-    """``(reference, reasons)`` of one threat's summary; ``reference`` defaults to False."""
-    proto = (threat_summary or {}).get("protocol") or {}
-    reference = bool(proto.get("reference", False))
-    reasons = [str(r) for r in (proto.get("reasons") or [])]
-    if not reference and not reasons:
-        reasons = ["no reference-protocol record in the result"]
+    """``(reference, reasons)``: reference is True only when AutoAttack ran with the official composition
+    at the reference budgets; reasons say why not (["protocol not recorded"] when the entry is missing)."""
+    entry = (threat_summary or {}).get("protocol")
+    if not isinstance(entry, dict):
+        return False, ["protocol not recorded"]
+    reference = entry.get("reference") is True
+    reasons = [str(r) for r in (entry.get("reasons") or [])]
     return reference, reasons
 
 

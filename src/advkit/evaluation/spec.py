@@ -10,7 +10,8 @@ Layout of a spec file (every key optional; see ``examples/*.toml``)::
     [stages.fgsm]       enabled
     [stages.pgd]        enabled, steps = 20, restarts = 5, step_size, eot
     [stages.autoattack] version = "auto"|"standard"|"rand"|"off", eot, steps, square_queries, n_targets,
-                        skip_if_fgsm_breaks_all
+                        skip_if_fgsm_breaks_all  (unset = the reference budgets of advkit.attacks.presets;
+                        anything below is labelled "reduced" and gets a reduced-budget finding)
     [stages.curve]      enabled, eps = [...] (default 0 … 2ε in 10 steps, 11 points), points, attacks, steps
     [stages.per_class]  min_accuracy
     [stages.checks]     enabled, gradient_samples, unbounded_eps, unbounded_samples, unbounded_steps, ...
@@ -88,7 +89,7 @@ class ChecksStage:
     unbounded_steps: int = 50
     unbounded_max_accuracy: float = 0.05
     blackbox_queries: int = 1000  # Square on survivors when AutoAttack did not run Square; 0 = off
-    blackbox_tolerance: float = 0.01
+    blackbox_tolerance: float = 0.0  # any sample only Square broke fires, as the official check
     fgsm_tolerance: float = 0.01
     gap_tolerance: float = 0.10
     monotone_tolerance: float = 0.01
@@ -142,7 +143,13 @@ class EvaluationSpec:
     db: str | None = "advkit.db"
 
     def to_dict(self) -> dict:
-        return _plain(self)
+        """The spec as plain data (result.json, history); a database URL's password is masked."""
+        from ..results.backends import display
+
+        d = _plain(self)
+        if d.get("db"):
+            d["db"] = display(d["db"])
+        return d
 
     def spec_hash(self) -> str:
         """sha256 of the evaluation protocol: not the model's weights (a new version of the same model
@@ -276,7 +283,7 @@ def load_spec(path: str | Path) -> EvaluationSpec:
 
 def with_options(spec: EvaluationSpec, **options) -> EvaluationSpec:
     """Apply CLI options (None = keep the spec's value) through the same validation as the file."""
-    data = spec.to_dict()
+    data = _plain(spec)  # not to_dict(): that masks a database URL's password
     if data.get("certify") is None:
         data.pop("certify")
     for k, v in options.items():
