@@ -309,13 +309,12 @@ def upper_bound_reasons(result: dict, gate: Gate) -> list[str]:
     """Why the number ``gate`` reads is only an upper bound (empty: it is the protocol's number)."""
     if gate.metric == "per_class_min" and (gate.key == "clean" or (gate.key is None and not threats(result))):
         return []
-    threat = _gate_threat(gate)
     if gate.metric in ("clean_accuracy", "certified_accuracy"):
         return []
-    key, sec = _threat_section(result, threat, gate.metric)
+    _, sec = _threat_section(result, _gate_threat(gate), gate.metric)
     from .evaluation.protocol_status import protocol_status
     reference, reasons = protocol_status(sec)
-    out = [] if reference else list(reasons)
+    out = [] if reference else (list(reasons) or ["not the reference AutoAttack protocol"])
     if sec.get("trusted", True) is False:
         out += [f"untrusted: {r}" for r in (sec.get("untrusted_reasons") or ["marked trusted=false"])]
     return out

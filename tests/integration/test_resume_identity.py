@@ -21,7 +21,7 @@ from advkit.results import Store
 
 from _evalhelpers import write_inputs, write_spec
 
-FAST = '[stages.autoattack]\nversion = "off"\n'  # replaces the tiny spec's AutoAttack table (fewer stages)
+FAST = '[stages.autoattack]\nversion = "off"\n'  # the tiny spec without AutoAttack, curve and checks (fast)
 
 
 class _Stop(Exception):
@@ -36,6 +36,9 @@ def refs(tmp_path_factory, digits_model):
 def _spec(tmp_path, refs, **kw):
     spec = write_spec(tmp_path / "spec.toml", refs, n=40, batch_size=20, **kw)
     text = spec.read_text().replace("[stages.autoattack]\nsteps = 10\nsquare_queries = 40\nn_targets = 2\n", FAST)
+    text = text.replace("[stages.curve]\npoints = 3\n", "[stages.curve]\nenabled = false\npoints = 3\n")
+    text = text.replace("[stages.checks]\n", "[stages.checks]\nenabled = false\n")
+    assert text.count("enabled = false") == 2 and 'version = "off"' in text
     spec.write_text(text)
     return spec
 

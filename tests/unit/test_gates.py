@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 from xml.etree import ElementTree as ET
 
@@ -186,6 +187,55 @@ def test_inputs_are_not_mutated_and_report_serialises():
     d = rep.to_dict()
     assert d["passed"] is False and {"name", "expected", "actual", "margin", "passed", "message", "noisy"} <= \
         set(d["items"][0])
+
+
+def test_upper_bounds_fail_unless_allowed():
+    skipped = {"name": None, "reference": False, "reasons": ["autoattack skipped"]}
+    gate = ["robust_accuracy[linf:0.3] >= 0.5"]
+    (it,) = check_gates(result(protocol=skipped), gate).items
+    assert not it.passed and it.upper_bound and "upper bound (autoattack skipped)" in it.message
+    (it,) = check_gates(result(protocol=skipped), gate, allow_upper_bound=True).items
+    assert it.passed and it.upper_bound and "gated as allowed" in it.message
+    for proto in ({"name": "x", "reference": False, "reasons": []}, None):  # no reasons, or no record at all
+        (it,) = check_gates(result(protocol=proto), gate).items
+        assert not it.passed and it.upper_bound
+    assert check_gates(result(), gate).passed  # the reference protocol's number gates normally
+    assert check_gates(result(protocol=skipped), ["clean_accuracy >= 0.5", "per_class_min[clean] >= 0.5"]).passed
+    r = result()
+    r["threats"]["linf:0.3"].update(trusted=False, untrusted_reasons=["masked gradients"])
+    (it,) = check_gates(r, gate).items
+    assert not it.passed and "untrusted: masked gradients" in it.message
+
+
+def test_validate_gates_names_threats_and_radii_the_spec_lacks():
+    from advkit.gates import validate_gates
+    validate_gates(["robust_accuracy[linf:0.3] >= 0.5", "clean_accuracy >= 0.5", "per_class_min[clean] >= 0.1"],
+                   ["linf:0.3"])
+    validate_gates(["robust_accuracy >= 0.5"], ["linf:0.3"])  # one threat: the key may be left out
+    for gates, threats, radii, hint in [
+            (["robust_accuracy[linf:0.1] >= 0.5"], ["linf:0.3"], None, "names threat 'linf:0.1'"),
+            (["robust_accuracy >= 0.5"], ["linf:0.3", "l2:1"], None, "needs a threat"),
+            (["certified_accuracy[0.5] >= 0.5"], ["linf:0.3"], None, "no [certify] section"),
+            (["certified_accuracy[0.3] >= 0.5"], ["linf:0.3"], (0.25, 0.5), "needs certified radius 0.3")]:
+        with pytest.raises(ConfigError, match=re.escape(hint)):
+            validate_gates(gates, threats, radii=radii)
+
+
+def test_noisy_items_become_findings_without_python_warnings():
+    from advkit.gates import noise_findings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rep = check_gates(result(robust=0.80, n=100), ["robust_accuracy[linf:0.3] >= 0.81"], warn=False)
+    (f,) = noise_findings(rep)
+    assert f["code"] == "gate-noise" and f["severity"] == "warning" and "robust_accuracy[linf:0.3]" in f["message"]
+
+
+def test_a_baseline_without_the_threat_fails_the_regression():
+    base = result()
+    del base["threats"]["l2:1.5"]
+    items = {i.name: i for i in check_gates(result(), [], base, max_drop="2pp").items}
+    assert not items["robust_accuracy[l2:1.5]"].passed and "no such number" in items["robust_accuracy[l2:1.5]"].message
+    assert items["robust_accuracy[linf:0.3]"].passed
 
 
 def test_junit_xml():

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import EvaluationAborted
+from ..errors import EvaluationAborted, RunLockedError
 from ..profiles import annotate as grade_result
 from ..progress import NULL, ProgressFn
+from ..results.locks import RunLock, is_stale, locked_message
 from ..threat import check_budget
 from . import aggregate, checks, stages
 from .context import Context
-from ..results.locks import RunLock
 from .run_info import (check_resumable, code_version, data_digest, environment, gates_section, load_inputs,
                        model_digest, validate_gates)
 from .spec import EvaluationSpec
@@ -131,6 +131,9 @@ def _open_run(store, spec: EvaluationSpec, meta: dict, resume: bool) -> int | No
     if resume:
         row = store.find_resumable(meta["spec_hash"])
         if row is not None:
+            holder = store.lock_holder(row["run_id"])
+            if holder is not None and not is_stale(holder):  # checked again atomically when the lock is taken
+                raise RunLockedError(locked_message(row["run_id"], holder))
             check_resumable(row, meta)
             log.info("resuming run %s (%d batches stored)", row["run_id"], store.count_batches(row["run_id"]))
             return int(row["run_id"])

@@ -161,6 +161,8 @@ class Store:
         """
         pid, host = this_process()
         with self._write() as c:
+            if self.backend == "postgresql":  # serialise acquirers on the run's row (SQLite: BEGIN IMMEDIATE does)
+                c.execute("SELECT run_id FROM runs WHERE run_id = ? FOR UPDATE", (int(run_id),))
             holder = self._holder(c, run_id)
             if holder is not None and holder.owner != owner and not is_stale(holder, stale_after=stale_after):
                 raise RunLockedError(locked_message(run_id, holder))
