@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..threat import ThreatModel
+from ..progress import NULL, rescaled
+from ..threat import ThreatModel, check_budget
 from . import render
 from .options import parse_key_values
 
@@ -33,7 +34,9 @@ def run_attack(attack, clf, x, y, *, targets=None, generator=None, batch_size: i
     start = time.perf_counter()
     for i in range(0, len(x), batch_size):
         sl = slice(i, i + batch_size)
-        res = attack(clf, x[sl], y[sl], targets=None if targets is None else targets[sl], generator=generator)
+        inner = rescaled(progress, attack.name, i, len(x[sl]), len(x)) if progress is not None else NULL
+        res = attack(clf, x[sl], y[sl], targets=None if targets is None else targets[sl], generator=generator,
+                     progress=inner)
         parts.append(res)
         calls, grads = calls + res.model_calls, grads + res.gradient_calls
         if progress is not None:
@@ -75,8 +78,10 @@ def summarize(out: dict, y: torch.Tensor, clean_pred: torch.Tensor, targets) -> 
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Override an attack parameter (repeatable).")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write per-sample arrays to F.npz.")
+@click.option("--force-eps", is_flag=True, help="Accept an L∞ ε as large as the input range.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def attack(name, model_ref, weights, data_ref, split, threat_text, profile, targeted, n, batch_size, seed, params, save_path, as_json):
+def attack(name, model_ref, weights, data_ref, split, threat_text, profile, targeted, n, batch_size, seed, params, save_path,
+           force_eps, as_json):
     """Run the registered attack NAME (see `advkit list attacks`) on a model and data."""
     from ..attacks import registry
     from ..sources.data import load_data
@@ -85,6 +90,7 @@ def attack(name, model_ref, weights, data_ref, split, threat_text, profile, targ
     threat = resolve_threat(threat_text, profile, model_ref, data_ref)
     ds = load_data(data_ref, split).subset(n)
     clf = load_model(model_ref, weights=weights)
+    check_budget(threat, clf.bounds, force=force_eps)
     x, y = ds.x, ds.y
     atk = registry.build(name, threat, num_classes=ds.num_classes, **parse_key_values(params, "--param"))
     gen = torch.Generator().manual_seed(seed)

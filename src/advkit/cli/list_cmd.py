@@ -21,7 +21,8 @@ def _rows(subject: str):
         return ["code", "title", "remedy"], [(c.code, c.title, c.remedy) for c in CATALOGUE.values()]
     if subject == "zoo":
         from ..zoo import list_zoo
-        return ["name", "arch", "data", "description"], [(e.name, e.arch, e.data, e.description) for e in list_zoo()]
+        return (["name", "data", "threat", "description"],
+                [(e.name, e.data, _zoo_threat(e.name), f"{e.description} ({e.arch})") for e in list_zoo()])
     if subject == "profiles":
         return _profile_rows()
     from ..sources.data import list_data
@@ -51,6 +52,13 @@ _CAPTIONS = {"profiles": "grades: competitive/strong/state of the art, AutoAttac
                          "* = advkit's choice, not a published convention (docs/profiles.md)"}
 
 
+def _zoo_threat(name: str) -> str:
+    """The threat ``advkit evaluate --model zoo:NAME`` uses: its profile's first threat."""
+    from ..profiles.profile import load_profile, profile_for_model
+    profile = profile_for_model(f"zoo:{name}")
+    return ", ".join(map(str, load_profile(profile).default_threats()[:1])) if profile else ""
+
+
 @click.command("list")
 @click.argument("subject", type=click.Choice(SUBJECTS))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -60,6 +68,7 @@ def list_(subject, as_json):
     if as_json:
         render.print_json([dict(zip(columns, r)) for r in rows])
     else:
-        t = render.table(subject, columns, rows)
+        from .report import esc_rows
+        t = render.table(subject, columns, esc_rows(rows))  # "[stages.pgd]" is text, not markup
         t.caption = _CAPTIONS.get(subject)
         render.console.print(t)

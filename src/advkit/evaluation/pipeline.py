@@ -16,7 +16,8 @@ import numpy as np
 from ..errors import EvaluationAborted
 from ..profiles import annotate as grade_result
 from ..progress import NULL, ProgressFn
-from . import aggregate, stages
+from ..threat import check_budget
+from . import aggregate, checks, stages
 from .context import Context
 from ..results.locks import RunLock
 from .run_info import (check_resumable, code_version, data_digest, environment, gates_section, load_inputs,
@@ -54,6 +55,8 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
     """
     validate_gates(spec)
     clf, ds = load_inputs(spec, model, data)
+    for threat in spec.threats:
+        check_budget(threat, clf.bounds, force=spec.force_eps)
     ds = ds.subset(spec.n) if hasattr(ds, "subset") else ds
     meta = {"model": spec.model if model is None else getattr(clf, "name", spec.model),
             "model_hash": model_digest(clf), "data_hash": data_digest(ds.x, ds.y), "code_version": code_version(),
@@ -80,7 +83,7 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
             raise
         if store is not None:
             store.finish_run(run_id, result)
-    samples = {**ctx.records, **aggregate.gallery(ctx)}
+    samples = {**ctx.records, **aggregate.gallery(ctx), **aggregate.adversarial_examples(ctx)}
     return EvaluationResult(result, samples, run_id)
 
 
@@ -100,6 +103,7 @@ def _run_stages(ctx: Context) -> dict:
         ctx.findings.extend(stages.gradients(ctx))
     aggregate.eot_findings(ctx, infos)
     certified = stages.certify(ctx)
+    ctx.findings.extend(checks.certify_findings(certified, threats))
     return {"preflight": [f.to_dict() for f in pre], "clean": aggregate.clean_summary(ctx), "threats": threats,
             "robust_accuracy": {k: t["robust_accuracy"] for k, t in threats.items()},
             "curve": {k: dict(zip(map(str, t["curve"]["eps"]), t["curve"]["robust_accuracy"]))

@@ -136,6 +136,8 @@ class EvaluationSpec:
     model: str = DEFAULT_MODEL
     weights: str | None = None
     trust_pickle: bool = False
+    #: accept an L∞ ε that covers the whole input range (threat.check_budget)
+    force_eps: bool = False
     data: str = DEFAULT_DATA
     split: str = "test"
     n: int = 1000
@@ -168,7 +170,7 @@ class EvaluationSpec:
         """sha256 of the evaluation protocol: not the model's weights (a new version of the same model
         keeps its spec, so it is compared with the last one), output paths, gates or the DB."""
         d = self.to_dict()
-        for k in ("weights", "output", "db", "gates", "trust_pickle"):
+        for k in ("weights", "output", "db", "gates", "trust_pickle", "force_eps"):
             d.pop(k, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
@@ -286,7 +288,8 @@ def spec_from_dict(data: dict) -> EvaluationSpec:
     derived = tuple(k for k in ("profile", "threats") if k not in data)
     spec = EvaluationSpec(
         model=model, weights=t.str("weights", None),
-        trust_pickle=t.bool("trust_pickle", False), data=data_ref, split=t.str("split", "test"),
+        trust_pickle=t.bool("trust_pickle", False), force_eps=t.bool("force_eps", False), data=data_ref,
+        split=t.str("split", "test"),
         n=t.int("n", 1000, 1), seed=t.int("seed", 0, 0), batch_size=t.int("batch_size", 250, 1),
         threats=_threats(t, profile), stages=_stages(t.sub("stages")), gates=_gates(t.sub("gates")),
         certify=_certify(t.sub("certify")) if "certify" in data else None,
@@ -356,3 +359,30 @@ def _forget_derived(spec: EvaluationSpec, data: dict, options: dict) -> None:
     default = old.default_threats() if old else (ThreatModel.parse(DEFAULT_THREAT),)
     if "threats" in spec.derived and spec.threats == default:
         data.pop("threats", None)
+
+
+def with_model_defaults(spec: EvaluationSpec, given: set[str] | frozenset[str]) -> tuple[EvaluationSpec, str | None]:
+    """A zoo model carries its data set: use the data the zoo entry was trained on unless ``data`` is in
+    ``given`` (the keys the user set in the spec file or on the command line).  Its threat model follows
+    from its profile (:func:`advkit.profiles.profile.profile_for_model`), which :func:`with_options`
+    derives again for the new data.
+
+    Returns the spec and a one-line note saying what was filled in (None when nothing was)."""
+    kind, _, name = spec.model.partition(":")
+    if kind != "zoo" or "data" in given:
+        return spec, None
+    from .. import zoo
+    e = zoo.entry(name)
+    if e is None or not e.data or e.data == spec.data:
+        return spec, None
+    new = with_options(spec, data=e.data)
+    threats = ", ".join(map(str, new.threats))
+    return new, f"{spec.model} was trained on {e.data}: evaluating on it at {threats} (--data/--threat override)"
+
+
+def spec_file_keys(path: str | Path) -> set[str]:
+    """The top-level keys a spec file sets (e.g. whether it names its data)."""
+    try:
+        return set(tomllib.loads(Path(path).read_text()))
+    except (OSError, tomllib.TOMLDecodeError):
+        return set()

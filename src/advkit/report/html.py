@@ -14,7 +14,8 @@ from importlib import resources
 from pathlib import Path
 
 from ..profiles.grading import grade_label, grade_lines
-from . import accuracy_ci, attack_table, class_names, clean_accuracy, data_name, findings, model_name, per_class, threats
+from . import (NOT_CERTIFIABLE, accuracy_ci, attack_table, certified, certify_ceiling, class_names,
+               clean_accuracy, data_name, findings, model_name, per_class, threats)
 from . import plots
 
 __all__ = ["render_html", "render_dashboard"]
@@ -182,9 +183,18 @@ def _certify_facts(result: dict) -> str:
              ("samples", sec.get("count")), ("average certified radius", _num(sec.get("average_radius"))
                                               if sec.get("average_radius") is not None else None),
              ("abstained", _pct(sec.get("abstain_rate")) if sec.get("abstain_rate") is not None else None)]
+    top = certify_ceiling(sec)
+    if top is not None:
+        facts.append(("largest certifiable radius", f"{top:.3f}"))
     text = " \u00b7 ".join(f"{_e(k)} = {v if k == 'abstained' else _e(v)}" for k, v in facts if v is not None)
-    return (f"<p class=\"note\">Randomized smoothing (Cohen et al. 2019), L2 radii: {text}. A sample counts at "
-            "radius r when the smoothed classifier is correct and certified at least r.</p>")
+    radii, accs, _ = certified(result)
+    cells = "".join(f"<tr><td>{r:g}</td><td>{_e(NOT_CERTIFIABLE) if top is not None and r > top else _pct(a)}</td></tr>"
+                    for r, a in zip(radii, accs))
+    return (f"<table class=\"certify\"><thead><tr><th>radius</th><th>certified accuracy</th></tr></thead>"
+            f"<tbody>{cells}</tbody></table>"
+            f"<p class=\"note\">Randomized smoothing (Cohen et al. 2019), L2 radii: {text}. A sample counts at "
+            "radius r when the smoothed classifier is correct and certified at least r; no radius above the "
+            "largest certifiable one (\u03c3\u00b7\u03a6\u207b\u00b9(\u03b1^(1/n))) can be certified at this n.</p>")
 
 
 def _contribution_note(result: dict) -> str:
