@@ -64,6 +64,7 @@ def test_an_interval_that_straddles_a_threshold_says_so():
     wide = grade_threat(CIFAR10, "linf:8/255", section(0.56, half=0.07), clean=0.85)
     assert wide["straddles"] == [0.50, 0.55, 0.60]
     assert wide["possible"] == ["below-competitive", "competitive", "strong", "state-of-the-art"]
+    assert "could be anything from below competitive to state of the art" in wide["text"]
 
 
 def test_interval_from_n_when_none_is_recorded():

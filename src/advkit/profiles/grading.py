@@ -105,6 +105,11 @@ def _place(out: dict, tp: ThreatProfile, acc: float, ci) -> None:
         out["possible"] = [ladder[i]]
 
 
+def _span(names: list[str]) -> str:
+    shown = [display(n) for n in names]
+    return " or ".join(shown) if len(shown) <= 2 else f"anything from {shown[0]} to {shown[-1]}"
+
+
 def grade_text(g: dict, tp: ThreatProfile) -> str:
     """``strong: 56.1% ≥ 55% under AutoAttack at 8/255`` plus what qualifies it."""
     acc, name = float(g["robust_accuracy"]), g["grade"]
@@ -115,8 +120,7 @@ def grade_text(g: dict, tp: ThreatProfile) -> str:
     if g["uncertain"]:
         lo, hi = g["ci"]
         text += (f"; uncertain: the 95% interval {_pct(lo)}\u2013{_pct(hi)} straddles "
-                 f"{' and '.join(_thr(t) for t in g['straddles'])}, so the grade could be "
-                 f"{' or '.join(display(p) for p in g['possible'])}")
+                 f"{' and '.join(_thr(t) for t in g['straddles'])}, so the grade could be {_span(g['possible'])}")
     if g["clean_ok"] is False:
         text += f"; clean accuracy {_pct(g['clean_accuracy'])} is below the {_thr(g['clean_floor'])} floor"
     return text
