@@ -67,3 +67,10 @@ register_check(
     "Data values fall outside the bounds the model declares (e.g. 0..255 data for a [0,1] model).",
     "Rescale the data or declare the right bounds on the Classifier.",
 )
+register_check(
+    "chance-level", "Clean accuracy at chance level",
+    "The model's clean accuracy is not significantly above the best constant classifier (1/classes, or the "
+    "largest class share): it has learnt nothing about this data (a training run that stalled, weights that did "
+    "not load, the wrong data set or label order). Its robust accuracy means nothing.",
+    "Check the model and the data REF; retrain (advkit train stops such runs with exit code 5).",
+)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import EvaluationAborted
 from ..progress import NULL, ProgressFn
-from . import aggregate, stages
+from . import aggregate, checks, stages
 from .context import Context
 from .run_info import environment, gates_section, load_inputs, model_digest, validate_gates
 from .spec import EvaluationSpec
@@ -73,6 +73,7 @@ def _run_stages(ctx: Context) -> dict:
     pre = stages.preflight(ctx)
     ctx.findings.extend(pre)
     stages.clean(ctx)
+    ctx.findings.extend(checks.chance_findings(ctx.records["clean_correct"], ctx.records["label"], ctx.num_classes))
     threats, infos = {}, {}
     for threat in ctx.spec.threats:
         info = infos[str(threat)] = stages.threat_attacks(ctx, threat)
