@@ -42,12 +42,13 @@ _OVERRIDES = [
 ]
 
 EPILOG = """\b
-Defaults (measured to learn in 3 epochs and in long runs; docs/training.md):
+Defaults (measured on 3-epoch runs, docs/training.md; no step cuts, so longer
+runs only decay the rate more slowly):
   adam, lr 1e-3, no weight decay, batches of 64, cosine decay after a
   learning-rate warm-up over 10% of the run; adversarial methods: 3 PGD steps
   of 2.5·eps/3, eps ramped up over the first 30% of the run, eps of the data
   set (mnist5k 0.3, digits 0.1, fashion-mnist 0.1, CIFAR-10 8/255). digits
-  (1,237 training images): batches of 16 at twice the rate; smallcnn on 8x8
+  (1,237 training images): batches of 8 at twice the rate; smallcnn on 8x8
   inputs gets padding=1.
 \b
 Exit codes: 0 model written · 2 bad option or recipe · 5 training stalled at
