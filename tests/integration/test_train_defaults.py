@@ -17,7 +17,7 @@ from advkit.cli.main import main
 pytestmark = pytest.mark.slow
 
 #: data set → the ε its defaults train at and that the robust comparison uses
-CASES = {"mnist5k": 0.3, "digits": 0.1}
+CASES = {"mnist5k": 0.3, "digits": 0.125}
 METHODS = ("standard", "pgd-at", "trades")
 EVAL_N = 200
 # A cheap but honest evaluation: FGSM and PGD-20 (1 restart) worst case; AutoAttack off, so the robust

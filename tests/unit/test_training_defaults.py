@@ -48,7 +48,7 @@ def test_old_defaults_are_gone_and_the_new_ones_are_documented():
 
 def test_task_defaults_follow_data_method_epochs_and_optimizer():
     d = TrainConfig.for_task(data="digits", method="pgd-at", epochs=3)
-    assert d.eps == 0.1 and d.arch_kwargs == {"padding": 1} and (d.val_size, d.batch_size, d.lr) == (200, 8, 2e-3)
+    assert d.eps == 0.125 and d.arch_kwargs == {"padding": 1} and (d.val_size, d.batch_size, d.lr) == (200, 8, 2e-3)
     assert d.warmup_epochs == pytest.approx(0.9) and d.warmup_epochs < d.epochs
     long = TrainConfig.for_task(data="mnist5k", method="trades", epochs=40)
     assert long.eps == 0.3 and long.warmup_epochs == 5.0 and long.lr_warmup_epochs == 1.0
@@ -108,7 +108,7 @@ def test_cli_one_epoch_trades_trains_at_the_labelled_eps(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 0 and "shortened it to 0.5 epochs" in err
     meta = read_metadata(out)
-    assert meta["recipe"]["warmup_epochs"] == 0.5 and meta["recipe"]["eps"] == 0.1
+    assert meta["recipe"]["warmup_epochs"] == 0.5 and meta["recipe"]["eps"] == 0.125
 
 
 # ------------------------------------------------------------------ chance level

@@ -47,7 +47,7 @@ runs only decay the rate more slowly):
   adam, lr 1e-3, no weight decay, batches of 64, cosine decay after a
   learning-rate warm-up over 10% of the run; adversarial methods: 3 PGD steps
   of 2.5·eps/3, eps ramped up over the first 30% of the run, eps of the data
-  set (mnist5k 0.3, digits 0.1, fashion-mnist 0.1, CIFAR-10 8/255). digits
+  set (mnist5k 0.3, digits 0.125, fashion-mnist 0.1, CIFAR-10 8/255). digits
   (1,237 training images): batches of 8 at twice the rate; smallcnn on 8x8
   inputs gets padding=1.
 \b
