@@ -54,6 +54,7 @@ def train_default(tmp_path_factory):
 
 
 def evaluate_json(tmp_path, model: str, data: str, eps: float, capsys) -> dict:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.format(n=EVAL_N, eps=eps))
     capsys.readouterr()
