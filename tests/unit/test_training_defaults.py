@@ -65,7 +65,7 @@ def test_recipe_and_options_override_the_task_defaults(tmp_path):
     p = tmp_path / "r.toml"
     p.write_text('data = "digits"\nmethod = "pgd-at"\neps = 0.15\nwarmup_epochs = 1\n')
     c = TrainConfig.from_toml(p, epochs=4, lr=None)
-    assert (c.eps, c.warmup_epochs, c.arch_kwargs, c.epochs, c.lr) == (0.15, 1.0, {"padding": 1}, 4, 1e-3)
+    assert (c.eps, c.warmup_epochs, c.arch_kwargs, c.epochs, c.lr) == (0.15, 1.0, {"padding": 1}, 4, 2e-3)
     assert TrainConfig.from_toml(p, eps=0.05, arch_kwargs={"padding": 2}).arch_kwargs == {"padding": 2}
 
 
@@ -172,9 +172,11 @@ def test_likely_cause_names_the_setting(hist, cfg, expected):
     assert "only 20 optimisation steps" in likely_cause(history, TrainConfig(method="pgd-at"), steps=20)
 
 
-def test_cli_untrainable_setting_exits_5_without_a_model_file(tmp_path, capsys):
+@pytest.mark.parametrize("epochs", [1, 3])  # 1: the kept model is at chance (issue 14's 1-epoch run); 3: stop at 2
+def test_cli_untrainable_setting_exits_5_without_a_model_file(tmp_path, capsys, epochs):
     out = tmp_path / "m.safetensors"
-    code = main(["train", "--data", "digits", "--epochs", "3", "--lr", "1e-7", "--no-progress", "--out", str(out)])
+    code = main(["train", "--data", "digits", "--epochs", str(epochs), "--lr", "1e-7", "--no-progress", "--out",
+                 str(out)])
     err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
     assert code == 5 and not out.exists()
     assert "training stalled at chance level" in err and "too small" in err and "No model was written" in err
