@@ -4,7 +4,9 @@
 validate input → eval mode → skip already-misclassified samples → run ``_run`` per batch →
 project onto the ε-ball ∩ box (a projection that moves a point by more than ``PROJECTION_TOL``
 is an :class:`~advkit.errors.AttackBug` in strict mode, set ``ADVKIT_STRICT=1``) → verify success
-with a fresh forward pass → :class:`AttackResult`.  Subclasses are frozen dataclasses (their
+with a fresh forward pass → :class:`AttackResult`.  The check is one forward pass even for EOT
+attacks: on a randomized model success is decided on a single draw, as the official AutoAttack
+decides it (``run_standard_evaluation``), so rand numbers compare with published ones.  Subclasses are frozen dataclasses (their
 fields are the configuration) and implement ``_run(oracle, x, y, targets, generator)``.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 
 from ..errors import AttackBug, ConfigError, InputError
 from ..model import Classifier, as_classifier
+from ..progress import NULL, ProgressFn
 from ..threat import ThreatModel
 from .fastpath import BORDER_TOL
 from .oracle import Oracle
@@ -141,10 +144,19 @@ class Attack:
         return cfg
 
     # ------------------------------------------------------------------ the contract
+    def expected_passes(self) -> int:
+        """About how many batched model passes one batch takes: steps × restarts × targets (or queries,
+        or C&W's binary search × iterations).  Only drives progress and ETA; early stops end sooner."""
+        f = lambda k: getattr(self, k, 0) or 0  # noqa: E731
+        iters = f("steps") or f("n_queries") or (f("binary_search_steps") * f("max_iterations")) or 1
+        return max(1, iters * max(1, f("restarts")) * max(1, f("n_targets")))
+
     def __call__(self, model, x: torch.Tensor, y: torch.Tensor, *, targets: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None, batch_size: int | None = None) -> AttackResult:
+                 generator: torch.Generator | None = None, batch_size: int | None = None,
+                 progress: ProgressFn = NULL) -> AttackResult:
         """Attack ``x`` (labels ``y``; ``targets`` for targeted attacks) in batches of ``batch_size``
-        (default :func:`default_batch_size`); randomness only from ``generator``."""
+        (default :func:`default_batch_size`); randomness only from ``generator``.  ``progress(name,
+        done, len(x))`` hears about every iteration (``done`` counts samples, fractional within a batch)."""
         clf = as_classifier(model)
         clf.check_inputs(x, y, targets=targets)
         num_classes = clf.infer_num_classes(x)
@@ -164,7 +176,10 @@ class Attack:
             for i in range(0, len(x), bs):
                 sl = slice(i, i + bs)
                 tb = None if targets is None else targets[sl].to(device)
+                oracle.on_pass = self._reporter(progress, oracle, i, len(x[sl]), len(x))
                 outs.append(self._attack_batch(oracle, clf, x[sl].to(device, clf.dtype), y[sl].to(device), tb, gen))
+                progress(self.name, i + len(x[sl]), len(x))
+        oracle.on_pass = None
         x_adv = torch.cat([o[0] for o in outs]).to(x.device, x.dtype) if outs else x.clone()
         success = torch.cat([o[1] for o in outs]).to(x.device) if outs else torch.zeros(0, dtype=torch.bool)
         preds = torch.cat([o[2] for o in outs]).to(x.device) if outs else torch.zeros(0, dtype=torch.long)
@@ -172,6 +187,12 @@ class Attack:
         return AttackResult(x_adv=x_adv, success=success, distance=dist, predictions=preds,
                             model_calls=oracle.calls, gradient_calls=oracle.grads,
                             seconds=time.perf_counter() - start, config=self.describe())
+
+    def _reporter(self, progress: ProgressFn, oracle: Oracle, start: int, size: int, total: int):
+        if progress is NULL:
+            return None
+        first, budget = oracle.passes, self.expected_passes()
+        return lambda: progress(self.name, start + size * min((oracle.passes - first) / budget, 0.99), total)
 
     def _validate(self, num_classes: int, targets) -> None:
         """Subclasses may reject configurations (e.g. DLR with < 3 classes)."""
@@ -184,7 +205,7 @@ class Attack:
 
     def _attack_batch(self, oracle: Oracle, clf: Classifier, x, y, targets, gen):
         first = self._first_pass(oracle, x, y, targets, gen)
-        z0 = oracle.logits(x) if first is None else first[0]
+        z0 = oracle.draw(x) if first is None else first[0]
         done = self._checked_success(oracle, x, z0, y, targets)
         x_adv = x.clone()
         todo = (~done).nonzero().flatten()
@@ -192,7 +213,7 @@ class Attack:
             tt = None if targets is None else targets[todo]
             cand = self._run(oracle, x[todo], y[todo], tt, gen) if first is None else first[1][todo]
             x_adv[todo] = self._finalize(cand.detach(), x[todo], clf.bounds)
-        z = oracle.logits(x_adv)
+        z = oracle.draw(x_adv)
         success = self._checked_success(oracle, x_adv, z, y, targets)
         if self.clean_on_failure:
             keep = success.view(-1, *([1] * (x.dim() - 1)))

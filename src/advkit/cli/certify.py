@@ -23,6 +23,8 @@ from ..smoothing.stage import DEFAULT_RADII, FIELDS, certify_records, summarize
 HEADER = ",".join(FIELDS)
 _INT_FIELDS = ("index", "label", "prediction", "correct", "samples")
 _RESUME_KEYS = ("model", "data", "split", "sigma", "n0", "n", "alpha", "seed", "mode")
+# a run's identity: the contents it computes from (resumed rows of other weights/data/code are refused)
+_IDENTITY_KEYS = (("model_hash", "the model weights"), ("data_hash", "the data"), ("code_version", "the advkit code"))
 
 
 def parse_radii(text: str) -> tuple[float, ...]:
@@ -108,7 +110,16 @@ def _prior_rows(out: Path) -> dict[int, dict]:
 def _check_config(out: Path, config: dict) -> None:
     path = out / "config.json"
     if path.exists():
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{path}: expected the JSON settings of an earlier certify run, got unreadable "
+                              f"content ({e}); use another --out directory") from None
+        for key, what in _IDENTITY_KEYS:
+            if old.get(key) != config[key]:
+                raise ConfigError(f"{out} holds rows computed from other {what.split(' ', 1)[1]} ({key} "
+                                  f"{str(old.get(key) or 'not recorded')[:12]} saved, {str(config[key])[:12]} now); "
+                                  "resuming would mix them: use another --out directory")
         diff = {k: (old.get(k), config[k]) for k in _RESUME_KEYS if old.get(k) != config[k]}
         if diff:
             raise ConfigError(f"{out} holds a run with different settings (saved vs now: {diff}); "
@@ -120,23 +131,11 @@ def _check_config(out: Path, config: dict) -> None:
 
 # ------------------------------------------------------------------ outputs
 def plot(summary: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    if "curve" in summary:
-        ax.step(summary["curve"]["radius"], summary["curve"]["certified_accuracy"], where="post", label="curve")
-    radii = summary["radii"]
-    ax.plot(radii, [summary["certified_accuracy"][f"{r:g}"] for r in radii], "o", label="reported radii")
-    ax.set_xlabel("L2 radius")
-    ax.set_ylabel("certified accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(f"σ={summary['sigma']:g}, n={summary['n']}, α={summary['alpha']:g} ({summary['mode']})")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    """The report's certified-accuracy figure (with the largest certifiable radius) as a PNG file."""
+    from ..report.plots import certified_curve
+    png = certified_curve({"certify": summary})
+    if png:
+        path.write_bytes(png)
 
 
 def _render(summary: dict, out: Path, as_json: bool) -> None:
@@ -144,13 +143,27 @@ def _render(summary: dict, out: Path, as_json: bool) -> None:
     if as_json:
         print_json({k: v for k, v in summary.items() if k not in ("records", "curve")})
         return
-    rows = [(f"{r:g}", pct(summary["certified_accuracy"][f"{r:g}"])) for r in summary["radii"]]
+    from ..report import NOT_CERTIFIABLE
+    top = summary["max_certifiable_radius"]
+    rows = [(f"{r:g}", NOT_CERTIFIABLE if r > top else pct(summary["certified_accuracy"][f"{r:g}"]))
+            for r in summary["radii"]]
     console.print(table(f"Certified accuracy ({summary['count']} images, σ={summary['sigma']:g}, "
                         f"{summary['mode']})", ["radius", "certified accuracy"], rows))
+    console.print(f"largest certifiable radius at n = {summary['n']}, \u03b1 = {summary['alpha']:g}: "
+                  f"{top:.3f} (\u03c3\u00b7\u03a6\u207b\u00b9(\u03b1^(1/n)))")
     acr = summary["average_radius"]
     console.print(f"average certified radius {acr:.4f} · abstain {pct(summary['abstain_rate'])} · "
                   f"{summary['samples_mean']:.0f} samples/image (fixed-n: {summary['samples_fixed']}) · "
                   f"results in {out}")
+
+
+def _identity(clf, data) -> dict:
+    """Content hashes of the weights and of the data set (all of it: --n-images may grow on resume), and
+    the code version."""
+    from ..evaluation.run_info import code_version, data_digest
+    from ..sources.models import model_hash
+    return {"model_hash": model_hash(clf), "data_hash": data_digest(data.x, data.y),
+            "code_version": code_version()}
 
 
 def _load(model_ref: str, weights, trust_pickle: bool, data_ref: str, split: str, device):
@@ -191,9 +204,10 @@ def certify(model_ref, weights, trust_pickle, data_ref, split, sigma, n0, n, alp
               "alpha": alpha, "seed": seed, "mode": mode}
     clf, data = _load(model_ref, weights, trust_pickle, data_ref, split,
                       device or (str(dist.local_device()) if dist.is_distributed() else None))
+    indices = np.arange(0, len(data), skip)[:n_images]
+    config.update(_identity(clf, data))
     _check_config(out, config)
     dist.barrier()
-    indices = np.arange(0, len(data), skip)[:n_images]
     prior = _prior_rows(out)
     mine = indices[dist.shard_indices(len(indices)).numpy()]
     todo = torch.tensor([int(i) for i in mine if int(i) not in prior], dtype=torch.long)

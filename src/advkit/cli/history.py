@@ -1,21 +1,14 @@
 """``advkit history list|show|compare|dashboard``: the runs kept in the history database."""
 from __future__ import annotations
 
-import warnings
-
 import click
 
-from ..errors import GateNoiseWarning
 from .report import db_option, esc_rows, load_target, open_store, write_text
 
 
 @click.group("history")
 def history() -> None:
     """Runs kept in the history database (--db): list, show, compare, dashboard."""
-
-
-def _threat_columns(runs: list[dict]) -> list[str]:
-    return list(dict.fromkeys(t for r in runs for t in (r.get("robust_accuracy") or {})))
 
 
 @history.command("list")
@@ -32,12 +25,28 @@ def list_runs(model: str | None, limit: int, as_json: bool, db: str) -> None:
     if as_json:
         print_json(runs)
         return
-    ts = _threat_columns(runs)
-    rows = [[r["run_id"], str(r.get("created") or "")[:16].replace("T", " "), r.get("model"), str(r.get("model_hash") or "")[:8],
-             r.get("status"), pct(r.get("clean_accuracy"))] + [pct((r.get("robust_accuracy") or {}).get(t))
-                                                                for t in ts] for r in runs]
-    console.print(table(f"runs in {db}", ["run", "created", "model", "hash", "status", "clean", *ts],
+    # one line per threat (and per certified radius) inside a cell: the table fits 80 columns however
+    # many threats the runs have; the model hash is in `history show` and --json
+    rows = [[_run_cell(r), str(r.get("created") or "")[:16].replace("T", " "), r.get("model"),
+             pct(r.get("clean_accuracy")), _results_cell(r)] for r in runs]
+    console.print(table(f"runs in {store.path}", ["run", "created", "model", "clean", "robust · certified"],
                         esc_rows(rows)))
+    if any(v is False for r in runs for v in (r.get("reference_protocol") or {}).values()):
+        console.print("* not the reference AutoAttack protocol (reduced budget, custom or skipped): not comparable "
+                      "with published numbers")
+
+
+def _run_cell(r: dict) -> str:
+    return str(r["run_id"]) + ("" if r.get("status") == "complete" else f" ({r.get('status')})")
+
+
+def _results_cell(r: dict) -> str:
+    from .render import pct
+    ref = r.get("reference_protocol") or {}
+    lines = [f"{t} {pct(v)}" + ("*" if ref.get(t) is False else "") for t, v in (r.get("robust_accuracy") or {}).items()]
+    cert = r.get("certified_accuracy") or {}
+    lines += [f"certified r={float(k):g} {pct(v)}" for k, v in sorted(cert.items(), key=lambda kv: float(kv[0]))]
+    return "\n".join(lines)
 
 
 @history.command("show")
@@ -60,9 +69,14 @@ def show(run: str, as_json: bool, db: str) -> None:
 
 def comparison_rows(a: dict, b: dict) -> list[tuple[str, float | None, float | None]]:
     """``(metric, value in a, value in b)`` for clean accuracy, each shared threat and its attacks."""
-    from ..report import attack_table, clean_accuracy, threats
+    from ..report import attack_table, certified, certify_ceiling, clean_accuracy, threats
 
     rows = [("clean_accuracy", clean_accuracy(a), clean_accuracy(b))]
+    (ra, acc_a, sa), (rb, acc_b, sb) = certified(a), certified(b)
+    top = min((c for c in (certify_ceiling(sa), certify_ceiling(sb)) if c is not None), default=None)
+    for r, va in zip(ra, acc_a):
+        if r in rb and (top is None or r <= top):
+            rows.append((f"certified_accuracy[{r:g}]", va, acc_b[rb.index(r)]))
     ta, tb = threats(a), threats(b)
     for t in [t for t in ta if t in tb]:
         rows.append((f"robust_accuracy[{t}]", ta[t].get("robust_accuracy"), tb[t].get("robust_accuracy")))
@@ -80,21 +94,26 @@ def _delta(va, vb) -> str:
 @history.command("compare")
 @click.argument("run_a")
 @click.argument("run_b")
-@click.option("--max-drop", default="2pp", show_default=True, help="Largest allowed drop from A to B.")
+@click.option("--max-drop", default="2pp", show_default=True,
+              help="Largest allowed drop from A to B of clean and of each threat's robust accuracy.")
+@click.option("--allow-different-specs", is_flag=True,
+              help="Compare runs of different specs or data anyway (the verdict is flagged as not comparable).")
 @db_option
-def compare_runs(run_a: str, run_b: str, max_drop: str, db: str) -> None:
-    """Compare RUN_A (baseline) with RUN_B; exit 1 when B regressed by more than --max-drop."""
+def compare_runs(run_a: str, run_b: str, max_drop: str, allow_different_specs: bool, db: str) -> None:
+    """Compare RUN_A (baseline) with RUN_B; exit 1 when B regressed by more than --max-drop.
+
+    Runs of different specs (or data) are refused with exit 2 unless --allow-different-specs.
+    """
     from ..gates import check_gates
-    from .gate import render_gates
+    from .gate import check_comparable, render_gates
     from .render import console, pct, table
 
     a, b = load_target(run_a, db), load_target(run_b, db)
+    flagged = check_comparable(a.result, b.result, f"A ({a.source})", f"B ({b.source})", allow_different_specs)
     rows = [[m, pct(va), pct(vb), _delta(va, vb)] for m, va, vb in comparison_rows(a.result, b.result)]
     console.print(table(f"A = {a.source}  vs  B = {b.source}", ["metric", "A", "B", "B \u2212 A"], esc_rows(rows)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", GateNoiseWarning)
-        report = check_gates(b.result, [], a.result, max_drop=max_drop)
-    render_gates(report)
+    report = check_gates(b.result, [], a.result, max_drop=max_drop, warn=False)
+    render_gates(report, flagged=flagged)
     if not report.passed:
         raise click.exceptions.Exit(1)
 

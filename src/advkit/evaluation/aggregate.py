@@ -55,7 +55,7 @@ def threat_summary(ctx: Context, threat, info: dict, curve_info: dict | None) ->
         attacks["autoattack"] = _aa_entry(ctx, threat, info, attacks)
     out = metrics.accuracy(robust)
     out.update(robust_accuracy=out.pop("accuracy"), upper_bound=info["upper_bound"], attacks=attacks,
-               autoattack_version=info["version"], broken_by=rec.attribution(broken_by),
+               autoattack_version=info["version"], protocol=info["protocol"], broken_by=rec.attribution(broken_by),
                per_class=metrics.per_class(robust, ctx.records["label"], ctx.num_classes))
     out["curve"] = curve_summary(ctx, threat, curve_info, names) if curve_info else None
     return out
@@ -65,6 +65,7 @@ def _aa_entry(ctx: Context, threat, info: dict, attacks: dict) -> dict:
     last = attacks[info["autoattack"][-1]]
     return {"robust_accuracy": last["robust_accuracy"], "ci": last["ci"], "n": last["n"], "cascade": True,
             "correct": last["correct"], "components": list(info["autoattack"]), "version": info["version"],
+            "protocol": info["protocol"]["name"], "reference": info["protocol"]["reference"],
             "seconds": sum(attacks[a]["seconds"] for a in info["autoattack"]),
             "model_calls": sum(attacks[a]["model_calls"] for a in info["autoattack"]),
             "gradient_calls": sum(attacks[a]["gradient_calls"] for a in info["autoattack"]),
@@ -153,4 +154,25 @@ def gallery(ctx: Context, count: int = 8) -> dict:
         empty = np.zeros((0, *ctx.x.shape[1:]), np.float32)
         out.update(gallery_clean=empty, gallery_adv=empty)
     out["gallery_threat"] = np.asarray(str(threat))
+    return out
+
+
+def adversarial_examples(ctx: Context) -> dict:
+    """Per threat, the adversarial example of every sample an attack broke (from the attack that broke it
+    first, i.e. ``broken_by``): ``{threat}/x_adv`` (the clean input where none was found) and
+    ``{threat}/x_adv_found`` (bool), in dataset order, for ``samples.npz``."""
+    out = {}
+    for threat in ctx.spec.threats:
+        by = ctx.records.get(rec.key(threat, "broken_by"))
+        if by is None:
+            continue
+        x_adv, found = ctx.x.numpy().astype(np.float32, copy=True), np.zeros(ctx.n, bool)
+        for stage, st in ctx.stats.items():
+            if not stage.startswith(f"{threat}/") or "_adv_index" not in st:
+                continue
+            name = stage[len(str(threat)) + 1:]
+            idx = np.asarray(st["_adv_index"], np.int64)
+            mine = (by[idx] == name) & ~found[idx]
+            x_adv[idx[mine]], found[idx[mine]] = np.asarray(st["_adv"])[mine], True
+        out[rec.key(threat, "x_adv")], out[rec.key(threat, "x_adv_found")] = x_adv, found
     return out

@@ -4,9 +4,11 @@
    the input-range check; an error-severity finding raises :class:`EvaluationAborted`.
 2. :func:`clean` — top-1, top-5, confidences.
 3. :func:`threat_attacks` per threat — FGSM (sanity check), PGD × restarts (Madry et al. 2018, via
-   ``BestOf``), then AutoAttack (Croce & Hein 2020) run as its cascade on the still-robust samples:
-   standard = APGD-CE → APGD-T → FAB-T → Square; rand = APGD-CE and APGD-DLR with EOT.  Without Square
-   in the cascade a Square run on the survivors serves the black-box masking check.
+   ``BestOf``; the last iterate on a randomized model), then AutoAttack (Croce & Hein 2020) run as its
+   cascade on the still-robust samples, composed by :func:`advkit.attacks.presets.components` (the one
+   protocol object per version and norm); the threat's ``protocol`` entry names it and says whether it
+   ran at the reference budgets (``reduced-budget`` finding otherwise).  Without Square in the cascade
+   a Square run on the survivors serves the black-box masking check.
 4. :func:`curve` — robust accuracy over a list of ε with a cheaper attack, each ε attacked
    independently (so that a non-monotone attack shows).
 5. :func:`unbounded` and :func:`gradients` — the attack-failure checks that need the model.
@@ -16,18 +18,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..attacks import registry
+from ..attacks import presets, registry
 from ..attacks.fgsm import FGSM
 from ..attacks.pgd import PGD
 from ..attacks.restarts import BestOf
 from ..errors import ConfigError, EvaluationAborted, InputError
 from ..findings import Finding
+from ..progress import rescaled
 from ..results import records as rec
 from ..threat import ThreatModel
 from . import checks
 from .context import Context, subset
-
-GALLERY_PER_BATCH = 4
 
 
 def preflight(ctx: Context) -> list[Finding]:
@@ -70,7 +71,8 @@ def clean(ctx: Context) -> dict:
 # ------------------------------------------------------------------------ attacks
 def attack_stage(ctx: Context, threat: ThreatModel, name: str, attack, todo: np.ndarray,
                  gallery: bool = True) -> np.ndarray:
-    """Run ``attack`` on the samples in ``todo`` (batch by batch); records ``success``/``pred``/``attacked``."""
+    """Run ``attack`` on the samples in ``todo`` (batch by batch); records ``success``/``pred``/``attacked``;
+    with ``gallery`` the adversarial examples it found go to ``ctx.stats`` (``_adv_index``, ``_adv``)."""
     correct = ctx.mask("clean_correct")
 
     def batch(sl, gen):
@@ -81,10 +83,11 @@ def attack_stage(ctx: Context, threat: ThreatModel, name: str, attack, todo: np.
         extra = {"_seconds": [0.0], "_model_calls": [0], "_gradient_calls": [0],
                  "_adv_index": np.zeros(0, np.int64), "_adv": np.zeros((0, *ctx.x.shape[1:]), np.float32)}
         if len(pos):
-            r = attack(ctx.clf, xb, yb, generator=gen)
+            r = attack(ctx.clf, xb, yb, generator=gen, progress=ctx.batch_progress)
             success[pos], pred[pos] = r.success.numpy(), r.predictions.numpy()
             conf[pos] = _confidence(ctx, r.x_adv)
-            hit = pos[r.success.numpy()][:GALLERY_PER_BATCH if gallery else 0]
+            # every adversarial example found (samples.npz keeps them all; the gallery picks a few)
+            hit = pos[r.success.numpy()] if gallery else pos[:0]
             extra.update(_seconds=[r.seconds], _model_calls=[r.model_calls], _gradient_calls=[r.gradient_calls],
                          _adv_index=hit + sl.start, _adv=r.x_adv[r.success][:len(hit)].numpy())
         attacked = np.zeros(size, bool)
@@ -115,7 +118,9 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
         ran.append("fgsm")
         fgsm_ok = float(robust_so_far(ctx, threat, ["fgsm"]).mean())
     if st.pgd.enabled:
-        pgd = PGD(threat, steps=st.pgd.steps, step_size=st.pgd.step_size, eot=st.pgd.eot)
+        # on a randomized model the per-sample best iterate would freeze a lucky draw: last iterate
+        pgd = PGD(threat, steps=st.pgd.steps, step_size=st.pgd.step_size, eot=st.pgd.eot,
+                  keep_best=not ctx.randomized)
         attack_stage(ctx, threat, "pgd", BestOf(pgd, restarts=st.pgd.restarts), everyone)
         ran.append("pgd")
     skip = (st.autoattack.skip_if_fgsm_breaks_all and fgsm_ok is not None
@@ -123,6 +128,7 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
     version = _aa_version(ctx)
     if version != "off" and not skip:
         info["version"] = version
+        info["protocol"] = protocol_info(ctx, threat, version, None)
         for name, attack in autoattack_components(ctx, threat, version):
             attack_stage(ctx, threat, name, attack, robust_so_far(ctx, threat, ran))
             ran.append(name)
@@ -130,6 +136,7 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
     else:
         info["upper_bound"] = True
         why = "skipped because FGSM broke almost every sample" if skip else "turned off"
+        info["protocol"] = protocol_info(ctx, threat, version, why)
         ctx.findings.append(Finding("autoattack-skipped", "info",
                                     f"{threat}: AutoAttack {why}; the robust accuracy is an upper bound"))
     q = st.checks.blackbox_queries
@@ -149,23 +156,30 @@ def _aa_version(ctx: Context) -> str:
 
 
 def autoattack_components(ctx: Context, threat: ThreatModel, version: str) -> list[tuple[str, object]]:
-    """AutoAttack's attacks with the spec's budgets, in cascade order (Croce & Hein 2020)."""
-    aa, c = ctx.spec.stages.autoattack, ctx.num_classes
-    targets = min(aa.n_targets or 9, c - 1)
-    if version == "rand":
-        plan = [("apgd-ce", {"steps": aa.steps, "eot": aa.eot}), ("apgd-dlr", {"steps": aa.steps, "eot": aa.eot})]
-    else:
-        plan = [("apgd-ce", {"steps": aa.steps}), ("apgd-t", {"steps": aa.steps, "n_targets": targets}),
-                ("fab-t", {"steps": aa.steps, "n_targets": targets}), ("square", {"n_queries": aa.square_queries})]
-    out = []
-    for name, kw in plan:
-        if (name == "square" and aa.square_queries == 0) or (name != "apgd-ce" and c < 4):
-            continue
-        try:
-            out.append((name, registry.build(name, threat, **kw)))
-        except ConfigError as e:
-            ctx.findings.append(Finding("attack-unavailable", "info", f"AutoAttack component {name} skipped: {e}"))
-    return out
+    """AutoAttack's attacks with the spec's budgets, in cascade order, from the one protocol object
+    (:mod:`advkit.attacks.presets`, Croce & Hein 2020/2021)."""
+    return presets.components(threat, version, ctx.num_classes, _budget(ctx, version))
+
+
+def _budget(ctx: Context, version: str) -> presets.Budget:
+    aa = ctx.spec.stages.autoattack
+    return presets.Budget(steps=aa.steps, square_queries=aa.square_queries, n_targets=aa.n_targets,
+                          eot=aa.eot if version == "rand" else None)
+
+
+def protocol_info(ctx: Context, threat: ThreatModel, version: str, skipped_why: str | None) -> dict:
+    """The result.json ``protocol`` entry of a threat; adds a ``reduced-budget`` finding when needed."""
+    if skipped_why is not None:
+        return {"name": None, "reference": False, "reasons": ["autoattack skipped"]}
+    proto = presets.protocol(version, threat.norm)
+    reasons = presets.budget_reasons(proto, _budget(ctx, version))
+    name = presets.label(proto, reasons)
+    if presets.is_reduced(reasons):
+        ctx.findings.append(Finding("reduced-budget", "warning",
+                                    f"{threat}: {name}: a budget below the reference; the robust accuracy is not "
+                                    "comparable with published AutoAttack numbers (an upper bound of them)",
+                                    {"threat": str(threat), "reasons": reasons}))
+    return {"name": name, "reference": not reasons, "reasons": reasons}
 
 
 # ------------------------------------------------------------------------ curve and checks
@@ -217,7 +231,8 @@ def unbounded(ctx: Context, threat: ThreatModel) -> list[Finding]:
     t = torch.as_tensor(idx)
     eot = max(ctx.spec.stages.pgd.eot, ctx.spec.stages.autoattack.eot if ctx.randomized else 1)
     attack = PGD(threat.with_eps(eps), steps=ch.unbounded_steps, loss="margin", eot=eot)
-    r = attack(ctx.clf, ctx.x[t], ctx.y[t], generator=ctx.generator(f"{threat}/unbounded", 0))
+    r = attack(ctx.clf, ctx.x[t], ctx.y[t], generator=ctx.generator(f"{threat}/unbounded", 0),
+               progress=rescaled(ctx.progress, f"{threat} unbounded check", 0, len(idx), len(idx)))
     acc = float((~r.success).float().mean())
     ctx.stats[f"{threat}/unbounded"] = {"eps": eps, "robust_accuracy": acc, "n": len(idx)}
     return checks.unbounded_findings(acc, threat, eps, ch.unbounded_max_accuracy)
