@@ -46,6 +46,19 @@ class EvaluationAborted(AdvkitError):
         self.findings = list(findings or [])
 
 
+class TrainingStalled(AdvkitError):
+    """A training run stayed at chance level (or its loss diverged); no model file was written.
+
+    ``history`` holds the per-epoch records up to the stop, ``cause`` the likely cause in words.
+    The CLI maps it to exit code 5.
+    """
+
+    def __init__(self, message: str, history: list | None = None, cause: str = ""):
+        super().__init__(message)
+        self.history = list(history or [])
+        self.cause = cause
+
+
 class AttackBug(AdvkitError, RuntimeError):
     """An attack produced a point outside its threat model (an internal bug, never user error)."""
 

@@ -76,3 +76,10 @@ register_check(
     "Use the reference budgets ([stages.autoattack] steps = 100, square_queries = 5000, n_targets and eot "
     "unset) for numbers you publish or gate on; keep reduced budgets for quick checks.",
 )
+register_check(
+    "chance-level", "Clean accuracy at chance level",
+    "The model's clean accuracy is not significantly above the best constant classifier (1/classes, or the "
+    "largest class share): it has learnt nothing about this data (a training run that stalled, weights that did "
+    "not load, the wrong data set or label order). Its robust accuracy means nothing.",
+    "Check the model and the data REF; retrain (advkit train stops such runs with exit code 5).",
+)

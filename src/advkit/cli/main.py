@@ -1,6 +1,7 @@
 """The ``advkit`` command: a click group; each command lives in its own module.
 
-Exit codes: 0 ok · 1 a gate or comparison failed · 2 usage/config error · 3 evaluation aborted.
+Exit codes: 0 ok · 1 a gate or comparison failed · 2 usage/config error · 3 evaluation aborted ·
+5 training stopped at chance level (no model written).
 """
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import sys
 
 import click
 
-from ..errors import AdvkitError, ConfigError, DataError, EvaluationAborted, InputError, ModelError
+from ..errors import (AdvkitError, ConfigError, DataError, EvaluationAborted, InputError, ModelError,
+                      TrainingStalled)
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 3
+EXIT_STALLED = 5
 
 # (module, attribute) of each command, in the order `advkit --help` lists them.
 COMMANDS = [
@@ -58,6 +61,9 @@ def main(argv=None) -> int:
     except EvaluationAborted as e:
         err_console.print(f"[red]evaluation aborted:[/red] {e}")
         return EXIT_ABORTED
+    except TrainingStalled as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        return EXIT_STALLED
     except (ConfigError, InputError, DataError, ModelError) as e:
         err_console.print(f"[red]error:[/red] {e}")
         return EXIT_USAGE

@@ -81,6 +81,20 @@ register_check(
     "Install or update advkit; the message says which attack and what was used instead.")
 
 
+def chance_findings(clean_correct, labels, num_classes: int) -> list[Finding]:
+    """``chance-level`` when clean accuracy is not significantly above the best constant classifier."""
+    from .metrics import at_chance, chance_accuracy
+    correct = np.asarray(clean_correct, dtype=bool)
+    n, k = int(correct.size), int(correct.sum())
+    chance = chance_accuracy(labels, num_classes)
+    if not at_chance(k, n, chance):
+        return []
+    return [Finding("chance-level", "warning",
+                    f"clean accuracy {100 * k / n:.1f}% on {n} samples is not significantly above chance level "
+                    f"({100 * chance:.1f}% for {num_classes} classes): the model has not learnt this data",
+                    {"accuracy": k / n, "chance": chance, "n": n})]
+
+
 def gradient_findings(clf, x: torch.Tensor, y: torch.Tensor) -> list[Finding]:
     """Zero or NaN cross-entropy input gradients on (correctly classified) inputs ``x``."""
     if not len(x):

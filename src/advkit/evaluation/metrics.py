@@ -94,3 +94,29 @@ def top_k_correct(logits: np.ndarray, labels, k: int) -> np.ndarray:
     k = min(k, z.shape[1])
     top = np.argpartition(-z, k - 1, axis=1)[:, :k]
     return (top == np.asarray(labels)[:, None]).any(1)
+
+
+# ------------------------------------------------------------------ chance level
+#: Significance of the "better than chance" test (one-sided, Wilson lower bound at 1 − 2α coverage).
+CHANCE_ALPHA = 0.01
+
+
+def chance_accuracy(labels, num_classes: int) -> float:
+    """Accuracy of the best constant classifier: max(1/C, the largest class frequency in ``labels``)."""
+    labels = np.asarray(labels).reshape(-1)
+    base = 1.0 / max(1, int(num_classes))
+    if labels.size == 0:
+        return base
+    return max(base, float(np.bincount(labels.astype(np.int64)).max()) / labels.size)
+
+
+def at_chance(correct: int, n: int, chance: float, alpha: float = CHANCE_ALPHA) -> bool:
+    """True when ``correct``/``n`` is not significantly above ``chance``.
+
+    The one source of truth for "chance level" (training's stall check and evaluation's
+    ``chance-level`` finding): the lower end of the two-sided Wilson interval at level 2·``alpha``
+    (a one-sided test at ``alpha``) does not exceed ``chance``.  With n = 0 nothing is known: False.
+    """
+    if n <= 0:
+        return False
+    return wilson(int(correct), int(n), 2 * alpha)[0] <= chance

@@ -91,6 +91,7 @@ def _run_stages(ctx: Context) -> dict:
     pre = stages.preflight(ctx)
     ctx.findings.extend(pre)
     stages.clean(ctx)
+    ctx.findings.extend(checks.chance_findings(ctx.records["clean_correct"], ctx.records["label"], ctx.num_classes))
     threats, infos = {}, {}
     for threat in ctx.spec.threats:
         info = infos[str(threat)] = stages.threat_attacks(ctx, threat)

@@ -3,6 +3,12 @@
 A recipe file (``recipes/*.toml``) holds the fields below at top level or under a ``[train]`` table;
 ``TrainConfig.from_toml(path, **overrides)`` applies command-line values (``None`` = not given) on top.
 The dict form (:meth:`TrainConfig.to_dict`) is what a trained model file records as its recipe.
+
+Defaults come in two layers: the class defaults below (a recipe measured to learn on every built-in
+architecture and data set, see :mod:`.defaults`), then the per-task defaults of
+:func:`advkit.training.defaults.task_defaults` (the data set's ε, the input padding an architecture
+needs, ramps scaled to the run's length), which ``from_toml`` and :meth:`TrainConfig.for_task` apply
+under the recipe file and the command-line values.
 """
 from __future__ import annotations
 
@@ -34,12 +40,15 @@ class TrainConfig:
     ``val_size`` images held out of the train split for per-epoch validation, ``augment_shift``
     (random translations by up to that many pixels).  Objective: ``method`` and its fields (``eps``,
     ``norm``, ``steps``, ``step_size``, ``beta``, ``sigma``, ``attack_mode``), ``warmup_epochs`` (ε ramps
-    linearly from 0 over that many epochs).  Optimisation: ``optimizer`` (sgd with ``momentum``,
-    ``nesterov``; or adam), ``lr``, ``weight_decay``, ``schedule`` (constant | piecewise, decaying ×0.1
-    at each fraction in ``milestones`` | cyclic: linear 0 → lr at ``cycle_peak`` → 0 (Wong et al. 2020)
-    | cosine), ``epochs``, ``batch_size`` (global; DDP ranks split it).  Validation: ``val_steps`` PGD
+    linearly from 0 over that many epochs; must be shorter than the run).  Optimisation: ``optimizer``
+    (sgd with ``momentum``, ``nesterov``; or adam), ``lr``, ``weight_decay``, ``schedule`` (constant |
+    piecewise, decaying ×0.1 at each fraction in ``milestones`` | cyclic: linear 0 → lr at
+    ``cycle_peak`` → 0 (Wong et al. 2020) | cosine), ``lr_warmup_epochs`` (linear learning-rate
+    warm-up), ``epochs``, ``batch_size`` (global; DDP ranks split it).  Validation: ``val_steps`` PGD
     steps at the training ε (noisy accuracy at σ for ``gaussian``); ``keep`` = best (by robust
-    validation accuracy, Rice et al. 2020) or last.
+    validation accuracy, Rice et al. 2020) or last.  Stall check: ``chance_patience`` epochs (0 = off)
+    after which a run whose accuracy never left chance level stops with
+    :class:`~advkit.errors.TrainingStalled` (see :mod:`.stall`).
     """
 
     arch: str = "smallcnn"
@@ -48,28 +57,30 @@ class TrainConfig:
     method: str = "standard"
     eps: float = 0.3
     norm: str = "linf"
-    steps: int = 10
+    steps: int = 3
     step_size: float | None = None
     beta: float = 6.0
     sigma: float = 0.25
     attack_mode: str = "eval"
     warmup_epochs: float = 0.0
     epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.05
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 5e-4
-    schedule: str = "piecewise"
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
     milestones: tuple = (0.5, 0.75)
     cycle_peak: float = 0.4
+    lr_warmup_epochs: float = 0.0
     seed: int = 0
     train_subset: int = 0
     val_size: int = 500
-    val_steps: int = 10
+    val_steps: int = 5
     augment_shift: int = 0
     keep: str = "best"
+    chance_patience: int = 2
 
     def __post_init__(self):
         object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
@@ -81,10 +92,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "steps", "val_steps"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("train_subset", "val_size", "augment_shift", "seed"):
+        for name in ("train_subset", "val_size", "augment_shift", "seed", "chance_patience"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("lr", "eps", "weight_decay", "momentum", "warmup_epochs", "beta"):
+        for name in ("lr", "eps", "weight_decay", "momentum", "warmup_epochs", "lr_warmup_epochs", "beta"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
@@ -129,9 +140,23 @@ class TrainConfig:
         return cls().replace(**data)
 
     @classmethod
+    def for_task(cls, **fields) -> "TrainConfig":
+        """The defaults for ``fields``' arch, data, method and epochs, then ``fields`` on top.
+
+        ``TrainConfig.for_task(arch="smallcnn", data="digits", method="pgd-at", epochs=3)`` is what
+        ``advkit train --arch smallcnn --data digits --method pgd-at --epochs 3`` trains with.
+        """
+        return cls.from_toml(None, **fields)
+
+    @classmethod
     def from_toml(cls, path: str | Path | None = None, **overrides) -> "TrainConfig":
-        """Read a recipe (top level or a ``[train]`` table), then apply ``overrides``."""
-        base = cls()
+        """Read a recipe (top level or a ``[train]`` table), then apply ``overrides``.
+
+        Under both lie the task defaults (:func:`advkit.training.defaults.task_defaults`) of the
+        resulting arch, data, method and epochs.
+        """
+        from .defaults import task_defaults
+        data: dict = {}
         if path is not None:
             try:
                 with open(path, "rb") as fh:
@@ -142,8 +167,10 @@ class TrainConfig:
                 raise ConfigError(f"training config {str(path)!r} is not valid TOML: {e}") from None
             data = data.get("train", data)
             data = {k: v for k, v in data.items() if k not in RECIPE_META}
-            base = base.replace(**data)
-        return base.replace(**overrides)
+        given = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+        plain = cls()
+        task = {k: given.get(k, getattr(plain, k)) for k in ("arch", "data", "method", "epochs", "optimizer")}
+        return plain.replace(**task_defaults(**task)).replace(**data).replace(**overrides)
 
 
 def recipe_meta(path: str | Path | None) -> dict:

@@ -11,6 +11,9 @@
 - **Model selection** (Rice, Wong & Kolter 2020, "Overfitting in adversarially robust deep
   learning"): with ``keep="best"`` the returned weights are those of the epoch with the highest
   robust validation accuracy (clean accuracy when the method has no robust metric).
+- **Stall check** (:mod:`.stall`): after ``chance_patience`` epochs still at chance level, or with a
+  non-finite loss, the run stops with :class:`~advkit.errors.TrainingStalled`; so does a run whose
+  kept model is at chance.
 - **DDP.** Under ``torchrun`` (``advkit.distributed.init_from_env()`` called first) the model is
   wrapped in DistributedDataParallel; every rank walks the same global batches and takes the strided
   share ``batch[rank::world]``, its loss weighted by its share so that the averaged gradient equals
@@ -38,6 +41,7 @@ from .base import Objective, StepOutput
 from .config import TrainConfig
 from .data import random_shift
 from .schedules import lr_factor
+from .stall import ChanceMonitor
 from .validation import validate
 
 log = logging.getLogger(__name__)
@@ -104,6 +108,13 @@ def fit(model: Classifier, x: torch.Tensor, y: torch.Tensor, config: TrainConfig
     """
     if len(x) != len(y) or len(x) == 0:
         raise ConfigError(f"need a non-empty training set with as many labels as images, got {len(x)} and {len(y)}")
+    if config.is_adversarial and config.warmup_epochs >= config.epochs:
+        raise ConfigError(f"warmup_epochs must be shorter than the run: a {config.warmup_epochs:g}-epoch ε warm-up in "
+                          f"a {config.epochs}-epoch run never trains at ε={config.eps:g} (got warmup_epochs="
+                          f"{config.warmup_epochs:g}, epochs={config.epochs}); advkit.training.defaults.fit_warmup "
+                          "shortens it")
+    classes = getattr(model, "num_classes", None) or int(y.max()) + 1
+    monitor = ChanceMonitor.for_data(y, val[1] if val is not None else None, classes)
     run = _setup(model, len(x), config)
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
     if ckpt is not None:
@@ -119,7 +130,10 @@ def fit(model: Classifier, x: torch.Tensor, y: torch.Tensor, config: TrainConfig
             _save_checkpoint(run, ckpt, config)
         if on_epoch is not None and distributed.is_main():
             on_epoch(record)
-    return _finish(run, config)
+        monitor.after_epoch(run.history, config)
+    result = _finish(run, config)
+    monitor.kept(run.history, config, result.best_epoch)
+    return result
 
 
 def _setup(model: Classifier, n: int, config: TrainConfig) -> _Run:
