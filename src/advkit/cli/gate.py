@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import GateNoiseWarning, StoreError
+from ..atomic import atomic_write
+from ..errors import GateNoiseWarning
 from .report import Loaded, db_option, load_target, open_store
 
 
@@ -103,10 +104,7 @@ def gate(target, require, max_drop, clean_floor, baseline, junit, as_json, db) -
         warnings.simplefilter("ignore", GateNoiseWarning)  # rendered below, once
         report = check_gates(loaded.result, gates, base, max_drop=drop)
     if junit:
-        try:
-            Path(junit).write_text(gates_to_junit(report), encoding="utf-8")
-        except OSError as e:
-            raise StoreError(f"cannot write {junit!r}: {e.strerror}") from None
+        atomic_write(junit, gates_to_junit(report))
     if as_json:
         print_json(report.to_dict())
     else:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import EvaluationAborted
+from ..model import resolve_classes
 from ..progress import NULL, ProgressFn
 from . import aggregate, stages
 from .context import Context
@@ -45,11 +46,11 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
     validate_gates(spec)
     clf, ds = load_inputs(spec, model, data)
     ds = ds.subset(spec.n) if hasattr(ds, "subset") else ds
+    num_classes, classes = resolve_classes(clf, ds.x, ds.y, getattr(ds, "classes", ()))
     meta = {"model": spec.model if model is None else getattr(clf, "name", spec.model),
             "model_hash": model_digest(clf), "spec_hash": spec.spec_hash()}
     run_id = _open_run(store, spec, meta, resume)
-    ctx = Context(spec, clf, ds.x, ds.y, np.arange(len(ds.y)), ds.num_classes, tuple(ds.classes), progress,
-                  store, run_id)
+    ctx = Context(spec, clf, ds.x, ds.y, np.arange(len(ds.y)), num_classes, classes, progress, store, run_id)
     try:
         result = _run_stages(ctx)
     except EvaluationAborted:

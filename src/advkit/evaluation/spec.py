@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..seeds import MAX_SEED
 from ..threat import ThreatModel
 from .spec_reader import _drop_none, _Table, parse_max_drop
 
@@ -176,7 +177,7 @@ def _threats(t: _Table) -> tuple[ThreatModel, ...]:
         try:
             out.append(ThreatModel.parse(text))
         except ConfigError as e:
-            raise ConfigError(f"threats[{i}]: {e}") from None
+            raise ConfigError(f"threats[{i}] = {text!r}: {e}") from None
     return tuple(out)
 
 
@@ -201,7 +202,17 @@ def _stages(t: _Table) -> StagesSpec:
     for sub in (f, p, a, c, pc, ch):
         sub.finish()
     t.finish()
+    _check_curve_attacks(c, stages.curve.attacks)
     return stages
+
+
+def _check_curve_attacks(t: _Table, names: tuple[str, ...]) -> None:
+    """A misspelt curve attack is a config error here, never silently another attack later."""
+    from ..attacks.registry import REGISTRY
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise ConfigError(f"{t.key('attacks')}: unknown attack(s) {unknown}; expected names from "
+                          f"`advkit list attacks` ({', '.join(REGISTRY)})")
 
 
 def _check_value(t: _Table, name: str, default):
@@ -242,7 +253,7 @@ def spec_from_dict(data: dict) -> EvaluationSpec:
     spec = EvaluationSpec(
         model=t.str("model", DEFAULT_MODEL), weights=t.str("weights", None),
         trust_pickle=t.bool("trust_pickle", False), data=t.str("data", DEFAULT_DATA), split=t.str("split", "test"),
-        n=t.int("n", 1000, 1), seed=t.int("seed", 0, 0), batch_size=t.int("batch_size", 250, 1),
+        n=t.int("n", 1000, 1), seed=t.int("seed", 0, 0, MAX_SEED), batch_size=t.int("batch_size", 250, 1),
         threats=_threats(t), stages=_stages(t.sub("stages")), gates=_gates(t.sub("gates")),
         certify=_certify(t.sub("certify")) if "certify" in data else None,
         output=t.str("output", None), db=t.str("db", "advkit.db"),

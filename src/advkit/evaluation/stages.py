@@ -28,6 +28,9 @@ from . import checks
 from .context import Context, subset
 
 GALLERY_PER_BATCH = 4
+#: classes a component's loss needs: DLR uses z_π3, targeted DLR z_π4 (Croce & Hein 2020, eq. 6 and 7).
+#: The class count is the model's output width (advkit.model.resolve_classes), never the labels seen.
+MIN_CLASSES = {"apgd-dlr": 3, "apgd-t": 4}
 
 
 def preflight(ctx: Context) -> list[Finding]:
@@ -123,10 +126,12 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
     version = _aa_version(ctx)
     if version != "off" and not skip:
         info["version"] = version
+        before = len(ctx.findings)
         for name, attack in autoattack_components(ctx, threat, version):
             attack_stage(ctx, threat, name, attack, robust_so_far(ctx, threat, ran))
             ran.append(name)
             info["autoattack"].append(name)
+        info["upper_bound"] = any(f.code == "attack-unavailable" for f in ctx.findings[before:])
     else:
         info["upper_bound"] = True
         why = "skipped because FGSM broke almost every sample" if skip else "turned off"
@@ -159,12 +164,19 @@ def autoattack_components(ctx: Context, threat: ThreatModel, version: str) -> li
                 ("fab-t", {"steps": aa.steps, "n_targets": targets}), ("square", {"n_queries": aa.square_queries})]
     out = []
     for name, kw in plan:
-        if (name == "square" and aa.square_queries == 0) or (name != "apgd-ce" and c < 4):
+        if name == "square" and aa.square_queries == 0:
+            continue
+        if c < MIN_CLASSES.get(name, 2):
+            ctx.findings.append(Finding(
+                "attack-unavailable", "warning",
+                f"{threat}: AutoAttack component {name} did not run: its loss needs at least {MIN_CLASSES[name]} "
+                f"classes and the model has {c} outputs; the robust accuracy is an upper bound"))
             continue
         try:
             out.append((name, registry.build(name, threat, **kw)))
         except ConfigError as e:
-            ctx.findings.append(Finding("attack-unavailable", "info", f"AutoAttack component {name} skipped: {e}"))
+            ctx.findings.append(Finding("attack-unavailable", "warning",
+                                        f"{threat}: AutoAttack component {name} skipped: {e}"))
     return out
 
 
@@ -199,9 +211,7 @@ def _curve_attack(ctx: Context, name: str, threat: ThreatModel):
     try:
         return registry.build(name, threat, **kw)
     except ConfigError as e:
-        ctx.findings.append(Finding("attack-unavailable", "info", f"curve attack {name} unavailable ({e}); "
-                                                                  f"using PGD-{steps} instead"))
-        return PGD(threat, steps=steps)
+        raise ConfigError(f"stages.curve.attacks: {e}") from None
 
 
 def unbounded(ctx: Context, threat: ThreatModel) -> list[Finding]:

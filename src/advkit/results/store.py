@@ -11,6 +11,7 @@ transaction, so several evaluations can write at once (each process opens its ow
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sqlite3
 import time
@@ -220,3 +221,20 @@ def _metric_rows(result: dict) -> dict[str, tuple]:
         for name, a in (t.get("attacks") or {}).items():
             rows[f"attack_accuracy[{threat}][{name}]"] = (a.get("robust_accuracy"), *(a.get("ci") or (None, None)))
     return rows
+
+
+def _database_errors(fn):
+    """Turn SQLite's errors on a damaged file (corrupt pages, not a database) into a one-line StoreError."""
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"history database {self.path!r} is corrupt or not an SQLite database ({e}); "
+                             "restore it from a backup or pass another --db") from None
+    return wrapper
+
+
+for _name, _fn in list(vars(Store).items()):
+    if callable(_fn) and not _name.startswith("__") and _name != "_write":
+        setattr(Store, _name, _database_errors(_fn))
