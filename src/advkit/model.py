@@ -121,6 +121,9 @@ class Classifier(nn.Module):
         """
         if len(x) == 0:
             raise InputError("expected at least one image to probe the model's outputs, got none")
+        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
+            raise InputError(f"the model takes images of shape {self.input_shape} (C, H, W), the data has "
+                             f"{tuple(x.shape[1:])}")
         try:
             with self.inference(), torch.no_grad():
                 out = self(x[:2].to(self.device, self.dtype))

@@ -167,6 +167,7 @@ def build(root: Path) -> dict:
     np.savez(root / "biglabel.npz", x=x, y=big)
     np.savez(root / "floatlabels.npz", x=x, y=y.astype(np.float32))
     np.savez(root / "badshape.npz", x=np.zeros((40, 5), np.uint8), y=y)
+    np.savez(root / "big.npz", x=np.zeros((40, 28, 28), np.uint8), y=y)  # 28×28 images for an 8×8 model
     (root / "text.npz").write_text("x,y\n1,2\n")
 
     ns: dict = {}

@@ -29,7 +29,7 @@ CERT = "certify --model {d}/models.py:good --data npz:{d}/good.npz --sigma 0.25 
 ATT = "attack fgsm --model {d}/models.py:good --threat linf:0.1"
 INSP = "inspect --model {d}/models.py:good"
 # a run's outputs; none of them may exist after a failed case (no partial result)
-OUTPUTS = ("run/result.json", "run/samples.npz", "run/report.md", "cert/certify.json", "cert/samples.csv",
+OUTPUTS = ("run/result.json", "brokenrun/report.md", "run/samples.npz", "run/report.md", "cert/certify.json", "cert/samples.csv",
            "adv.npz", "model.safetensors", "report.md", "dash.html")
 
 
@@ -171,6 +171,10 @@ CASES = [
     Case("report-corrupt-db", "report latest --db {corrupt_db}", 2, r"corrupt\.db.*(corrupt|malformed|not a database)"),
     Case("report-out-unwritable", "report {run} --db {db} --out {d}/afile/report.md", 2, r"cannot write.*afile"),
     Case("report-missing-target", "report nothing-here --db {db}", 2, r"nothing-here"),
+    Case("report-truncated-samples", "report {t}/brokenrun --db {db}", 2, r"samples\.npz.*cannot read"),
+    Case("gate-run-dir-bad-json", "gate {t}/badjsonrun --db {db} --baseline none", 2, r"result\.json.*not valid JSON"),
+    Case("history-compare-minimal", "history compare {d}/minimal.json {run} --db {db}", 2, r"minimal\.json.*clean"),
+    Case("eval-image-shape-mismatch", EVAL + " --data npz:{d}/big.npz", 2, r"forward pass raised.*shape"),
 ]
 
 
@@ -194,6 +198,14 @@ def _prepare(case: Case, env: dict, t: Path) -> list[str]:
         (t / "typo.toml").write_text(spec.replace("[stages.curve]", '[stages.curve]\nattacks = ["pgdd"]'))
     if "gate.toml" in case.argv:
         (t / "gate.toml").write_text(spec + '\n[gates]\nrequire = ["robust_acuracy[linf:0.1] >= 0.5"]\n')
+    for name in ("brokenrun", "badjsonrun"):
+        if name in case.argv:
+            shutil.copytree(env["run"], t / name)
+    if "brokenrun" in case.argv:
+        raw = (t / "brokenrun" / "samples.npz").read_bytes()
+        (t / "brokenrun" / "samples.npz").write_bytes(raw[: len(raw) // 3])
+    if "badjsonrun" in case.argv:
+        (t / "badjsonrun" / "result.json").write_text('{"schema_version": 1, "clean": ')
     if "bad.toml" in case.argv:
         (t / "bad.toml").write_text("n = = 3\n")
     argv = shlex.split(case.argv.format(t=t, **env))

@@ -34,7 +34,7 @@ COMMANDS = [
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="advkit")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug); show the traceback of an internal error (exit code 4).")
 def cli(verbose: int) -> None:
     """advkit: how robust is this image classifier, really, and how do I make it more robust?"""
     level = logging.WARNING - 10 * min(verbose, 2)
