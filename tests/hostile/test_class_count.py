@@ -58,12 +58,13 @@ class _Shift(nn.Module):
         return torch.roll(z, 7, dims=1)
 
 
-def test_a_model_with_fewer_than_4_classes_reports_the_dropped_component():
-    """APGD-T's targeted DLR loss needs 4 classes: on a 3-class model it cannot run, and says so."""
+def test_a_two_class_model_reports_the_dropped_component():
+    """APGD-T cannot run on a 2-class model (no class to target besides the other one's DLR scale): it is
+    reported as a warning finding, and the headline is an upper bound, not the reference protocol."""
     g = torch.Generator().manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
     with torch.no_grad():
-        net[1].weight.copy_(torch.randn(3, 64, generator=g))
+        net[1].weight.copy_(torch.randn(2, 64, generator=g))
     x = torch.rand(30, 1, 8, 8, generator=g)
     clf = Classifier(net, input_shape=(1, 8, 8))
     y = clf.predict(x)
@@ -73,6 +74,7 @@ def test_a_model_with_fewer_than_4_classes_reports_the_dropped_component():
     dropped = [f for f in res["findings"] if f["code"] == "attack-unavailable"]
     assert dropped and dropped[0]["severity"] == "warning" and "apgd-t" in dropped[0]["message"]
     assert t["upper_bound"] is True
+    assert t["protocol"]["reference"] is False and any("apgd-t" in r for r in t["protocol"]["reasons"])
 
 
 def test_resolve_classes_reads_the_width_and_refuses_labels_beyond_it():

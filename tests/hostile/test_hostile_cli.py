@@ -29,7 +29,7 @@ CERT = "certify --model {d}/models.py:good --data npz:{d}/good.npz --sigma 0.25 
 ATT = "attack fgsm --model {d}/models.py:good --threat linf:0.1"
 INSP = "inspect --model {d}/models.py:good"
 # a run's outputs; none of them may exist after a failed case (no partial result)
-OUTPUTS = ("run/result.json", "brokenrun/report.md", "run/samples.npz", "run/report.md", "cert/certify.json", "cert/samples.csv",
+OUTPUTS = ("run/result.json", "run/samples.npz", "run/report.md", "cert/certify.json", "cert/samples.csv",
            "adv.npz", "model.safetensors", "report.md", "dash.html")
 
 

@@ -62,10 +62,18 @@ def compare(targets: tuple[str, ...], threat: str | None, plot: str | None, as_j
     from ..report.plots import tradeoff_scatter
     from .render import console, err_console, pct, print_json, table
 
+    from rich.markup import escape
+
+    from .gate import different_specs
+
     loaded = [_load(t, db) for t in targets]
     threat, rows = tradeoff_rows(loaded, threat)
+    flagged = {x.source: diff for x in loaded[1:] if (diff := different_specs(loaded[0].result, x.result))}
+    for source, diff in flagged.items():
+        err_console.print(f"[yellow]warning:[/yellow] {escape(source)} is NOT comparable with "
+                          f"{escape(loaded[0].source)}: {escape('; '.join(diff))}", soft_wrap=True)
     if as_json:
-        print_json({"threat": threat, "rows": rows})
+        print_json({"threat": threat, "rows": rows, "not_comparable": flagged})
     else:
         body = [[r["label"], r["n"], pct(r["clean"]), pct(r["robust"]), pct(r["autoattack"]),
                  "\u2014" if not r["robust_ci"] else f"{pct(r['robust_ci'][0])} \u2013 {pct(r['robust_ci'][1])}",

@@ -29,14 +29,17 @@ from . import render
 @click.option("--batch-size", type=int, default=None, help="Samples per batch (default 250).")
 @click.option("--out", "output", default=None, help="Run directory (default runs/<timestamp>-<model>).")
 @click.option("--db", default=None, help="History database (default ./advkit.db).")
-@click.option("--resume", is_flag=True, help="Continue the unfinished run of the same spec and model.")
+@click.option("--resume", is_flag=True, help="Continue the unfinished run of this spec (refused when the weights, "
+              "data or code differ, or another process is still writing it).")
 @click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help="Write gates as JUnit XML.")
 @click.option("--no-autoattack", is_flag=True, help="Skip AutoAttack (robust accuracy becomes an upper bound).")
+@click.option("--allow-upper-bound", is_flag=True, default=None,
+              help="Let gates pass on robust accuracy that is only an upper bound (AutoAttack skipped/reduced).")
 @click.option("--json", "as_json", is_flag=True, help="Print result.json to stdout instead of the summary.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
 def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, threats, n, seed, batch_size, output, db,
-             resume, junit_file, no_autoattack, as_json, quiet):
+             resume, junit_file, no_autoattack, allow_upper_bound, as_json, quiet):
     """Evaluate a model's robustness: clean, FGSM, PGD, AutoAttack, curve, per class, checks, gates.
 
     With no arguments it evaluates the built-in default model (zoo:mnist5k-standard) on mnist5k.
@@ -48,7 +51,7 @@ def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, threats,
     spec = load_spec(spec_file) if spec_file else EvaluationSpec()
     spec = with_options(spec, model=model, weights=weights, trust_pickle=trust_pickle, data=data, split=split,
                         threats=threats, n=n, seed=seed, batch_size=batch_size, output=output, db=db,
-                        no_autoattack=no_autoattack)
+                        no_autoattack=no_autoattack, allow_upper_bound=allow_upper_bound)
     out_dir = Path(spec.output or default_output(spec.model))
     check_writable(out_dir / "result.json")  # fail before the evaluation, not after it
     if junit_file:
@@ -125,9 +128,12 @@ def summary_rows(result: dict) -> list[tuple]:
         for name in ("fgsm", "pgd", "autoattack"):
             a = t["attacks"].get(name)
             if a:
-                label = name + (" (cascade)" if a.get("cascade") else "")
+                shown = (a.get("protocol") or name) if name == "autoattack" else name
+                label = shown + (" (cascade)" if a.get("cascade") else "")
                 rows.append((label, threat, *_acc_cell(a), f"{a.get('seconds', 0):.1f}s"))
         bound = " (upper bound)" if t.get("upper_bound") else ""
+        if t.get("protocol", {}).get("name") and not t["protocol"].get("reference"):
+            bound += " (not reference AutoAttack)"
         rows.append((f"[bold]worst case{bound}[/bold]", threat, *_acc_cell(t), ""))
     return rows
 

@@ -97,6 +97,9 @@ def _summary(result: dict) -> str:
         cells = "".join(f"<td>{_pct(att[a].get('robust_accuracy'), accuracy_ci(att[a], n))}</td>" if a in att
                         else "<td>\u2014</td>" for a in names)
         bound = ' <span class="badge warn">upper bound</span>' if s.get("upper_bound") else ""
+        proto = s.get("protocol") or {}
+        if proto.get("name") and not proto.get("reference"):
+            bound += f' <span class="badge warn">{_e(proto["name"])}</span>'
         rows.append(f"<tr><td><code>{_e(t)}</code></td><td>{clean}</td>{cells}"
                     f"<td class=\"worst\">{_pct(s.get('robust_accuracy'), accuracy_ci(s, n))}{bound}</td></tr>")
     if not ts:

@@ -3,7 +3,12 @@
 Tables: ``runs`` (one row per evaluation: model name/REF/hash, spec hash, git commit, seed, library
 versions, timings, status, the full ``result.json``), ``metrics`` (one row per headline number with
 its confidence interval) and ``samples`` (per-sample records, one row per stage and batch, written as
-the evaluation goes — this is what ``--resume`` continues from).
+the evaluation goes — this is what ``--resume`` continues from) and ``run_locks`` (the writer lock of
+a run being written: owner token, pid, host, heartbeat; see :mod:`advkit.results.locks`).
+
+A run's identity is its spec hash plus the content hashes of its model weights (``model_hash``) and
+evaluated data (``data_hash``) and the code version (``code_version``: advkit version + git commit);
+:meth:`Store.find_resumable` returns them so that a resume can refuse a run computed from other inputs.
 
 The database runs in WAL mode with a ``busy_timeout``; every write is one short ``BEGIN IMMEDIATE``
 transaction, so several evaluations can write at once (each process opens its own :class:`Store`).
@@ -12,14 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import sqlite3
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import RunLockedError, StoreError
 from . import records as rec
+from .locks import STALE_AFTER_SECONDS, LockHolder, is_stale, locked_message, this_process
 from .io import dumps
 
 BUSY_TIMEOUT_MS = 60_000
@@ -28,7 +36,7 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT, created TEXT NOT NULL, finished TEXT,
     model TEXT NOT NULL, model_ref TEXT, model_hash TEXT, spec_hash TEXT NOT NULL, git_commit TEXT,
     seed INTEGER, status TEXT NOT NULL, versions TEXT, timings TEXT, spec TEXT, result TEXT,
-    clean_accuracy REAL);
+    clean_accuracy REAL, data_hash TEXT, code_version TEXT);
 CREATE INDEX IF NOT EXISTS runs_model ON runs(model, spec_hash, status);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id INTEGER NOT NULL REFERENCES runs(run_id), name TEXT NOT NULL, value REAL, lo REAL, hi REAL,
@@ -36,9 +44,13 @@ CREATE TABLE IF NOT EXISTS metrics (
 CREATE TABLE IF NOT EXISTS samples (
     run_id INTEGER NOT NULL REFERENCES runs(run_id), stage TEXT NOT NULL, batch INTEGER NOT NULL,
     payload BLOB NOT NULL, seconds REAL, PRIMARY KEY (run_id, stage, batch));
+CREATE TABLE IF NOT EXISTS run_locks (
+    run_id INTEGER PRIMARY KEY REFERENCES runs(run_id), owner TEXT NOT NULL, pid INTEGER NOT NULL,
+    host TEXT NOT NULL, heartbeat REAL NOT NULL);
 """
+_ADDED_COLUMNS = (("runs", "data_hash", "TEXT"), ("runs", "code_version", "TEXT"))
 _RUN_COLUMNS = ("run_id", "created", "finished", "model", "model_ref", "model_hash", "spec_hash", "git_commit",
-                "seed", "status", "clean_accuracy")
+                "seed", "status", "clean_accuracy", "data_hash", "code_version")
 
 
 def _now() -> str:
@@ -53,7 +65,10 @@ class Store:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            # one connection, shared with the lock's heartbeat thread: writes are serialised by _mutex
+            self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                        check_same_thread=False)
+            self._mutex = threading.RLock()
             self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = NORMAL")
@@ -61,6 +76,9 @@ class Store:
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
                         c.execute(stmt)
+                for table, column, kind in _ADDED_COLUMNS:  # databases written before the column existed
+                    if column not in {r[1] for r in c.execute(f"PRAGMA table_info({table})")}:
+                        c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         except sqlite3.Error as e:
             raise StoreError(f"cannot open history database {self.path!r}: {e}") from None
 
@@ -68,22 +86,23 @@ class Store:
     @contextlib.contextmanager
     def _write(self):
         """One ``BEGIN IMMEDIATE`` transaction, retried while another writer holds the lock."""
-        for attempt in range(50):
+        with self._mutex:
+            for attempt in range(50):
+                try:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError as e:
+                    if "locked" not in str(e) and "busy" not in str(e):
+                        raise StoreError(f"{self.path}: {e}") from None
+                    time.sleep(0.05 * (attempt + 1))
+            else:
+                raise StoreError(f"{self.path}: the database stayed locked; another process holds it")
             try:
-                self.conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) and "busy" not in str(e):
-                    raise StoreError(f"{self.path}: {e}") from None
-                time.sleep(0.05 * (attempt + 1))
-        else:
-            raise StoreError(f"{self.path}: the database stayed locked; another process holds it")
-        try:
-            yield self.conn
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         self.conn.close()
@@ -99,21 +118,23 @@ class Store:
 
     # ------------------------------------------------------------ runs
     def begin_run(self, *, model: str, model_ref: str, model_hash: str, spec_hash: str, seed: int,
-                  spec: dict, versions: dict, git_commit: str | None) -> int:
+                  spec: dict, versions: dict, git_commit: str | None, data_hash: str | None = None,
+                  code_version: str | None = None) -> int:
         with self._write() as c:
             cur = c.execute(
                 "INSERT INTO runs (created, model, model_ref, model_hash, spec_hash, git_commit, seed, status, "
-                "versions, spec) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+                "versions, spec, data_hash, code_version) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
                 (_now(), model, model_ref, model_hash, spec_hash, git_commit, seed, json.dumps(versions),
-                 json.dumps(spec)))
+                 json.dumps(spec), data_hash, code_version))
             return int(cur.lastrowid)
 
-    def find_resumable(self, spec_hash: str, model_hash: str) -> int | None:
-        """The newest unfinished run of this spec and model, if any."""
+    def find_resumable(self, spec_hash: str) -> dict | None:
+        """The newest unfinished (running or failed) run of this spec: its row, with the identity columns
+        ``model_hash``, ``data_hash`` and ``code_version`` for the caller to compare, or None."""
         row = self.conn.execute(
-            "SELECT run_id FROM runs WHERE spec_hash = ? AND model_hash = ? AND status IN ('running', 'failed') "
-            "ORDER BY run_id DESC LIMIT 1", (spec_hash, model_hash)).fetchone()
-        return None if row is None else int(row[0])
+            f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE spec_hash = ? AND status IN ('running', 'failed') "
+            "ORDER BY run_id DESC LIMIT 1", (spec_hash,)).fetchone()
+        return None if row is None else dict(zip(_RUN_COLUMNS, row))
 
     def set_status(self, run_id: int, status: str) -> None:
         with self._write() as c:
@@ -129,6 +150,45 @@ class Store:
                                            clean, run_id))
             c.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
             c.executemany("INSERT INTO metrics (run_id, name, value, lo, hi) VALUES (?, ?, ?, ?, ?)", rows)
+
+    # ------------------------------------------------------------ writer locks
+    def acquire_lock(self, run_id: int, *, owner: str, stale_after: float = STALE_AFTER_SECONDS) -> None:
+        """Take ``run_id``'s writer lock for ``owner`` (this process); a stale lock is taken over.
+
+        Raises :class:`RunLockedError` naming the holder when another live process holds it.
+        """
+        pid, host = this_process()
+        with self._write() as c:
+            holder = self._holder(c, run_id)
+            if holder is not None and holder.owner != owner and not is_stale(holder, stale_after=stale_after):
+                raise RunLockedError(locked_message(run_id, holder))
+            c.execute("INSERT OR REPLACE INTO run_locks (run_id, owner, pid, host, heartbeat) VALUES (?, ?, ?, ?, ?)",
+                      (int(run_id), owner, pid, host, time.time()))
+
+    def refresh_lock(self, run_id: int, *, owner: str) -> None:
+        """The heartbeat: ``owner`` still holds the lock; :class:`RunLockedError` when it was taken over."""
+        with self._write() as c:
+            cur = c.execute("UPDATE run_locks SET heartbeat = ? WHERE run_id = ? AND owner = ?",
+                            (time.time(), int(run_id), owner))
+            if cur.rowcount == 0:
+                holder = self._holder(c, run_id)
+                raise RunLockedError(f"run {run_id}: this process lost its lock"
+                                     + (f" to {holder.describe()}" if holder else ""))
+
+    def release_lock(self, run_id: int, *, owner: str) -> None:
+        """Drop ``owner``'s lock on ``run_id`` (no-op when another owner holds it now)."""
+        with self._write() as c:
+            c.execute("DELETE FROM run_locks WHERE run_id = ? AND owner = ?", (int(run_id), owner))
+
+    def lock_holder(self, run_id: int) -> LockHolder | None:
+        """Who holds ``run_id``'s lock (stale or not), or None."""
+        return self._holder(self.conn, run_id)
+
+    @staticmethod
+    def _holder(conn, run_id: int) -> LockHolder | None:
+        row = conn.execute("SELECT run_id, owner, pid, host, heartbeat FROM run_locks WHERE run_id = ?",
+                           (int(run_id),)).fetchone()
+        return None if row is None else LockHolder(int(row[0]), row[1], int(row[2]), row[3], float(row[4]))
 
     # ------------------------------------------------------------ per-sample progress
     def save_batch(self, run_id: int, stage: str, batch: int, payload: dict, seconds: float = 0.0) -> None:
@@ -154,13 +214,18 @@ class Store:
         return int(self.conn.execute("SELECT COUNT(*) FROM samples WHERE run_id = ?", (run_id,)).fetchone()[0])
 
     # ------------------------------------------------------------ queries
-    def list_runs(self, model: str | None = None, limit: int | None = None) -> list[dict]:
+    def list_runs(self, model: str | None = None, limit: int | None = None, *,
+                  spec_hash: str | None = None) -> list[dict]:
+        """Runs of any status, newest first; ``model`` matches the model name or its REF."""
         sql = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs"
-        args: list = []
+        where, args = [], []
         if model is not None:
-            sql += " WHERE model = ?"
-            args.append(model)
-        sql += " ORDER BY run_id DESC"
+            where.append("(model = ? OR model_ref = ?)")
+            args += [model, model]
+        if spec_hash is not None:
+            where.append("spec_hash = ?")
+            args.append(spec_hash)
+        sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY run_id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
@@ -169,6 +234,10 @@ class Store:
             r["robust_accuracy"] = {
                 name[len("robust_accuracy["):-1]: value for name, value in self.conn.execute(
                     "SELECT name, value FROM metrics WHERE run_id = ? AND name LIKE 'robust_accuracy[%'",
+                    (r["run_id"],))}
+            r["reference_protocol"] = {
+                name[len("reference_protocol["):-1]: bool(value) for name, value in self.conn.execute(
+                    "SELECT name, value FROM metrics WHERE run_id = ? AND name LIKE 'reference_protocol[%'",
                     (r["run_id"],))}
         return runs
 
@@ -218,6 +287,8 @@ def _metric_rows(result: dict) -> dict[str, tuple]:
         rows["clean_accuracy"] = (clean["accuracy"], *(clean.get("ci") or (None, None)))
     for threat, t in (result.get("threats") or {}).items():
         rows[f"robust_accuracy[{threat}]"] = (t.get("robust_accuracy"), *(t.get("ci") or (None, None)))
+        if isinstance(t.get("protocol"), dict):  # 1 = reference AutoAttack, 0 = not (reduced, custom, skipped)
+            rows[f"reference_protocol[{threat}]"] = (1.0 if t["protocol"].get("reference") else 0.0, None, None)
         for name, a in (t.get("attacks") or {}).items():
             rows[f"attack_accuracy[{threat}][{name}]"] = (a.get("robust_accuracy"), *(a.get("ci") or (None, None)))
     return rows
@@ -230,11 +301,13 @@ def _database_errors(fn):
         try:
             return fn(self, *args, **kwargs)
         except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError) and not ("malformed" in str(e) or "not a database" in str(e)):
+                raise StoreError(f"history database {self.path!r}: {e}") from None
             raise StoreError(f"history database {self.path!r} is corrupt or not an SQLite database ({e}); "
                              "restore it from a backup or pass another --db") from None
     return wrapper
 
 
 for _name, _fn in list(vars(Store).items()):
-    if callable(_fn) and not _name.startswith("__") and _name != "_write":
+    if inspect.isfunction(_fn) and not _name.startswith("__") and _name != "_write":
         setattr(Store, _name, _database_errors(_fn))

@@ -24,6 +24,7 @@ import math
 import os
 import pickle
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -246,7 +247,9 @@ def _save_checkpoint(run: _Run, path: Path, config: TrainConfig) -> None:
 
 def _load_checkpoint(run: _Run, path: Path, config: TrainConfig) -> None:
     try:
-        state = torch.load(path, map_location=run.model.device, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing; the error says it
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=run.model.device, weights_only=True)
     except pickle.UnpicklingError:
         raise ConfigError(f"cannot resume from {path}: loading it would run arbitrary code, so it was refused "
                           "(nothing in it was executed); it is not a checkpoint written by advkit train") from None
