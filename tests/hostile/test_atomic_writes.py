@@ -70,3 +70,12 @@ def test_no_direct_writes_in_the_library():
                 offenders.append(f"{f.relative_to(SRC)}: {line.strip()}")
     # the certify row journal appends and fsyncs rows on purpose (resumable); its final file is atomic
     assert offenders == ['cli/certify.py: self.fh = open(path, "a", newline="")']
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Not mkstemp's 0600: a result file is as readable as one written with open()."""
+    import os
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    atomic_write(tmp_path / "atomic", "x")
+    assert os.stat(tmp_path / "atomic").st_mode & 0o777 == os.stat(plain).st_mode & 0o777

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from ..errors import StoreError
 
 
 def case_names(items: list[dict]) -> list[str]:
