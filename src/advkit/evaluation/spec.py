@@ -181,7 +181,7 @@ def _threats(t: _Table) -> tuple[ThreatModel, ...]:
         try:
             out.append(ThreatModel.parse(text))
         except ConfigError as e:
-            raise ConfigError(f"threats[{i}] = {text!r}: {e}") from None
+            raise ConfigError(f"threats[{i}]: {e} (in {text!r})") from None
     return tuple(out)
 
 

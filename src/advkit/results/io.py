@@ -96,9 +96,9 @@ def load_run_dir(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
         result = json.loads(rj.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise StoreError(f"{rj}: not valid JSON ({e})") from None
-    check_result(result, str(rj))
-    if result.get("schema_version") != SCHEMA_VERSION:
+    if isinstance(result, dict) and result.get("schema_version") != SCHEMA_VERSION:
         raise StoreError(f"{rj}: expected schema_version {SCHEMA_VERSION}, got {result.get('schema_version')!r}")
+    check_result(result, str(rj))
     samples: dict[str, np.ndarray] = {}
     if (d / "samples.npz").exists():
         samples = load_samples(d / "samples.npz")
