@@ -30,11 +30,12 @@ def _add_run(store, result: dict) -> int:
 
 
 @pytest.fixture
-def db(tmp_path):
-    """Runs 1, 2 (same model and spec, robust 85% then 86%), 3 (robust 80%: a regression), 4 (another model)."""
+def db(history_db):
+    """Runs 1, 2 (same model and spec, robust 85% then 86%), 3 (robust 80%: a regression), 4 (another model);
+    in a SQLite file and in a PostgreSQL database (every test of this file runs on both back ends)."""
     from advkit.results.store import Store
 
-    path = tmp_path / "h.db"
+    path = history_db
     with Store(path) as s:
         for i, (name, robust, clean) in enumerate([("mnist5k-pgdat", 0.85, 0.985), ("mnist5k-pgdat", 0.86, 0.985),
                                                    ("mnist5k-pgdat", 0.80, 0.985), ("mnist5k-trades", 0.90, 0.99)]):

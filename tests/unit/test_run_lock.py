@@ -14,8 +14,9 @@ from advkit.results.locks import LockHolder, RunLock, is_stale, pid_alive
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store(tmp_path / "h.db") as st:
+def store(history_db):
+    """A store with run 1, on each back end (SQLite, PostgreSQL)."""
+    with Store(history_db) as st:
         run = st.begin_run(model="m", model_ref="zoo:m", model_hash="h", spec_hash="s", seed=0, spec={},
                            versions={}, git_commit=None)
         assert run == 1
@@ -30,7 +31,8 @@ def _dead_pid() -> int:
 
 def _plant(store, *, pid, host, age):
     with store._write() as c:
-        c.execute("INSERT OR REPLACE INTO run_locks (run_id, owner, pid, host, heartbeat) VALUES (1, 'other', ?, ?, ?)",
+        c.execute("DELETE FROM run_locks WHERE run_id = 1")
+        c.execute("INSERT INTO run_locks (run_id, owner, pid, host, heartbeat) VALUES (1, 'other', ?, ?, ?)",
                   (pid, host, time.time() - age))
 
 

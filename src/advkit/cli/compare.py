@@ -11,21 +11,22 @@ import click
 
 from ..atomic import atomic_write
 from ..errors import ConfigError, StoreError
-from .report import Loaded, db_option, esc_rows, load_target, open_store
+from ..results.backends import display
+from .report import Loaded, db_exists, db_option, esc_rows, load_target, open_store
 
 
 def _load(ref: str, db: str) -> Loaded:
     try:
         return load_target(ref, db)
     except StoreError as first:
-        if not Path(db).exists():
+        if not db_exists(db):
             raise
         with open_store(db) as store:
             for name in dict.fromkeys([ref, ref.split(":", 1)[-1]]):
                 result = store.latest(name)
                 if result is not None:
                     return Loaded(result, {}, result.get("run_id"), f"latest run of {name}")
-        raise StoreError(f"{first}; and no complete run of a model named {ref!r} in {db}") from None
+        raise StoreError(f"{first}; and no complete run of a model named {ref!r} in {display(db)}") from None
 
 
 def tradeoff_rows(loaded: list[Loaded], threat: str | None) -> tuple[str, list[dict]]:

@@ -15,7 +15,7 @@ import click
 
 from ..atomic import atomic_write
 from ..errors import ConfigError, EvaluationAborted, StoreError
-from .report import Loaded, db_option, load_target, open_store
+from .report import Loaded, db_exists, db_option, load_target, open_store
 
 
 def _spec_gates(result: dict) -> dict | None:
@@ -125,7 +125,7 @@ def find_baseline(loaded: Loaded, baseline: str, db: str) -> dict | None:
         return None
     if baseline != "latest":
         return load_target(baseline, db).result
-    if not Path(db).exists():
+    if not db_exists(db):
         return None
     r = loaded.result
     name = r.get("model_name") or r.get("model")

@@ -32,7 +32,7 @@ def list_runs(model: str | None, limit: int, as_json: bool, db: str) -> None:
     ts = _threat_columns(runs)
     rows = [[r["run_id"], str(r.get("created") or "")[:16].replace("T", " "), r.get("model"), str(r.get("model_hash") or "")[:8],
              r.get("status"), pct(r.get("clean_accuracy"))] + [_robust_cell(r, t) for t in ts] for r in runs]
-    console.print(table(f"runs in {db}", ["run", "created", "model", "hash", "status", "clean", *ts],
+    console.print(table(f"runs in {store.path}", ["run", "created", "model", "hash", "status", "clean", *ts],
                         esc_rows(rows)))
     if any(v is False for r in runs for v in (r.get("reference_protocol") or {}).values()):
         console.print("* not the reference AutoAttack protocol (reduced budget, custom or skipped): not comparable "

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import EvaluationAborted
 from ..model import resolve_classes
+from ..profiles import annotate as grade_result
 from ..progress import NULL, ProgressFn
 from . import aggregate, stages
 from .context import Context
@@ -68,6 +69,7 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
             result = _run_stages(ctx)
             result.update(meta, run_id=run_id, data=spec.data, split=spec.split, n=ctx.n, seed=spec.seed,
                           weights=spec.weights, spec=spec.to_dict(), resumed_batches=ctx.resumed_batches)
+            grade_result(result, spec.profile)
             result["gates"] = gates_section(spec, result, store, meta, run_id)
         except EvaluationAborted:
             if store is not None:
