@@ -240,6 +240,10 @@ class Store:
                 name[len("robust_accuracy["):-1]: value for name, value in self.conn.execute(
                     "SELECT name, value FROM metrics WHERE run_id = ? AND name LIKE 'robust_accuracy[%'",
                     (r["run_id"],))}
+            r["reference_protocol"] = {
+                name[len("reference_protocol["):-1]: bool(value) for name, value in self.conn.execute(
+                    "SELECT name, value FROM metrics WHERE run_id = ? AND name LIKE 'reference_protocol[%'",
+                    (r["run_id"],))}
         return runs
 
     def load_result(self, run_id: int) -> dict:
@@ -309,6 +313,8 @@ def _metric_rows(result: dict) -> dict[str, tuple]:
         rows["clean_accuracy"] = (clean["accuracy"], *(clean.get("ci") or (None, None)))
     for threat, t in (result.get("threats") or {}).items():
         rows[f"robust_accuracy[{threat}]"] = (t.get("robust_accuracy"), *(t.get("ci") or (None, None)))
+        if isinstance(t.get("protocol"), dict):  # 1 = reference AutoAttack, 0 = not (reduced, custom, skipped)
+            rows[f"reference_protocol[{threat}]"] = (1.0 if t["protocol"].get("reference") else 0.0, None, None)
         for name, a in (t.get("attacks") or {}).items():
             rows[f"attack_accuracy[{threat}][{name}]"] = (a.get("robust_accuracy"), *(a.get("ci") or (None, None)))
     return rows
