@@ -110,9 +110,38 @@ class Classifier(nn.Module):
 
     def infer_num_classes(self, x: torch.Tensor) -> int:
         if self.num_classes is None:
-            with self.inference(), torch.no_grad():
-                self.num_classes = int(self(x[:1].to(self.device, self.dtype)).shape[1])
+            self.num_classes = self.output_width(x)
         return self.num_classes
+
+    def output_width(self, x: torch.Tensor) -> int:
+        """The number of classes, read from the width of the logits on ``x[:2]``.
+
+        Raises :class:`ModelError` when the forward pass fails or does not return a float tensor of shape
+        (N, classes) with at least 2 classes, or when it contradicts a declared ``num_classes``.
+        """
+        if len(x) == 0:
+            raise InputError("expected at least one image to probe the model's outputs, got none")
+        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
+            raise InputError(f"the model takes images of shape {self.input_shape} (C, H, W), the data has "
+                             f"{tuple(x.shape[1:])}")
+        try:
+            with self.inference(), torch.no_grad():
+                out = self(x[:2].to(self.device, self.dtype))
+        except Exception as e:  # noqa: BLE001 - user code: report it as the model's fault, in one line
+            raise ModelError(f"the model's forward pass raised {type(e).__name__}: {' '.join(str(e).split())}") from e
+        if not isinstance(out, torch.Tensor):
+            raise ModelError(f"the model returned a {type(out).__name__}; expected a tensor of logits of shape "
+                             "(N, classes) (wrap the model so that forward returns only the logits)")
+        if out.dim() != 2 or len(out) != len(x[:2]):
+            raise ModelError(f"the model must return logits of shape (N, classes), got shape {tuple(out.shape)} "
+                             f"for {len(x[:2])} inputs")
+        width = int(out.shape[1])
+        if width < 2:
+            raise ModelError(f"the model returns {width} output per image; a classifier needs at least 2 logits "
+                             "(for a binary classifier return two logits, e.g. [-z, z])")
+        if self.num_classes is not None and int(self.num_classes) != width:
+            raise ModelError(f"the model declares num_classes={self.num_classes} but returns {width} outputs")
+        return width
 
     # ---------------------------------------------------------------- checks
     def check_inputs(self, x: torch.Tensor, y: torch.Tensor | None = None, *, targets: torch.Tensor | None = None) -> None:
@@ -149,6 +178,8 @@ class Classifier(nn.Module):
     def preflight(self, x: torch.Tensor, *, warn: bool = True) -> list[Finding]:
         """Pre-flight checks on a few inputs: train mode, probability outputs, randomness."""
         self.check_inputs(x)
+        if len(x) == 0:
+            raise InputError("expected at least one image for the pre-flight checks, got none")
         findings: list[Finding] = []
         mode_layers = [type(m).__name__ for m in self.net.modules() if isinstance(m, _MODE_LAYERS)]
         if self.net.training and mode_layers:
@@ -206,6 +237,24 @@ def _emit_warnings(findings: list[Finding]) -> None:
         cls = _WARNINGS.get(f.code)
         if cls is not None:
             warnings.warn(f.message, cls, stacklevel=3)
+
+
+def resolve_classes(clf: Classifier, x: torch.Tensor, y: torch.Tensor, names=()) -> tuple[int, tuple[str, ...]]:
+    """(number of classes, class names): the classes are the model's outputs, not the labels' values.
+
+    Sets ``clf.num_classes`` to the width of the model's logits and checks every label against it, so
+    that a label the model cannot predict is an :class:`InputError` (never a sample counted wrong), and
+    class-dependent attacks (APGD-T, FAB-T) see the model's real class count even when the data holds
+    only a few label values.  ``names`` (the data's class names) are cut or padded to that width.
+    """
+    width = clf.output_width(x)
+    clf.num_classes = width
+    if len(y) and int(y.max()) >= width:
+        i = int(y.argmax())
+        raise InputError(f"label {int(y[i])} (sample {i}) is outside the model's {width} outputs "
+                         f"(classes 0..{width - 1}); the data and the model do not match")
+    names = tuple(str(n) for n in names)[:width]
+    return width, names + tuple(str(i) for i in range(len(names), width))
 
 
 def as_classifier(model: nn.Module, **kwargs) -> Classifier:

@@ -12,11 +12,13 @@ import click
 import numpy as np
 import torch
 
+from ..atomic import atomic_path, check_writable
 from ..errors import ConfigError
+from ..model import resolve_classes
 from ..progress import NULL, rescaled
 from ..threat import ThreatModel, check_budget
 from . import render
-from .options import parse_key_values
+from .options import SEED, parse_key_values
 
 
 
@@ -75,7 +77,7 @@ def summarize(out: dict, y: torch.Tensor, clean_pred: torch.Tensor, targets) -> 
 @click.option("--targeted", is_flag=True, help="Random target != y per sample (drawn from --seed).")
 @click.option("--n", "n", type=click.IntRange(min=1), default=None, help="Use the first N samples.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Override an attack parameter (repeatable).")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write per-sample arrays to F.npz.")
 @click.option("--force-eps", is_flag=True, help="Accept an L∞ ε as large as the input range.")
@@ -88,13 +90,19 @@ def attack(name, model_ref, weights, data_ref, split, threat_text, profile, targ
     from ..sources.models import load_model
 
     threat = resolve_threat(threat_text, profile, model_ref, data_ref)
+    overrides = parse_key_values(params, "--param")
+    registry.get(name)  # an unknown name fails before any loading
+    if save_path:
+        check_writable(save_path)  # fail before the attack, not after it
     ds = load_data(data_ref, split).subset(n)
     clf = load_model(model_ref, weights=weights)
     check_budget(threat, clf.bounds, force=force_eps)
     x, y = ds.x, ds.y
-    atk = registry.build(name, threat, num_classes=ds.num_classes, **parse_key_values(params, "--param"))
+    num_classes, _ = resolve_classes(clf, x, y, ds.classes)
+    clf.check_inputs(x, y)
+    atk = registry.build(name, threat, num_classes=num_classes, **overrides)
     gen = torch.Generator().manual_seed(seed)
-    targets = random_targets(y, ds.num_classes, gen) if targeted else None
+    targets = random_targets(y, num_classes, gen) if targeted else None
     clean_pred = clf.predict(x, batch_size=batch_size)
     with render.progress_bar(enabled=not as_json) as progress:
         out = run_attack(atk, clf, x, y, targets=targets, generator=gen, batch_size=batch_size, progress=progress)
@@ -128,7 +136,8 @@ def _save(path: str, out: dict, y: torch.Tensor, targets) -> None:
               "predictions": out["predictions"].cpu().numpy()}
     if targets is not None:
         arrays["targets"] = targets.cpu().numpy()
-    np.savez_compressed(path, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
 
 
 def _render(s: dict, as_json: bool) -> None:

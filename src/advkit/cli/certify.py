@@ -9,6 +9,7 @@ writes the merged files.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -17,7 +18,10 @@ import numpy as np
 import torch
 
 from .. import distributed as dist
+from ..atomic import atomic_path, atomic_write, check_writable
 from ..errors import ConfigError
+from ..model import resolve_classes
+from .options import SEED, check_device
 from ..smoothing.stage import DEFAULT_RADII, FIELDS, certify_records, summarize
 
 HEADER = ",".join(FIELDS)
@@ -90,14 +94,8 @@ class RowWriter:
 
 def write_rows(path: Path, rows: list[dict]) -> None:
     """Atomically replace ``path`` with ``rows`` sorted by index."""
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as fh:
-        fh.write(HEADER + "\n")
-        for rec in sorted(rows, key=lambda r: r["index"]):
-            fh.write(_format(rec) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    lines = [HEADER] + [_format(rec) for rec in sorted(rows, key=lambda r: r["index"])]
+    atomic_write(path, "\n".join(lines) + "\n")
 
 
 def _prior_rows(out: Path) -> dict[int, dict]:
@@ -125,8 +123,18 @@ def _check_config(out: Path, config: dict) -> None:
             raise ConfigError(f"{out} holds a run with different settings (saved vs now: {diff}); "
                               "use another --out directory")
     elif dist.is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(config, indent=2))
+        atomic_write(path, json.dumps(config, indent=2))
+
+
+def _check_options(*, sigma, n0, n, alpha, skip, n_images, batch_size) -> None:
+    for flag, value in (("--n", n), ("--n0", n0), ("--skip", skip), ("--batch-size", batch_size),
+                        ("--n-images", 1 if n_images is None else n_images)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ConfigError(f"--sigma must be a noise level > 0 in pixel units, got {sigma}")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"--alpha must lie in (0, 1), got {alpha}")
 
 
 # ------------------------------------------------------------------ outputs
@@ -135,7 +143,7 @@ def plot(summary: dict, path: Path) -> None:
     from ..report.plots import certified_curve
     png = certified_curve({"certify": summary})
     if png:
-        path.write_bytes(png)
+        atomic_write(path, png)
 
 
 def _render(summary: dict, out: Path, as_json: bool) -> None:
@@ -186,7 +194,7 @@ def _load(model_ref: str, weights, trust_pickle: bool, data_ref: str, split: str
 @click.option("--sequential", is_flag=True, help="Stop sampling once every radius is decided (same α).")
 @click.option("--n-images", type=int, default=None, help="Certify only the first N images.")
 @click.option("--skip", type=int, default=1, show_default=True, help="Use every SKIP-th image (Cohen et al. used 20).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Noisy inputs per forward pass.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the model's).")
@@ -196,8 +204,9 @@ def certify(model_ref, weights, trust_pickle, data_ref, split, sigma, n0, n, alp
             out, batch_size, device, no_progress, as_json):
     """Certify L2 robustness by randomized smoothing (Cohen et al. 2019); resumable."""
     radii = parse_radii(radii)
-    if skip < 1 or (n_images is not None and n_images < 1):
-        raise ConfigError(f"--skip and --n-images must be >= 1, got {skip} and {n_images}")
+    _check_options(sigma=sigma, n0=n0, n=n, alpha=alpha, skip=skip, n_images=n_images, batch_size=batch_size)
+    check_device(device)
+    check_writable(out / "certify.json")  # fail before hours of sampling, not after
     dist.init_from_env()
     mode = "sequential" if sequential else "fixed"
     config = {"model": model_ref, "data": data_ref, "split": split, "sigma": sigma, "n0": n0, "n": n,
@@ -205,6 +214,9 @@ def certify(model_ref, weights, trust_pickle, data_ref, split, sigma, n0, n, alp
     clf, data = _load(model_ref, weights, trust_pickle, data_ref, split,
                       device or (str(dist.local_device()) if dist.is_distributed() else None))
     indices = np.arange(0, len(data), skip)[:n_images]
+    # the classes are the model's outputs; a label outside them is refused, never counted as wrong
+    num_classes, _ = resolve_classes(clf, data.x[indices].to(clf.device), data.y[indices])
+    clf.check_inputs(data.x[indices], data.y[indices])
     config.update(_identity(clf, data))
     _check_config(out, config)
     dist.barrier()
@@ -218,7 +230,7 @@ def certify(model_ref, weights, trust_pickle, data_ref, split, sigma, n0, n, alp
         with progress_bar(not no_progress and dist.is_main()) as bar:
             new = certify_records(clf, data.x[todo], data.y[todo], todo.tolist(), sigma=sigma, n0=n0, n=n,
                                   alpha=alpha, radii=radii, batch_size=batch_size, seed=seed, mode=mode,
-                                  num_classes=data.num_classes, progress=bar, on_record=writer)
+                                  num_classes=num_classes, progress=bar, on_record=writer)
     finally:
         writer.close()
     dist.barrier()
@@ -245,6 +257,6 @@ def _finish(out: Path, prior: dict, gathered: dict, indices, config: dict, radii
     summary = summarize(recs, radii=radii, sigma=config["sigma"], n0=config["n0"], n=config["n"],
                         alpha=config["alpha"], mode=config["mode"])
     body = {**config, **{k: v for k, v in summary.items() if k != "records"}}
-    (out / "certify.json").write_text(json.dumps(body, indent=2))
+    atomic_write(out / "certify.json", json.dumps(body, indent=2))
     plot(summary, out / "certified_accuracy.png")
     _render(summary, out, as_json)

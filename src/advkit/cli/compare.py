@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ..atomic import atomic_write
 from ..errors import ConfigError, StoreError
 from ..results.backends import display
 from .report import Loaded, db_exists, db_option, esc_rows, load_target, open_store
@@ -83,8 +84,5 @@ def compare(targets: tuple[str, ...], threat: str | None, plot: str | None, as_j
                                                              "robust 95% CI", "gap"], esc_rows(body)))
     if plot:
         png = tradeoff_scatter([(r["label"], r["clean"], r["robust"], r["n"]) for r in rows], threat=threat)
-        try:
-            Path(plot).write_bytes(png or b"")
-        except OSError as e:
-            raise StoreError(f"cannot write {plot!r}: {e.strerror}") from None
+        atomic_write(plot, png or b"")
         err_console.print(f"wrote {plot}")

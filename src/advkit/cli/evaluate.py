@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from ..atomic import atomic_write, check_writable
 from . import render
 
 
@@ -63,6 +64,9 @@ def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, profile,
     if note and not as_json:
         render.err_console.print(f"[dim]{note}[/dim]")
     out_dir = Path(spec.output or default_output(spec.model))
+    check_writable(out_dir / "result.json")  # fail before the evaluation, not after it
+    if junit_file:
+        check_writable(junit_file)
     store = Store(spec.db) if spec.db else None
     started = time.perf_counter()
     try:
@@ -96,7 +100,7 @@ def _write_reports(out_dir: Path, result: dict, samples: dict) -> None:
         from ..report.markdown import render_markdown
     except ImportError:
         render_markdown = _fallback_markdown
-    for name, write in (("report.md", lambda: (out_dir / "report.md").write_text(render_markdown(result))),
+    for name, write in (("report.md", lambda: atomic_write(out_dir / "report.md", render_markdown(result))),
                         ("report.html", lambda: _write_html(out_dir, result, samples))):
         try:
             write()

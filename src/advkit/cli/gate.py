@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from ..atomic import atomic_write
 from ..errors import ConfigError, EvaluationAborted, StoreError
 from .report import Loaded, db_exists, db_option, load_target, open_store
 
@@ -197,10 +198,7 @@ def gate(target, require, max_drop, clean_floor, per_class_min, allow_upper_boun
         err_console.print("[yellow]note:[/yellow] no baseline run to compare with; regression gates skipped")
     report = check_gates(loaded.result, gates, base, allow_upper_bound=allow_upper_bound or spec_allow, warn=False)
     if junit:
-        try:
-            Path(junit).write_text(gates_to_junit(report, run=_label(loaded.result)), encoding="utf-8")
-        except OSError as e:
-            raise StoreError(f"cannot write {junit!r}: {e.strerror}") from None
+        atomic_write(junit, gates_to_junit(report, run=_label(loaded.result)))
     if as_json:
         print_json({**report.to_dict(), "run": loaded.run_id, "source": loaded.source,
                     "baseline_run": (base or {}).get("run_id"), "not_comparable": flagged})

@@ -12,11 +12,12 @@ from . import render
 @click.option("--weights", default=None, help="Weights file for a factory REF (safetensors or torch.load-able).")
 @click.option("--trust-pickle", is_flag=True, help="Allow checkpoints that need arbitrary code to load (unsafe).")
 @click.option("--data", "data_ref", default=None, help="Data REF (default: the built-in data).")
-@click.option("--n", default=256, show_default=True, help="Number of test samples to check.")
+@click.option("--n", type=click.IntRange(min=1), default=256, show_default=True, help="Number of test samples to check.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def inspect(model_ref, weights, trust_pickle, data_ref, n, as_json):
     """Run the pre-flight model checks: input range, train mode, probability outputs, randomness."""
     from .. import zoo
+    from ..model import resolve_classes
     from ..sources.data import load_data
     from ..sources.models import load_model, model_hash
 
@@ -25,8 +26,7 @@ def inspect(model_ref, weights, trust_pickle, data_ref, n, as_json):
     own = zoo.entry(ref[4:]) if ref.startswith("zoo:") and data_ref is None else None
     data = load_data(data_ref or (own.data if own else zoo.DEFAULT_DATA), split="test")
     x, y = data.x[:n], data.y[:n]
-    if clf.num_classes is None:
-        clf.num_classes = data.num_classes
+    resolve_classes(clf, x, y, data.classes)
     findings = clf.preflight(x, warn=False)
     acc = float((clf.predict(x) == y).float().mean())
     info = {"model": clf.name, "model_hash": model_hash(clf), "data": data.name, "n": len(x),

@@ -1,7 +1,15 @@
 """The ``advkit`` command: a click group; each command lives in its own module.
 
-Exit codes: 0 ok · 1 a gate or comparison failed · 2 usage/config error · 3 evaluation aborted ·
-5 training stopped at chance level (no model written).
+Exit codes (one meaning each, README "Exit codes"):
+
+- 0 ok
+- 1 a gate or comparison failed (and nothing else)
+- 2 usage, configuration or input error (bad option, data, model, weights, unwritable output, ...)
+- 3 evaluation aborted (a pre-flight check found an error)
+- 4 internal error: an exception advkit did not expect ("advkit bug: please report"); the traceback is
+  printed only with ``-v``
+- 5 training stopped at chance level (``advkit train``)
+- 130 interrupted (Ctrl-C)
 """
 from __future__ import annotations
 
@@ -11,11 +19,12 @@ import sys
 
 import click
 
-from ..errors import (AdvkitError, ConfigError, DataError, EvaluationAborted, InputError, ModelError,
+from ..errors import (AdvkitError, AttackBug, ConfigError, DataError, EvaluationAborted, InputError, ModelError,
                       TrainingStalled)
 
-EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 3
-EXIT_STALLED = 5
+EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_ABORTED, EXIT_INTERNAL, EXIT_CHANCE = 0, 1, 2, 3, 4, 5
+EXIT_STALLED = EXIT_CHANCE  # training stopped at chance level
+EXIT_INTERRUPTED = 130
 
 # (module, attribute) of each command, in the order `advkit --help` lists them.
 COMMANDS = [
@@ -27,7 +36,7 @@ COMMANDS = [
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="advkit")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug); show the traceback of an internal error (exit code 4).")
 def cli(verbose: int) -> None:
     """advkit: how robust is this image classifier, really, and how do I make it more robust?"""
     level = logging.WARNING - 10 * min(verbose, 2)
@@ -44,9 +53,40 @@ for _mod, _attr in COMMANDS:
     cli.add_command(getattr(_m, _attr))
 
 
-def main(argv=None) -> int:
-    """Entry point: maps advkit errors to exit codes and one-line messages."""
+def _verbose(argv) -> bool:
+    """``-v``/``--verbose`` before the command name (the group's option), or anywhere as a plain flag."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return any(a in ("--verbose",) or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in args)
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
+
+
+def _say(kind: str, e: BaseException) -> None:
+    from rich.markup import escape
+
     from .render import err_console
+    err_console.print(f"[red]{kind}:[/red] {escape(_one_line(e))}", soft_wrap=True, highlight=False)
+
+
+def _internal_error(e: BaseException, argv) -> int:
+    import traceback
+
+    from rich.markup import escape
+
+    from .render import err_console
+    if _verbose(argv):
+        sys.stderr.write("".join(traceback.format_exception(type(e), e, e.__traceback__)))
+    hint = "" if _verbose(argv) else " (rerun with -v for the traceback)"
+    err_console.print(f"[red]advkit bug: please report[/red] it with the command line and `advkit --version`: "
+                      f"{escape(type(e).__name__)}: {escape(_one_line(e))}{hint}", soft_wrap=True, highlight=False)
+    return EXIT_INTERNAL
+
+
+def main(argv=None) -> int:
+    """Entry point: maps advkit errors to exit codes and one-line messages (module docstring)."""
     try:
         # In non-standalone mode click returns the code of ``ctx.exit(code)`` instead of raising it.
         rv = cli.main(args=argv, prog_name="advkit", standalone_mode=False)
@@ -55,23 +95,34 @@ def main(argv=None) -> int:
     except click.ClickException as e:
         e.show()
         return EXIT_USAGE
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        return EXIT_ABORTED
+    except click.exceptions.Abort as e:
+        if isinstance(e.__cause__, KeyboardInterrupt) or e.__cause__ is None:
+            from .render import err_console
+            err_console.print("interrupted")
+            return EXIT_INTERRUPTED
+        return _internal_error(e.__cause__, argv)  # click turns a stray EOFError into Abort
+    except KeyboardInterrupt:
+        from .render import err_console
+        err_console.print("interrupted")
+        return EXIT_INTERRUPTED
     except EvaluationAborted as e:
-        err_console.print(f"[red]evaluation aborted:[/red] {e}")
+        _say("evaluation aborted", e)
         return EXIT_ABORTED
     except TrainingStalled as e:
-        err_console.print(f"[red]error:[/red] {e}")
+        _say("error", e)
         return EXIT_STALLED
     except (ConfigError, InputError, DataError, ModelError) as e:
-        err_console.print(f"[red]error:[/red] {e}")
+        _say("error", e)
         return EXIT_USAGE
+    except AttackBug as e:
+        return _internal_error(e, argv)
     except AdvkitError as e:
-        err_console.print(f"[red]error:[/red] {e}")
+        _say("error", e)
         return EXIT_USAGE
     except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 1
+        return e.code if isinstance(e.code, int) else EXIT_INTERNAL
+    except Exception as e:  # noqa: BLE001 - anything else is a bug in advkit, never a gate failure
+        return _internal_error(e, argv)
     return rv if isinstance(rv, int) and not isinstance(rv, bool) else EXIT_OK
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import click
+
 from ..errors import ConfigError
 
 
@@ -18,3 +20,44 @@ def parse_key_values(items, option: str) -> dict:
         except json.JSONDecodeError:
             out[key.strip()] = value
     return out
+
+
+class SeedType(click.ParamType):
+    """``--seed``: an integer in [0, 2^63 − 1] (:data:`advkit.seeds.MAX_SEED`), with a one-line error."""
+
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        from ..seeds import MAX_SEED
+        if isinstance(value, int) and not isinstance(value, bool):
+            seed = value
+        else:
+            try:
+                seed = int(str(value).strip())
+            except ValueError:
+                seed = None
+        if seed is None or not 0 <= seed <= MAX_SEED:
+            self.fail(f"expected an integer in [0, 2^63 - 1], got {value!r}", param, ctx)
+        return seed
+
+
+SEED = SeedType()
+
+
+def check_device(text: str | None, option: str = "--device"):
+    """``text`` as a ``torch.device`` that exists on this machine (None stays None), else a ConfigError."""
+    if text is None:
+        return None
+    import torch
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"{option}: expected cpu, cuda or cuda:N, got {text!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{option} {text}: CUDA is not available on this machine; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"{option} {text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu" and dev.type != "mps":
+        raise ConfigError(f"{option}: expected cpu, cuda or cuda:N, got {text!r}")
+    return dev

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from ..atomic import atomic_write
 from ..errors import StoreError
 
 DEFAULT_DB = "advkit.db"
@@ -47,26 +48,26 @@ def open_store(db: str):
 
 
 def _load_path(path: Path) -> Loaded:
-    from ..results.io import load_run_dir
+    from ..results.io import check_result, load_run_dir
 
     if path.is_file() and path.name != "result.json":
         try:
             result = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise StoreError(f"expected a result.json file, got {str(path)!r} ({e})") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise StoreError(f"{path}: not valid JSON ({e}); expected a result.json file") from None
+        check_result(result, str(path))
         return Loaded(result, _samples_near(path.parent), result.get("run_id"), str(path))
     result, samples = load_run_dir(path)
     return Loaded(result, samples, result.get("run_id"), str(path))
 
 
 def _samples_near(directory: Path | None) -> dict:
-    import numpy as np
+    from ..results.io import load_samples
 
     f = directory / "samples.npz" if directory else None
     if f is None or not f.is_file():
         return {}
-    with np.load(f, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    return load_samples(f)
 
 
 def load_target(ref: str, db: str, *, store=None) -> Loaded:
@@ -77,8 +78,10 @@ def load_target(ref: str, db: str, *, store=None) -> Loaded:
     if store is None:
         with open_store(db) as own:
             return load_target(ref, db, store=own)
+    from ..results.io import check_result
+
     run_id = store.resolve(ref)
-    result = store.load_result(run_id)
+    result = check_result(store.load_result(run_id), f"run {run_id} in {db}")
     result.setdefault("run_id", run_id)
     spec = result.get("spec") if isinstance(result.get("spec"), dict) else {}
     out = result.get("output") or spec.get("output")
@@ -96,10 +99,7 @@ def write_text(text: str, out: str | None) -> None:
     if out is None:
         sys.stdout.write(text)
         return
-    try:
-        Path(out).write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise StoreError(f"cannot write {out!r}: {e.strerror}") from None
+    atomic_write(out, text)
 
 
 @click.command("report")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import click
 
+from ..atomic import check_writable
 from ..errors import ConfigError
 from . import render
-from .options import parse_key_values
+from .options import check_device, parse_key_values
 
 _OVERRIDES = [
     ("--arch", str, "Architecture (smallcnn, lenet, preact-resnet18, wrn-28-10)."),
@@ -95,6 +96,9 @@ def train(config_file, arch_kwarg, out, checkpoint_dir, resume, name, descriptio
         raise ConfigError(f"--out must name a .safetensors file, got {out!r}")
     if resume and checkpoint_dir is None:
         raise ConfigError("--resume needs --checkpoint-dir (where the run was checkpointed)")
+    check_device(device)
+    if out is not None:
+        check_writable(out)  # before training, not after it
     distributed.init_from_env()
     quiet = as_json or not distributed.is_main()
     if note and distributed.is_main():

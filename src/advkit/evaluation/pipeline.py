@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import EvaluationAborted, RunLockedError
+from ..model import resolve_classes
 from ..profiles import annotate as grade_result
 from ..progress import NULL, ProgressFn
 from ..results.locks import RunLock, is_stale, locked_message
@@ -58,6 +59,7 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
     for threat in spec.threats:
         check_budget(threat, clf.bounds, force=spec.force_eps)
     ds = ds.subset(spec.n) if hasattr(ds, "subset") else ds
+    num_classes, classes = resolve_classes(clf, ds.x, ds.y, getattr(ds, "classes", ()))
     meta = {"model": spec.model if model is None else getattr(clf, "name", spec.model),
             "model_hash": model_digest(clf), "data_hash": data_digest(ds.x, ds.y), "code_version": code_version(),
             "spec_hash": spec.spec_hash()}
@@ -65,8 +67,7 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
     with RunLock(store, run_id) if store is not None else contextlib.nullcontext():
         if store is not None:
             store.set_status(run_id, "running")
-        ctx = Context(spec, clf, ds.x, ds.y, np.arange(len(ds.y)), ds.num_classes, tuple(ds.classes), progress,
-                      store, run_id)
+        ctx = Context(spec, clf, ds.x, ds.y, np.arange(len(ds.y)), num_classes, classes, progress, store, run_id)
         try:
             result = _run_stages(ctx)
             result.update(meta, run_id=run_id, data=spec.data, split=spec.split, n=ctx.n, seed=spec.seed,

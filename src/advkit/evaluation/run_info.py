@@ -23,7 +23,11 @@ log = logging.getLogger(__name__)
 
 
 def load_inputs(spec: EvaluationSpec, model=None, data=None):
-    """(Classifier, Dataset) from the spec's REFs unless given directly."""
+    """(Classifier, Dataset) from the spec's REFs unless given directly.
+
+    The number of classes is not taken from the data: the pipeline reads it from the model's output
+    width (:func:`advkit.model.resolve_classes`) and checks the labels against it.
+    """
     from ..model import as_classifier
     from ..sources import load_data, load_model
     clf = as_classifier(model) if model is not None else load_model(spec.model, weights=spec.weights,
@@ -31,8 +35,6 @@ def load_inputs(spec: EvaluationSpec, model=None, data=None):
     ds = data if data is not None else load_data(spec.data, spec.split)
     if isinstance(ds, tuple):
         ds = _TensorData(*ds)
-    if clf.num_classes is None:
-        clf.num_classes = ds.num_classes
     return clf, ds
 
 
@@ -41,7 +43,7 @@ class _TensorData:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, num_classes: int | None = None):
         self.x, self.y = x, y
-        self.num_classes = int(num_classes or int(y.max()) + 1)
+        self.num_classes = int(num_classes or (int(y.max()) + 1 if len(y) else 0))
         self.classes = tuple(str(i) for i in range(self.num_classes))
 
     def subset(self, n: int | None) -> "_TensorData":

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..seeds import MAX_SEED
 from ..profiles.profile import NONE as NO_PROFILE
 from ..profiles.profile import Profile, default_profile, load_profile
 from ..threat import ThreatModel
@@ -217,7 +218,7 @@ def _threats(t: _Table, profile: Profile | None) -> tuple[ThreatModel, ...]:
         try:
             out.append(profile.resolve_threat(text) if profile else ThreatModel.parse(text))
         except ConfigError as e:
-            raise ConfigError(f"threats[{i}]: {e}") from None
+            raise ConfigError(f"threats[{i}]: {e} (in {text!r})") from None
     return tuple(out)
 
 
@@ -243,7 +244,17 @@ def _stages(t: _Table) -> StagesSpec:
     for sub in (f, p, a, c, pc, ch):
         sub.finish()
     t.finish()
+    _check_curve_attacks(c, stages.curve.attacks)
     return stages
+
+
+def _check_curve_attacks(t: _Table, names: tuple[str, ...]) -> None:
+    """A misspelt curve attack is a config error here, never silently another attack later."""
+    from ..attacks.registry import REGISTRY
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise ConfigError(f"{t.key('attacks')}: unknown attack(s) {unknown}; expected names from "
+                          f"`advkit list attacks` ({', '.join(REGISTRY)})")
 
 
 def _check_value(t: _Table, name: str, default):
@@ -290,7 +301,7 @@ def spec_from_dict(data: dict) -> EvaluationSpec:
         model=model, weights=t.str("weights", None),
         trust_pickle=t.bool("trust_pickle", False), force_eps=t.bool("force_eps", False), data=data_ref,
         split=t.str("split", "test"),
-        n=t.int("n", 1000, 1), seed=t.int("seed", 0, 0), batch_size=t.int("batch_size", 250, 1),
+        n=t.int("n", 1000, 1), seed=t.int("seed", 0, 0, MAX_SEED), batch_size=t.int("batch_size", 250, 1),
         threats=_threats(t, profile), stages=_stages(t.sub("stages")), gates=_gates(t.sub("gates")),
         certify=_certify(t.sub("certify")) if "certify" in data else None,
         output=t.str("output", None), db=t.str("db", "advkit.db"),

@@ -26,8 +26,9 @@ class _Table:
             raise ConfigError(f"{self.key(k)}: expected {expected}, got {_show(v)}")
         return value
 
-    def int(self, k, default, lo=0):
-        return self.get(k, default, lambda v: (_is_int(v) and v >= lo, v), f"an integer >= {lo}")
+    def int(self, k, default, lo=0, hi=None):
+        exp = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {'2^63 - 1' if hi == 2**63 - 1 else hi}]"
+        return self.get(k, default, lambda v: (_is_int(v) and v >= lo and (hi is None or v <= hi), v), exp)
 
     def opt_int(self, k, default, lo=0):
         return self.get(k, default, lambda v: (_is_int(v) and v >= lo, v), f"an integer >= {lo}")

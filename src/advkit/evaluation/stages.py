@@ -129,7 +129,9 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
     if version != "off" and not skip:
         info["version"] = version
         info["protocol"] = protocol_info(ctx, threat, version, None)
-        for name, attack in autoattack_components(ctx, threat, version):
+        components = autoattack_components(ctx, threat, version)
+        _report_dropped(ctx, threat, version, [name for name, _ in components], info)
+        for name, attack in components:
             attack_stage(ctx, threat, name, attack, robust_so_far(ctx, threat, ran))
             ran.append(name)
             info["autoattack"].append(name)
@@ -153,6 +155,26 @@ def _aa_version(ctx: Context) -> str:
     if v == "auto":
         return "rand" if ctx.randomized else "standard"
     return v
+
+
+def _report_dropped(ctx: Context, threat: ThreatModel, version: str, names: list[str], info: dict) -> None:
+    """A protocol member that cannot run for the model's class count (APGD-T's targeted DLR loss needs
+    more classes than a 2-class model has) is never dropped silently: a warning finding, and the headline
+    becomes an upper bound that is not the reference protocol.  The class count is the model's output
+    width (:func:`advkit.model.resolve_classes`), never the number of label values seen."""
+    planned = [name for name, _ in presets.protocol(version, threat.norm).members]
+    off = {"square"} if ctx.spec.stages.autoattack.square_queries == 0 else set()
+    missing = [name for name in planned if name not in names and name not in off]
+    if not missing:
+        return
+    info["upper_bound"] = True
+    reasons = [f"{name} not run: the model has {ctx.num_classes} classes" for name in missing]
+    proto = info.get("protocol") or {}
+    info["protocol"] = {**proto, "reference": False, "reasons": [*proto.get("reasons", []), *reasons]}
+    ctx.findings.append(Finding("attack-unavailable", "warning",
+                                f"{threat}: AutoAttack component(s) {', '.join(missing)} did not run: their loss needs "
+                                f"more classes than the model's {ctx.num_classes} outputs; the robust accuracy is "
+                                "an upper bound"))
 
 
 def autoattack_components(ctx: Context, threat: ThreatModel, version: str) -> list[tuple[str, object]]:
@@ -213,9 +235,7 @@ def _curve_attack(ctx: Context, name: str, threat: ThreatModel):
     try:
         return registry.build(name, threat, **kw)
     except ConfigError as e:
-        ctx.findings.append(Finding("attack-unavailable", "info", f"curve attack {name} unavailable ({e}); "
-                                                                  f"using PGD-{steps} instead"))
-        return PGD(threat, steps=steps)
+        raise ConfigError(f"stages.curve.attacks: {e}") from None
 
 
 def unbounded(ctx: Context, threat: ThreatModel) -> list[Finding]:

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
+from ..atomic import atomic_write
 from ..profiles.grading import grade_label, grade_lines
 from . import (NOT_CERTIFIABLE, accuracy_ci, attack_table, certified, certify_ceiling, class_names,
                clean_accuracy, data_name, findings, model_name, per_class, threats)
@@ -287,7 +288,7 @@ def render_html(result: dict, samples: dict | None = None, path: str | Path | No
     body = [_summary(result), *_figures(result, samples), _findings(result), _gates(result), _config(result)]
     page = _page(f"advkit report: {model_name(result)}", _header(result), body)
     if path is not None:
-        Path(path).write_text(page, encoding="utf-8")
+        atomic_write(path, page)
     return page
 
 
@@ -321,5 +322,5 @@ def render_dashboard(store, path: str | Path | None = None, *, model: str | None
             f"<section id=\"runs\"><h2>Runs</h2>{_dashboard_table(runs)}</section>"]
     page = _page("advkit dashboard", header, body)
     if path is not None:
-        Path(path).write_text(page, encoding="utf-8")
+        atomic_write(path, page)
     return page

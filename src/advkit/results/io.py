@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path, atomic_write
 from ..errors import StoreError
 
 SCHEMA_VERSION = 1
@@ -53,21 +53,14 @@ def dumps(result: dict) -> str:
     return json.dumps(jsonable(result), indent=2, sort_keys=False, allow_nan=False)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_run_dir(directory: str | Path, result: dict, samples: dict) -> Path:
     """Write ``result.json`` and ``samples.npz`` into ``directory`` (created if needed)."""
     d = Path(directory)
     try:
         d.mkdir(parents=True, exist_ok=True)
-        _atomic_write(d / "result.json", dumps(result).encode())
-        tmp = d / "samples.tmp.npz"
-        np.savez_compressed(tmp, **{k: _array(v) for k, v in samples.items()})
-        os.replace(tmp, d / "samples.npz")
+        atomic_write(d / "result.json", dumps(result))
+        with atomic_path(d / "samples.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **{k: _array(v) for k, v in samples.items()})
     except OSError as e:
         raise StoreError(f"cannot write results to {str(d)!r}: {e.strerror}") from None
     return d
@@ -76,6 +69,19 @@ def write_run_dir(directory: str | Path, result: dict, samples: dict) -> Path:
 def _array(v) -> np.ndarray:
     a = np.asarray(v)
     return a.astype(str) if a.dtype == object else a
+
+
+def check_result(result, source: str) -> dict:
+    """``result`` if it looks like an advkit result (a JSON object with ``clean`` and ``threats``), else a
+    StoreError naming ``source`` and what it holds instead."""
+    if not isinstance(result, dict):
+        kind = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(result), "null")
+        raise StoreError(f"{source}: expected a result.json JSON object, got a JSON {kind}")
+    missing = [k for k in ("clean", "threats") if not isinstance(result.get(k), dict)]
+    if missing:
+        raise StoreError(f"{source}: not an advkit evaluation result: {' and '.join(repr(k) for k in missing)} "
+                         f"missing or not an object")
+    return result
 
 
 def load_run_dir(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -88,12 +94,21 @@ def load_run_dir(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
         raise StoreError(f"expected a run directory with result.json, got {str(d)!r} (no result.json there)")
     try:
         result = json.loads(rj.read_text())
-    except json.JSONDecodeError as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise StoreError(f"{rj}: not valid JSON ({e})") from None
-    if result.get("schema_version") != SCHEMA_VERSION:
+    if isinstance(result, dict) and result.get("schema_version") != SCHEMA_VERSION:
         raise StoreError(f"{rj}: expected schema_version {SCHEMA_VERSION}, got {result.get('schema_version')!r}")
+    check_result(result, str(rj))
     samples: dict[str, np.ndarray] = {}
     if (d / "samples.npz").exists():
-        with np.load(d / "samples.npz", allow_pickle=False) as z:
-            samples = {k: z[k] for k in z.files}
+        samples = load_samples(d / "samples.npz")
     return result, samples
+
+
+def load_samples(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a ``samples.npz``; a StoreError for a damaged file."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:  # noqa: BLE001 - zipfile/zlib/numpy errors of a damaged file
+        raise StoreError(f"{path}: cannot read the per-sample arrays ({type(e).__name__}: {e})") from None

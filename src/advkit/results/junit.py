@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from ..errors import StoreError
 
 
 def case_names(items: list[dict]) -> list[str]:
@@ -47,8 +46,5 @@ def gates_junit(gates: dict, *, suite: str = "advkit.gates", run: str | None = N
 
 
 def write_junit(path: str | Path, gates: dict, **kw) -> None:
-    try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(gates_junit(gates, **kw))
-    except OSError as e:
-        raise StoreError(f"cannot write JUnit XML to {str(path)!r}: {e.strerror}") from None
+    from ..atomic import atomic_write
+    atomic_write(path, gates_junit(gates, **kw))

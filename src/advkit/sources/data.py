@@ -178,4 +178,6 @@ def load_data(ref: str, split: str = "test", *, download: bool = False) -> Datas
     if kind not in sources:
         raise ConfigError(f"unknown data REF {ref!r}; expected one of: {', '.join(sources)}")
     ds = sources[kind][0](arg or None, split, download)
+    if len(ds) == 0:
+        raise DataError(f"data {ref!r} ({split} split) holds no images; expected at least one image and label")
     return Dataset(ds.x, ds.y, ds.num_classes, ref, ds.classes, split)

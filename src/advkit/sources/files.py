@@ -97,7 +97,19 @@ def load_imagefolder(directory: str | None, split: str):
 
 
 # ------------------------------------------------------------------ npz arrays
+_ZIP_MAGIC, _NPY_MAGIC = b"PK", b"\x93NUMPY"
+
+
 def _npz_arrays(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    head = _head(path)
+    if not head:
+        raise DataError(f"{path}: the file is empty (0 bytes); expected an .npz archive with arrays x and y")
+    if head.startswith(_NPY_MAGIC):
+        raise DataError(f"{path}: this is a single .npy array, not an .npz archive; save the images and labels "
+                        "with np.savez(FILE, x=..., y=...)")
+    if not head.startswith(_ZIP_MAGIC):
+        raise DataError(f"{path}: not an .npz archive (it does not start with the zip signature); "
+                        "save it with np.savez(FILE, x=..., y=...)")
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
@@ -106,8 +118,19 @@ def _npz_arrays(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndar
                 raise DataError(f"{path}: expected arrays 'x' and 'y' (or 'x_{split}'/'y_{split}'), got {sorted(keys)}")
             classes = z["classes"] if "classes" in keys else None
             return z[xk], z[yk], classes
-    except (OSError, ValueError) as e:
-        raise DataError(f"cannot read {path} as an .npz file without pickles: {e}") from e
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - zipfile, zlib and numpy raise many types for a damaged file
+        raise DataError(f"{path}: cannot read it as an .npz archive without pickles; the file is truncated "
+                        f"or corrupt ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(8)
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror}") from None
 
 
 def _to_nchw(x: np.ndarray, path: Path) -> np.ndarray:
@@ -126,7 +149,11 @@ def _scale(x: np.ndarray, path: Path) -> tuple[np.ndarray, float | None]:
         return x, 255.0
     if not np.issubdtype(x.dtype, np.floating):
         raise DataError(f"{path}: x must be uint8 (0..255) or float in [0, 1], got dtype {x.dtype}")
-    if x.size and (not np.isfinite(x).all() or x.min() < 0 or x.max() > 1):
+    if x.size and not np.isfinite(x).all():
+        bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(1))
+        raise DataError(f"{path}: x holds NaN or infinite pixels in {len(bad)} image(s) (first: {bad[:5].tolist()}); "
+                        "expected finite values in [0, 1]")
+    if x.size and (x.min() < 0 or x.max() > 1):
         raise DataError(f"{path}: float x must lie in [0, 1], got values in [{np.nanmin(x):.4g}, {np.nanmax(x):.4g}]; "
                         "scale the images or store them as uint8")
     return x, None

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..seeds import MAX_SEED
 
 try:
     import tomllib
@@ -95,6 +96,8 @@ class TrainConfig:
         for name in ("train_subset", "val_size", "augment_shift", "seed", "chance_patience"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if int(self.seed) > MAX_SEED:
+            raise ConfigError(f"seed must be an integer in [0, 2^63 - 1], got {self.seed}")
         for name in ("lr", "eps", "weight_decay", "momentum", "warmup_epochs", "lr_warmup_epochs", "beta"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:

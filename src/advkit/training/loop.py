@@ -25,7 +25,9 @@ import hashlib
 import logging
 import math
 import os
+import pickle
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -34,6 +36,7 @@ import torch
 import torch.distributed as dist
 
 from .. import distributed
+from ..atomic import atomic_path
 from ..errors import ConfigError
 from ..model import Classifier
 from ..progress import NULL, ProgressFn
@@ -251,14 +254,25 @@ def _save_checkpoint(run: _Run, path: Path, config: TrainConfig) -> None:
         state = {"format": FORMAT, "epoch": run.epoch, "config": config.to_dict(), "history": run.history,
                  "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
                  "scheduler": run.scheduler.state_dict(), "best": run.best}
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # atomic: a kill leaves the previous checkpoint intact
+        with atomic_path(path) as tmp:  # a kill leaves the previous checkpoint intact
+            torch.save(state, tmp)
     distributed.barrier()
 
 
 def _load_checkpoint(run: _Run, path: Path, config: TrainConfig) -> None:
-    state = torch.load(path, map_location=run.model.device, weights_only=True)
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing; the error says it
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=run.model.device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ConfigError(f"cannot resume from {path}: loading it would run arbitrary code, so it was refused "
+                          "(nothing in it was executed); it is not a checkpoint written by advkit train") from None
+    except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, EOFError, ... for a damaged file
+        raise ConfigError(f"cannot read checkpoint {path}: it is truncated or corrupt "
+                          f"({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+        raise ConfigError(f"cannot resume from {path}: expected an advkit train checkpoint (a dict with format "
+                          f"{FORMAT}), got {type(state).__name__}")
     if state.get("format") != FORMAT:
         raise ConfigError(f"checkpoint {path} has format {state.get('format')!r}, expected {FORMAT}")
     saved = state["config"]

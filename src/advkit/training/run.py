@@ -10,6 +10,8 @@ metadata carries the arch, the recipe and the metrics — so the file is itself 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +20,13 @@ from typing import Callable
 import torch
 
 from .. import distributed
+from ..errors import StoreError
 from ..model import Classifier
 from ..progress import NULL, ProgressFn
 from ..threat import ThreatModel
 from .config import TrainConfig
 from .data import split_train_val
-from .loop import FitResult, derive_seed, fit
+from .loop import CHECKPOINT, FitResult, derive_seed, fit
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +95,29 @@ def train_from_config(config: TrainConfig, *, out: str | Path | None = None, che
         metrics.update(held_out_metrics(result.model, test.x, test.y, config))
     path = None
     if out is not None and distributed.is_main():
-        path = save(result.model, config, metrics, out, name=name, description=description, data_name=train.name)
+        path = save_or_rescue(result.model, config, metrics, out, checkpoint_dir, name=name, description=description,
+                              data_name=train.name)
     distributed.barrier()
     return TrainRun(result, metrics, path, time.perf_counter() - start)
+
+
+def save_or_rescue(model: Classifier, config: TrainConfig, metrics: dict, out: str | Path,
+                   checkpoint_dir: str | Path | None, **kw) -> Path:
+    """:func:`save` to ``out``; when that fails the trained model is never lost: it is written to the
+    temp folder instead (and the checkpoint, if any, is kept), and the StoreError says where it is."""
+    try:
+        return save(model, config, metrics, out, **kw)
+    except StoreError as e:
+        rescue = Path(tempfile.gettempdir()) / f"advkit-rescued-{os.getpid()}-{Path(out).name}"
+        kept = f"; the checkpoint {Path(checkpoint_dir) / CHECKPOINT} is kept" if checkpoint_dir is not None else ""
+        try:
+            save(model, config, metrics, rescue, **kw)
+        except StoreError:
+            hint = (f"{kept}: rerun with --resume --checkpoint-dir {checkpoint_dir} and another --out to write the "
+                    "model without training again") if kept else "; the trained model could not be saved anywhere"
+            raise StoreError(f"{e}{hint}") from None
+        raise StoreError(f"{e}; the trained model was saved to {rescue} instead (use it as --model {rescue})"
+                         f"{kept}") from None
 
 
 def save(model: Classifier, config: TrainConfig, metrics: dict, out: str | Path, *, name: str | None = None,

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..atomic import atomic_path
 from ..errors import ModelError
 from ..model import Classifier
 from .architectures import build
@@ -56,8 +57,8 @@ def save_model(path: str | Path, net: nn.Module, *, arch: str, arch_kwargs: dict
                    data=data or str(meta["recipe"].get("data", "")), description=description,
                    advkit_version=__version__)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=encoded)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=encoded)
     return path
 
 
@@ -95,12 +96,12 @@ def build_from_metadata(meta: dict[str, Any]) -> nn.Module:
 
 def load_model_file(path: str | Path, *, device: str | torch.device | None = None) -> Classifier:
     """Load an advkit model file into a :class:`Classifier` (strict state-dict load, eval mode)."""
-    from safetensors.torch import load_file
+    from ..sources.models import read_safetensors
 
     meta = read_metadata(path)
     net = build_from_metadata(meta)
     try:
-        net.load_state_dict(load_file(str(path)), strict=True)
+        net.load_state_dict(read_safetensors(path), strict=True)
     except RuntimeError as e:
         raise ModelError(f"{path}: weights do not match architecture {meta['arch']!r}: {e}") from e
     net.eval()
