@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import distributed as D
 from ..errors import EvaluationAborted
 from ..progress import NULL, ProgressFn
-from . import aggregate, stages
+from . import aggregate, sharding, stages
 from .context import Context
 from .run_info import environment, gates_section, load_inputs, model_digest, validate_gates
 from .spec import EvaluationSpec
@@ -47,7 +48,7 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
     ds = ds.subset(spec.n) if hasattr(ds, "subset") else ds
     meta = {"model": spec.model if model is None else getattr(clf, "name", spec.model),
             "model_hash": model_digest(clf), "spec_hash": spec.spec_hash()}
-    run_id = _open_run(store, spec, meta, resume)
+    run_id = sharding.share(_open_run(store, spec, meta, resume) if D.is_main() else None)
     ctx = Context(spec, clf, ds.x, ds.y, np.arange(len(ds.y)), ds.num_classes, tuple(ds.classes), progress,
                   store, run_id)
     try:
@@ -61,7 +62,9 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
             store.set_status(run_id, "failed")
         raise
     result.update(meta, run_id=run_id, data=spec.data, split=spec.split, n=ctx.n, seed=spec.seed,
-                  weights=spec.weights, spec=spec.to_dict(), resumed_batches=ctx.resumed_batches)
+                  weights=spec.weights, spec=spec.to_dict(), resumed_batches=sharding.total(ctx.resumed_batches))
+    if not D.is_main():  # rank 0 alone checks the gates and writes the history row (torchrun)
+        return EvaluationResult(result, dict(ctx.records), run_id)
     result["gates"] = gates_section(spec, result, store, meta, run_id)
     if store is not None:
         store.finish_run(run_id, result)
@@ -80,11 +83,11 @@ def _run_stages(ctx: Context) -> dict:
         threats[str(threat)] = summary = aggregate.threat_summary(ctx, threat, info, cinfo)
         aggregate.threat_findings(ctx, threat, summary, info)
         if ctx.spec.stages.checks.enabled:
-            ctx.findings.extend(stages.unbounded(ctx, threat))
+            ctx.findings.extend(sharding.on_main(ctx, stages.unbounded, ctx, threat))
     if ctx.spec.stages.checks.enabled:
-        ctx.findings.extend(stages.gradients(ctx))
+        ctx.findings.extend(sharding.on_main(ctx, stages.gradients, ctx))
     aggregate.eot_findings(ctx, infos)
-    certified = stages.certify(ctx)
+    certified = sharding.on_main(ctx, stages.certify, ctx)
     return {"preflight": [f.to_dict() for f in pre], "clean": aggregate.clean_summary(ctx), "threats": threats,
             "robust_accuracy": {k: t["robust_accuracy"] for k, t in threats.items()},
             "curve": {k: dict(zip(map(str, t["curve"]["eps"]), t["curve"]["robust_accuracy"]))

@@ -23,13 +23,18 @@ def load_inputs(spec: EvaluationSpec, model=None, data=None):
     """(Classifier, Dataset) from the spec's REFs unless given directly."""
     from ..model import as_classifier
     from ..sources import load_data, load_model
+    from ..devices import place
     clf = as_classifier(model) if model is not None else load_model(spec.model, weights=spec.weights,
                                                                    trust_pickle=spec.trust_pickle)
-    ds = data if data is not None else load_data(spec.data, spec.split)
+    ds = data if data is not None else load_data(spec.data, spec.split, stream=True, resize=spec.resize,
+                                                 crop=spec.crop)
     if isinstance(ds, tuple):
         ds = _TensorData(*ds)
     if clf.num_classes is None:
         clf.num_classes = ds.num_classes
+    # a model handed in by a library caller moves only when the spec names a device (never silently)
+    device = spec.device if model is None or spec.device is not None else clf.device
+    place(clf, device=device, mean=spec.mean, std=spec.std, channels=int(ds.x.shape[1]))
     return clf, ds
 
 
@@ -64,7 +69,13 @@ def environment() -> dict:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "environment": {"python": platform.python_version(), "torch": torch.__version__,
                             "numpy": np.__version__, "advkit": __version__, "platform": platform.platform(),
-                            "threads": torch.get_num_threads(), "git_commit": git_commit()}}
+                            "threads": torch.get_num_threads(), "processes": _processes(),
+                            "git_commit": git_commit()}}
+
+
+def _processes() -> int:
+    from .. import distributed
+    return distributed.world_size()
 
 
 def gate_list(spec: EvaluationSpec) -> list:
