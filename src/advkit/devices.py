@@ -93,7 +93,8 @@ def set_normalization(clf, mean: Sequence[float] | None, std: Sequence[float] | 
                           "mean/std buffers); drop --mean/--std or return the bare network from the factory")
     for name, vals in (("mean", mean), ("std", std)):
         if vals is not None and channels is not None and len(vals) not in (1, channels):
-            raise ConfigError(f"{name}: expected 1 or {channels} values (one per input channel), got {len(vals)}")
+            want = "1 value" if channels == 1 else f"1 or {channels} values (one per input channel)"
+            raise ConfigError(f"{name}: expected {want}, got {len(vals)}")
     if std is not None and any(s <= 0 for s in std):
         raise ConfigError(f"std: expected positive numbers, got {list(std)}")
     device = clf.device

@@ -42,6 +42,10 @@ class EvaluationAborted(AdvkitError):
         self.findings = list(findings or [])
 
 
+class PeerFailed(EvaluationAborted):
+    """Another process of a sharded (torchrun) evaluation died; the run stays resumable."""
+
+
 class AttackBug(AdvkitError, RuntimeError):
     """An attack produced a point outside its threat model (an internal bug, never user error)."""
 

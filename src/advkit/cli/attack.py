@@ -15,7 +15,7 @@ import torch
 from ..errors import ConfigError
 from ..threat import ThreatModel
 from . import render
-from .options import parse_key_values
+from .options import model_placement, parse_key_values, place_model
 
 
 
@@ -74,7 +74,9 @@ def summarize(out: dict, y: torch.Tensor, clean_pred: torch.Tensor, targets) -> 
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Override an attack parameter (repeatable).")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write per-sample arrays to F.npz.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def attack(name, model_ref, weights, data_ref, split, threat_text, targeted, n, batch_size, seed, params, save_path, as_json):
+@model_placement
+def attack(name, model_ref, weights, data_ref, split, threat_text, targeted, n, batch_size, seed, params, save_path, as_json,
+           device, mean, std):
     """Run the registered attack NAME (see `advkit list attacks`) on a model and data."""
     from ..attacks import registry
     from ..sources.data import load_data
@@ -83,6 +85,7 @@ def attack(name, model_ref, weights, data_ref, split, threat_text, targeted, n, 
     threat = ThreatModel.parse(threat_text)
     ds = load_data(data_ref, split).subset(n)
     clf = load_model(model_ref, weights=weights)
+    place_model(clf, device, mean, std, ds)
     x, y = ds.x, ds.y
     atk = registry.build(name, threat, num_classes=ds.num_classes, **parse_key_values(params, "--param"))
     gen = torch.Generator().manual_seed(seed)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import distributed as D
-from ..errors import EvaluationAborted
+from ..errors import EvaluationAborted, PeerFailed
 from ..progress import NULL, ProgressFn
 from . import aggregate, sharding, stages
 from .context import Context
@@ -53,9 +53,9 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
                   store, run_id)
     try:
         result = _run_stages(ctx)
-    except EvaluationAborted:
-        if store is not None:
-            store.set_status(run_id, "aborted")
+    except EvaluationAborted as e:
+        if store is not None:  # a dead peer process leaves the run resumable (sharding.py)
+            store.set_status(run_id, "failed" if isinstance(e, PeerFailed) else "aborted")
         raise
     except BaseException:
         if store is not None:

@@ -23,8 +23,21 @@ from __future__ import annotations
 import logging
 
 from .. import distributed as D
+from ..errors import PeerFailed
 
 log = logging.getLogger(__name__)
+
+
+def _collective(fn, *args, **kw):
+    """A collective call; a peer that died turns into :class:`PeerFailed` (exit code 3, run resumable)."""
+    try:
+        return fn(*args, **kw)
+    except RuntimeError as e:  # gloo/NCCL: connection closed, timeout, ...
+        why = str(e).splitlines()[0].split("] ")[-1][:200].replace("[", "(").replace("]", ")")
+        raise PeerFailed(
+            f"rank {D.rank()} of {D.world_size()}: another process of this sharded evaluation failed or was "
+            f"killed ({why}); every finished batch is in the history database, so "
+            "rerun the same command with --resume to compute only what is missing") from e
 
 
 def owns(batch: int) -> bool:
@@ -40,7 +53,7 @@ def exchange(parts: list) -> list:
     import torch.distributed as dist
     mine = {b: p for b, p in enumerate(parts) if p is not None}
     gathered: list = [None] * D.world_size()
-    dist.all_gather_object(gathered, mine)
+    _collective(dist.all_gather_object, gathered, mine)
     merged: dict = {}
     for g in gathered:
         merged.update(g)
@@ -56,7 +69,7 @@ def share(obj):
         return obj
     import torch.distributed as dist
     box = [obj if D.is_main() else None]
-    dist.broadcast_object_list(box, src=0)
+    _collective(dist.broadcast_object_list, box, src=0)
     return box[0]
 
 
@@ -83,7 +96,7 @@ def total(n: int) -> int:
         return n
     import torch.distributed as dist
     gathered: list = [None] * D.world_size()
-    dist.all_gather_object(gathered, int(n))
+    _collective(dist.all_gather_object, gathered, int(n))
     return int(sum(gathered))
 
 
