@@ -66,5 +66,9 @@ class RandomizedModelWarning(AdvkitWarning):
     """Two identical forward passes disagree: the model is randomized (use EOT)."""
 
 
+class BatchSizeReducedWarning(AdvkitWarning):
+    """A batch did not fit the device's memory; the batch size was halved and the work continued."""
+
+
 class GateNoiseWarning(AdvkitWarning):
     """A gate's margin lies inside the sampling confidence interval."""
