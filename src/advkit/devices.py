@@ -9,6 +9,7 @@ available, else the CPU.  Asking for a device this machine does not have is a :c
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Sequence
 
@@ -73,8 +74,8 @@ def parse_floats(text: str | Sequence[float] | None, name: str) -> tuple[float, 
         out = tuple(float(v) for v in items)
     except (TypeError, ValueError):
         raise ConfigError(f"{name}: expected comma-separated numbers (one per channel), got {text!r}") from None
-    if not out:
-        raise ConfigError(f"{name}: expected at least one number, got {text!r}")
+    if not out or not all(math.isfinite(v) for v in out):
+        raise ConfigError(f"{name}: expected one or more finite numbers, got {text!r}")
     return out
 
 

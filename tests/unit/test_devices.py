@@ -73,6 +73,8 @@ def test_mean_std_become_classifier_buffers_and_double_normalisation_is_refused(
         devices.set_normalization(Classifier(net), None, (0.5, 0.0, 1.0), channels=3)
     with pytest.raises(ConfigError, match="comma-separated"):
         devices.parse_floats("0.5,x", "--mean")
+    with pytest.raises(ConfigError, match="finite"):
+        devices.parse_floats("nan", "--std")
 
 
 def test_spec_keys_device_mean_std_and_the_device_is_not_part_of_the_protocol_hash():
