@@ -168,7 +168,7 @@ def _sources() -> dict[str, tuple[Callable[[str, str, bool], Dataset], str]]:
                         "torchvision:MNIST|FashionMNIST|CIFAR10:ROOT on-disk formats, read without torchvision"),
         "imagefolder": (lambda arg, split, dl, st=False, tf=None: files.load_imagefolder(arg, split, stream=st,
                                                                                           transform=tf),
-                        "imagefolder:DIR with one sub-folder of PNG/JPEG images per class"),
+                        "imagefolder:DIR[?resize=N&crop=N] with one sub-folder of PNG/JPEG images per class"),
         "npz": (lambda arg, split, dl: files.load_npz(arg, split),
                 "npz:FILE with arrays x, y (NCHW or NHWC; uint8 0..255 or float in [0, 1])"),
     }
