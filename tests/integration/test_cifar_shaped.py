@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 FACTORY = '''
+import torch
 from advkit.zoo.architectures import build
 
 
