@@ -36,6 +36,8 @@ def test_streamed_folder_equals_in_memory_and_reads_only_what_is_indexed(tmp_pat
     assert torch.equal(lazy.x[torch.tensor([7, 1])], full.x[[7, 1]])
     assert torch.equal(lazy.x[4], full.x[4])
     assert len(reads) == 6  # 3 + 2 + 1: nothing but the indexed images was decoded
+    d = lazy.x.content_digest()
+    assert d == load_data(f"imagefolder:{root}", stream=True).x.content_digest() != lazy.x.take(8).content_digest()
     sub = lazy.subset(4)
     assert isinstance(sub.x, FileImages) and len(sub.x) == 4 and torch.equal(sub.x[:], full.x[:4])
 

@@ -66,7 +66,9 @@ def summarize(out: dict, y: torch.Tensor, clean_pred: torch.Tensor, targets) -> 
 @click.option("--weights", default=None, help="Weights file for a factory model REF.")
 @click.option("--data", "data_ref", required=True, help="Data REF: mnist5k, digits, fashion-mnist, npz:F, ...")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "test"]))
-@click.option("--threat", "threat_text", required=True, help="Threat model, e.g. linf:0.3 or l2:1.5.")
+@click.option("--threat", "threat_text", default=None,
+              help="Threat model, e.g. linf:0.3 or l2:1.5; linf / l2 alone or omitted: the profile's standard budget.")
+@click.option("--profile", default=None, help="Domain profile for the default ε (default: the zoo model's or data's).")
 @click.option("--targeted", is_flag=True, help="Random target != y per sample (drawn from --seed).")
 @click.option("--n", "n", type=click.IntRange(min=1), default=None, help="Use the first N samples.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
@@ -75,14 +77,14 @@ def summarize(out: dict, y: torch.Tensor, clean_pred: torch.Tensor, targets) -> 
 @click.option("--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write per-sample arrays to F.npz.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @model_placement
-def attack(name, model_ref, weights, data_ref, split, threat_text, targeted, n, batch_size, seed, params, save_path, as_json,
-           device, mean, std):
+def attack(name, model_ref, weights, data_ref, split, threat_text, profile, targeted, n, batch_size, seed, params, save_path,
+           as_json, device, mean, std):
     """Run the registered attack NAME (see `advkit list attacks`) on a model and data."""
     from ..attacks import registry
     from ..sources.data import load_data
     from ..sources.models import load_model
 
-    threat = ThreatModel.parse(threat_text)
+    threat = resolve_threat(threat_text, profile, model_ref, data_ref)
     ds = load_data(data_ref, split).subset(n)
     clf = load_model(model_ref, weights=weights)
     place_model(clf, device, mean, std, ds)
@@ -99,6 +101,22 @@ def attack(name, model_ref, weights, data_ref, split, threat_text, targeted, n, 
         _save(save_path, out, y, targets)
         summary["saved"] = str(save_path)
     _render(summary, as_json)
+
+
+def resolve_threat(text: str | None, profile: str | None, model_ref: str, data_ref: str) -> ThreatModel:
+    """``--threat`` as given, a bare norm or nothing → the profile's standard budget (``--profile``, else the
+    zoo model's or the data REF's profile)."""
+    from ..errors import ConfigError
+    from ..profiles import NONE, default_profile, load_profile
+
+    name = profile or default_profile(model_ref, data_ref)
+    prof = load_profile(name) if name and name.lower() != NONE else None
+    if prof is None:
+        if text is None:
+            raise ConfigError("--threat is required when no profile applies (this model and data have none); "
+                              "e.g. --threat linf:8/255, or --profile cifar10")
+        return ThreatModel.parse(text)
+    return prof.resolve_threat(text) if text is not None else prof.default_threats()[0]
 
 
 def _save(path: str, out: dict, y: torch.Tensor, targets) -> None:

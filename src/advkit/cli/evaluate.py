@@ -22,15 +22,23 @@ from . import render
 @click.option("--trust-pickle", is_flag=True, default=None, help="Allow pickles that need arbitrary code (unsafe).")
 @click.option("--data", default=None, help="Data REF (mnist5k, digits, fashion-mnist, npz:F, ...).")
 @click.option("--split", default=None, help="Data split (default: test).")
-@click.option("--threat", "threats", multiple=True, help="Threat model, e.g. linf:0.3 or l2:1.5 (repeatable).")
+@click.option("--profile", default=None, help="Domain profile: standard ε, curve grid, grades (advkit list profiles; "
+                                              "default: the zoo model's or data's; 'none' = no profile).")
+@click.option("--threat", "threats", multiple=True,
+              help="Threat model, e.g. linf:0.3, l2:1.5, or just linf / l2 for the profile's budget (repeatable).")
 @click.option("--n", type=int, default=None, help="Number of test samples (default 1000).")
 @click.option("--seed", type=int, default=None, help="Seed of every random choice (default 0).")
 @click.option("--batch-size", type=int, default=None, help="Samples per batch (default 250).")
 @click.option("--out", "output", default=None, help="Run directory (default runs/<timestamp>-<model>).")
-@click.option("--db", default=None, help="History database (default ./advkit.db).")
-@click.option("--resume", is_flag=True, help="Continue the unfinished run of the same spec and model.")
+@click.option("--db", default=None, envvar="ADVKIT_DB", metavar="PATH|URL",
+              help="History database: a SQLite file (default ./advkit.db) or postgresql://user@host/dbname "
+                   "(env ADVKIT_DB).")
+@click.option("--resume", is_flag=True, help="Continue the unfinished run of this spec (refused when the weights, "
+              "data or code differ, or another process is still writing it).")
 @click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help="Write gates as JUnit XML.")
 @click.option("--no-autoattack", is_flag=True, help="Skip AutoAttack (robust accuracy becomes an upper bound).")
+@click.option("--allow-upper-bound", is_flag=True, default=None,
+              help="Let gates pass on robust accuracy that is only an upper bound (AutoAttack skipped/reduced).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the rank's GPU under torchrun, "
                                              "else CUDA when available, else CPU).")
 @click.option("--mean", default=None, help="Per-channel mean the model expects, e.g. 0.4914,0.4822,0.4465.")
@@ -38,8 +46,8 @@ from . import render
 @click.option("--json", "as_json", is_flag=True, help="Print result.json to stdout instead of the summary.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
-def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, threats, n, seed, batch_size, output, db,
-             resume, junit_file, no_autoattack, device, mean, std, as_json, quiet):
+def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, profile, threats, n, seed, batch_size, output,
+             db, resume, junit_file, no_autoattack, allow_upper_bound, device, mean, std, as_json, quiet):
     """Evaluate a model's robustness: clean, FGSM, PGD, AutoAttack, curve, per class, checks, gates.
 
     With no arguments it evaluates the built-in default model (zoo:mnist5k-standard) on mnist5k.
@@ -54,9 +62,9 @@ def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, threats,
 
     spec = load_spec(spec_file) if spec_file else EvaluationSpec()
     spec = with_options(spec, model=model, weights=weights, trust_pickle=trust_pickle, data=data, split=split,
-                        threats=threats, n=n, seed=seed, batch_size=batch_size, output=output, db=db,
-                        no_autoattack=no_autoattack, device=device, mean=parse_floats(mean, "--mean"),
-                        std=parse_floats(std, "--std"))
+                        profile=profile, threats=threats, n=n, seed=seed, batch_size=batch_size, output=output,
+                        db=db, no_autoattack=no_autoattack, allow_upper_bound=allow_upper_bound, device=device,
+                        mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"))
     distributed.init_from_env()
     main_rank = distributed.is_main()
     out_dir = Path(spec.output or distributed_output(spec.model))
@@ -140,17 +148,26 @@ def summary_rows(result: dict) -> list[tuple]:
         for name in ("fgsm", "pgd", "autoattack"):
             a = t["attacks"].get(name)
             if a:
-                label = name + (" (cascade)" if a.get("cascade") else "")
+                shown = (a.get("protocol") or name) if name == "autoattack" else name
+                label = shown + (" (cascade)" if a.get("cascade") else "")
                 rows.append((label, threat, *_acc_cell(a), f"{a.get('seconds', 0):.1f}s"))
         bound = " (upper bound)" if t.get("upper_bound") else ""
+        if t.get("protocol", {}).get("name") and not t["protocol"].get("reference"):
+            bound += " (not reference AutoAttack)"
         rows.append((f"[bold]worst case{bound}[/bold]", threat, *_acc_cell(t), ""))
     return rows
 
 
 def print_summary(result: dict, out_dir: Path) -> None:
+    from rich.markup import escape
+
+    from ..profiles import grade_lines
+
     con = render.console
     con.print(render.table(f"{result['model']} on {result['data']} (n={result['n']}, seed={result['seed']})",
                            ["attack", "threat", "accuracy", "95% CI", "time"], summary_rows(result)))
+    for threat, text in grade_lines(result):
+        con.print(f"grade {escape(threat)} ({escape(str(result.get('profile')))} profile): {escape(text)}", soft_wrap=True)
     if result["findings"]:
         con.print(render.table("Findings", ["severity", "code", "message"],
                                [(f["severity"], f["code"], f["message"]) for f in result["findings"]]))

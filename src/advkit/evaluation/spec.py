@@ -6,17 +6,22 @@ got (``stages.pgd.steps: expected an integer >= 1, got "x"``); unknown keys are 
 Layout of a spec file (every key optional; see ``examples/*.toml``)::
 
     model = "zoo:mnist5k-standard"   weights = "w.safetensors"   data = "mnist5k"   split = "test"
-    n = 1000   seed = 0   batch_size = 250   threats = ["linf:0.3"]   output = "runs/x"   db = "advkit.db"
+    profile = "cifar10"   (default: the zoo model's or the data REF's profile; "none" = no profile)
+    n = 1000   seed = 0   batch_size = 250   threats = ["linf:0.3"] (a bare "linf"/"l2": the profile's budget;
+    default: the profile's first threat)   output = "runs/x"   db = "advkit.db"
     device = "auto"|"cpu"|"cuda"|"cuda:1"   mean = [0.4914, 0.4822, 0.4465]   std = [0.2471, 0.2435, 0.2616]
     resize = 256   crop = 224   (image folders: shorter side resized, then centre-cropped)
     [stages.fgsm]       enabled
     [stages.pgd]        enabled, steps = 20, restarts = 5, step_size, eot
     [stages.autoattack] version = "auto"|"standard"|"rand"|"off", eot, steps, square_queries, n_targets,
-                        skip_if_fgsm_breaks_all
-    [stages.curve]      enabled, eps = [...] (default 0 … 2ε in 10 steps, 11 points), points, attacks, steps
+                        skip_if_fgsm_breaks_all  (unset = the reference budgets of advkit.attacks.presets;
+                        anything below is labelled "reduced" and gets a reduced-budget finding)
+    [stages.curve]      enabled, eps = [...], points, attacks, steps (default: the profile's grid for its standard
+                        threat, else 0 … 2ε in ``points`` − 1 steps, 11 points)
     [stages.per_class]  min_accuracy
     [stages.checks]     enabled, gradient_samples, unbounded_eps, unbounded_samples, unbounded_steps, ...
-    [gates]             require = ["robust_accuracy[linf:0.3] >= 0.85"], max_drop = 0.02 | "2pp", clean_floor
+    [gates]             require = ["robust_accuracy[linf:0.3] >= 0.85", "grade[linf:0.3] >= strong"],
+                        max_drop = 0.02 | "2pp", clean_floor, per_class_min, allow_upper_bound
     [certify]           sigma, n0, n, alpha, radii, batch_size
 """
 from __future__ import annotations
@@ -24,10 +29,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..profiles.profile import NONE as NO_PROFILE
+from ..profiles.profile import Profile, default_profile, load_profile
 from ..threat import ThreatModel
 from .spec_reader import _drop_none, _Table, parse_max_drop
 
@@ -39,6 +46,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 DEFAULT_MODEL = "zoo:mnist5k-standard"
 DEFAULT_DATA = "mnist5k"
 DEFAULT_THREAT = "linf:0.3"
+DEFAULT_PROFILE = "mnist"  # the profile of DEFAULT_MODEL / DEFAULT_DATA
 AA_VERSIONS = ("auto", "standard", "rand", "off")
 
 
@@ -69,8 +77,8 @@ class AutoAttackStage:
 @dataclass(frozen=True)
 class CurveStage:
     enabled: bool = True
-    eps: tuple[float, ...] | None = None  # None → 0 … 2ε in ``points`` − 1 equal steps
-    points: int = 11
+    eps: tuple[float, ...] | None = None  # None → the profile's grid, else 0 … 2ε in ``points`` − 1 equal steps
+    points: int | None = None  # None → the profile's grid for its standard threat, else 11
     attacks: tuple[str, ...] = ("apgd-ce",)
     steps: int = 20
 
@@ -89,7 +97,7 @@ class ChecksStage:
     unbounded_steps: int = 50
     unbounded_max_accuracy: float = 0.05
     blackbox_queries: int = 1000  # Square on survivors when AutoAttack did not run Square; 0 = off
-    blackbox_tolerance: float = 0.01
+    blackbox_tolerance: float = 0.0  # any sample only Square broke fires, as the official check
     fgsm_tolerance: float = 0.01
     gap_tolerance: float = 0.10
     monotone_tolerance: float = 0.01
@@ -109,8 +117,10 @@ class StagesSpec:
 @dataclass(frozen=True)
 class GatesSpec:
     require: tuple[str, ...] = ()
-    max_drop: float | None = 0.02
+    max_drop: float | None = 0.02  # the regression rule: clean and each threat's robust accuracy
     clean_floor: float | None = None
+    per_class_min: float | None = None  # every class, clean and under each threat, at least this
+    allow_upper_bound: bool = False  # gate robust numbers that are only upper bounds (reduced/no AutoAttack)
 
 
 @dataclass(frozen=True)
@@ -144,9 +154,22 @@ class EvaluationSpec:
     std: tuple[float, ...] | None = None
     resize: int | None = None  # image folders: resize the shorter side to this many pixels
     crop: int | None = None  # then take the centre crop of this size
+    profile: str | None = DEFAULT_PROFILE  # None = no profile: no grades, the generic curve
+    #: the keys whose values were derived (profile from the REFs, threats from the profile), not given;
+    #: :func:`with_options` derives them again when the model, data or profile changes
+    derived: tuple[str, ...] = field(default=("profile", "threats"), compare=False, repr=False)
 
     def to_dict(self) -> dict:
-        return _plain(self)
+        """The spec as plain data (result.json, history); a database URL's password is masked."""
+        from ..results.backends import display
+
+        d = _spec_data(self)
+        if d.get("db"):
+            d["db"] = display(d["db"])
+        return d
+
+    def profile_obj(self) -> Profile | None:
+        return load_profile(self.profile) if self.profile else None
 
     def spec_hash(self) -> str:
         """sha256 of the evaluation protocol: not the model's weights (a new version of the same model
@@ -160,7 +183,22 @@ class EvaluationSpec:
         c = self.stages.curve
         if c.eps is not None:
             return tuple(sorted(c.eps))
-        return tuple(round(2 * threat.eps * i / (c.points - 1), 12) for i in range(c.points)) if c.points > 1 else (threat.eps,)
+        entry = self.profile_obj().for_threat(threat) if self.profile and c.points is None else None
+        if entry is not None:
+            return entry.curve
+        points = c.points or 11
+        if points == 1:
+            return (threat.eps,)
+        return tuple(round(2 * threat.eps * i / (points - 1), 12) for i in range(points))
+
+
+def _spec_data(spec: EvaluationSpec) -> dict:
+    """The spec as a spec document: without ``derived``; an explicit "no profile" as ``profile = "none"``."""
+    d = _plain(spec)
+    d.pop("derived")
+    if spec.profile is None and "profile" not in spec.derived:
+        d["profile"] = NO_PROFILE
+    return d
 
 
 def _plain(v):
@@ -176,12 +214,13 @@ def _plain(v):
 
 
 # ------------------------------------------------------------------------ builders
-def _threats(t: _Table) -> tuple[ThreatModel, ...]:
-    raw = t.strs("threats", (DEFAULT_THREAT,), allow_empty=False)
+def _threats(t: _Table, profile: Profile | None) -> tuple[ThreatModel, ...]:
+    default = tuple(map(str, profile.default_threats())) if profile else (DEFAULT_THREAT,)
+    raw = t.strs("threats", default, allow_empty=False)
     out = []
     for i, text in enumerate(raw):
         try:
-            out.append(ThreatModel.parse(text))
+            out.append(profile.resolve_threat(text) if profile else ThreatModel.parse(text))
         except ConfigError as e:
             raise ConfigError(f"threats[{i}]: {e}") from None
     return tuple(out)
@@ -199,7 +238,8 @@ def _stages(t: _Table) -> StagesSpec:
                                    steps=a.int("steps", 100, 1), square_queries=a.int("square_queries", 5000, 0),
                                    n_targets=a.opt_int("n_targets", None, 1),
                                    skip_if_fgsm_breaks_all=a.bool("skip_if_fgsm_breaks_all", False)),
-        curve=CurveStage(enabled=c.bool("enabled", True), eps=c.floats("eps", None), points=c.int("points", 11, 1),
+        curve=CurveStage(enabled=c.bool("enabled", True), eps=c.floats("eps", None),
+                         points=c.opt_int("points", None, 1),
                          attacks=c.strs("attacks", ("apgd-ce",), allow_empty=False), steps=c.int("steps", 20, 1)),
         per_class=PerClassStage(min_accuracy=pc.float("min_accuracy", None, 0.0, 1.0)),
         checks=ChecksStage(**{fl.name: _check_value(ch, fl.name, getattr(d, fl.name))
@@ -225,7 +265,9 @@ def _gates(t: _Table) -> GatesSpec:
     t.used.add("max_drop")
     max_drop = parse_max_drop(t.data.get("max_drop", 0.02), t.key("max_drop"))
     g = GatesSpec(require=t.strs("require", ()), max_drop=max_drop,
-                  clean_floor=t.float("clean_floor", None, 0.0, 1.0))
+                  clean_floor=t.float("clean_floor", None, 0.0, 1.0),
+                  per_class_min=t.float("per_class_min", None, 0.0, 1.0),
+                  allow_upper_bound=t.bool("allow_upper_bound", False))
     t.finish()
     return g
 
@@ -257,19 +299,37 @@ def spec_from_dict(data: dict) -> EvaluationSpec:
     """Validate a parsed TOML document (None values mean "default") into an :class:`EvaluationSpec`."""
     data = _drop_none(data)
     t = _Table(data, "")
+    model, data_ref = t.str("model", DEFAULT_MODEL), t.str("data", DEFAULT_DATA)
+    profile = _profile(t, model, data_ref)
+    derived = tuple(k for k in ("profile", "threats") if k not in data)
     spec = EvaluationSpec(
-        model=t.str("model", DEFAULT_MODEL), weights=t.str("weights", None),
-        trust_pickle=t.bool("trust_pickle", False), data=t.str("data", DEFAULT_DATA), split=t.str("split", "test"),
+        model=model, weights=t.str("weights", None),
+        trust_pickle=t.bool("trust_pickle", False), data=data_ref, split=t.str("split", "test"),
         n=t.int("n", 1000, 1), seed=t.int("seed", 0, 0), batch_size=t.int("batch_size", 250, 1),
-        threats=_threats(t), stages=_stages(t.sub("stages")), gates=_gates(t.sub("gates")),
+        threats=_threats(t, profile), stages=_stages(t.sub("stages")), gates=_gates(t.sub("gates")),
         certify=_certify(t.sub("certify")) if "certify" in data else None,
         output=t.str("output", None), db=t.str("db", "advkit.db"), device=_device(t),
         mean=t.floats("mean", None), std=t.floats("std", None),
         resize=t.opt_int("resize", None, 1), crop=t.opt_int("crop", None, 1),
+        profile=profile.name if profile else None, derived=derived,
     )
     t.used.add("certify")
     t.finish()
     return spec
+
+
+def _profile(t: _Table, model: str, data_ref: str) -> Profile | None:
+    """The named profile, ``"none"`` → None, or (not named) the zoo model's or the data REF's default."""
+    name = t.str("profile", None)
+    if name is None:
+        name = default_profile(model, data_ref)
+        return load_profile(name) if name else None
+    if name.strip().lower() == NO_PROFILE:
+        return None
+    try:
+        return load_profile(name)
+    except ConfigError as e:
+        raise ConfigError(f"{t.key('profile')}: {e}") from None
 
 
 def load_spec(path: str | Path) -> EvaluationSpec:
@@ -291,15 +351,28 @@ def load_spec(path: str | Path) -> EvaluationSpec:
 
 def with_options(spec: EvaluationSpec, **options) -> EvaluationSpec:
     """Apply CLI options (None = keep the spec's value) through the same validation as the file."""
-    data = spec.to_dict()
+    data = _spec_data(spec)  # not to_dict(): that masks a database URL's password
     if data.get("certify") is None:
         data.pop("certify")
+    if any(options.get(k) not in (None, ()) for k in ("model", "data", "profile")):
+        _forget_derived(spec, data, options)
     for k, v in options.items():
         if v is None or v == ():
             continue
         if k == "no_autoattack" and v:
             data["stages"]["autoattack"]["version"] = "off"
-        elif k != "no_autoattack":
+        elif k == "allow_upper_bound" and v:
+            data["gates"]["allow_upper_bound"] = True
+        elif k not in ("no_autoattack", "allow_upper_bound"):
             data[k] = list(v) if isinstance(v, tuple) else v
     return spec_from_dict(data)
 
+
+def _forget_derived(spec: EvaluationSpec, data: dict, options: dict) -> None:
+    """Drop the values the profile supplied so that a new model, data set or profile supplies them again."""
+    if "profile" in spec.derived and options.get("profile") is None:
+        data.pop("profile", None)
+    old = spec.profile_obj()
+    default = old.default_threats() if old else (ThreatModel.parse(DEFAULT_THREAT),)
+    if "threats" in spec.derived and spec.threats == default:
+        data.pop("threats", None)

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
+from ..profiles.grading import grade_label, grade_lines
 from . import accuracy_ci, attack_table, class_names, clean_accuracy, data_name, findings, model_name, per_class, threats
 from . import plots
 
@@ -96,13 +97,33 @@ def _summary(result: dict) -> str:
         cells = "".join(f"<td>{_pct(att[a].get('robust_accuracy'), accuracy_ci(att[a], n))}</td>" if a in att
                         else "<td>\u2014</td>" for a in names)
         bound = ' <span class="badge warn">upper bound</span>' if s.get("upper_bound") else ""
+        proto = s.get("protocol") or {}
+        if proto.get("name") and not proto.get("reference"):
+            bound += f' <span class="badge warn">{_e(proto["name"])}</span>'
+        bound += _grade_badge(s.get("grade"))
         rows.append(f"<tr><td><code>{_e(t)}</code></td><td>{clean}</td>{cells}"
                     f"<td class=\"worst\">{_pct(s.get('robust_accuracy'), accuracy_ci(s, n))}{bound}</td></tr>")
     if not ts:
         rows.append(f"<tr><td>\u2014</td><td>{clean}</td><td>\u2014</td></tr>")
     return (f"<section id=\"summary\"><h2>Summary</h2>{_cards(result)}<table>{head}{''.join(rows)}</table>"
             "<p class=\"note\">Accuracy with its 95% binomial confidence interval. <b>Robust</b> is the per-sample "
-            "worst case over every attack run; the columns are each attack on its own.</p></section>")
+            f"worst case over every attack run; the columns are each attack on its own.</p>{_grades(result)}</section>")
+
+
+def _grade_badge(g) -> str:
+    if not isinstance(g, dict):
+        return ""
+    kind = "info" if not g.get("grade") else ("warn" if g.get("uncertain") or g.get("clean_ok") is False else "ok")
+    return f' <span class="badge {kind}">{_e(grade_label(g))}</span>'
+
+
+def _grades(result: dict) -> str:
+    rows = grade_lines(result)
+    if not rows:
+        return ""
+    items = "".join(f"<li><code>{_e(t)}</code> {_e(text)}</li>" for t, text in rows)
+    return (f"<p class=\"note\">Grades on the <b>{_e(result.get('profile'))}</b> profile "
+            f"(docs/profiles.md):</p><ul class=\"grades\">{items}</ul>")
 
 
 def _floor(result: dict, sec: dict) -> float | None:

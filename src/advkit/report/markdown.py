@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from ..profiles.grading import grade_label, grade_lines
 from . import accuracy_ci, attack_table, certified, clean_accuracy, data_name, findings, model_name, threats
 
 __all__ = ["render_markdown", "pct_ci"]
@@ -51,10 +52,20 @@ def _summary_table(result: dict) -> list[str]:
         ra = sec.get("robust_accuracy")
         worst = pct_ci(None if ra is None else float(ra), accuracy_ci(sec, n))
         note = " (upper bound)" if sec.get("upper_bound") else ""
+        note += protocol_note(sec)
+        note += f" \u00b7 {_md(grade_label(sec['grade']))}" if isinstance(sec.get("grade"), dict) else ""
         lines.append(f"| `{_md(t)}` | {clean_cell} | " + " | ".join(cells) + f" | **{worst}**{note} |")
     if not threats(result):
         lines.append(f"| \u2014 | {clean_cell} |" + " \u2014 |" * (len(_COLUMNS) + 1))
     return lines
+
+
+def protocol_note(sec: dict) -> str:
+    """" (reduced AutoAttack: …)" when the threat's AutoAttack is not the reference protocol."""
+    proto = sec.get("protocol") or {}
+    if not proto.get("name") or proto.get("reference"):
+        return ""
+    return f" ({_md(', '.join(proto.get('reasons') or []))}: not reference AutoAttack)"
 
 
 def _other_attacks(result: dict) -> list[str]:
@@ -65,6 +76,14 @@ def _other_attacks(result: dict) -> list[str]:
             if name not in known and att.get("robust_accuracy") is not None:
                 rows.append(f"- `{_md(t)}` {_md(name)}: {pct_ci(float(att['robust_accuracy']), None)}")
     return rows
+
+
+def _grades(result: dict) -> list[str]:
+    rows = grade_lines(result)
+    if not rows:
+        return []
+    head = f"Grades on the `{_md(result.get('profile'))}` profile (see docs/profiles.md):"
+    return ["", head] + [f"- `{_md(t)}` {_md(text)}" for t, text in rows]
 
 
 def _findings(result: dict) -> list[str]:
@@ -114,6 +133,7 @@ def render_markdown(result: dict) -> str:
     lines = [title, "", meta, ""] + _summary_table(result)
     lines += ["", "Accuracies with 95% binomial confidence intervals; *robust* is the per-sample worst case "
               "over every attack run."]
+    lines += _grades(result)
     other = _other_attacks(result)
     if other:
         lines += ["", "Other attacks:"] + other

@@ -17,6 +17,7 @@ class-balanced as the folder allows, and identical for every number of processes
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -108,6 +109,11 @@ class StreamedImages:
         """The first ``n`` images, still streamed."""
         raise NotImplementedError
 
+    def content_digest(self) -> str:
+        """sha256 (hex) of what the images are made from (file bytes or array bytes) and the transform;
+        reads the sources once, in chunks (run identity, DESIGN principle 12)."""
+        raise NotImplementedError
+
     def __getitem__(self, key) -> torch.Tensor:
         if isinstance(key, (int, np.integer)):
             return self[np.array([int(key)])][0]
@@ -147,6 +153,11 @@ class ArrayImages(StreamedImages):
     def take(self, n):
         return self if n is None or n >= len(self) else ArrayImages(self.x[:n], self.transform)
 
+    def content_digest(self) -> str:
+        h = hashlib.sha256(f"array|{self.x.shape}|{self.transform}|".encode())
+        h.update(np.ascontiguousarray(self.x).data)
+        return h.hexdigest()
+
 
 class FileImages(StreamedImages):
     """One image file per sample, decoded (and transformed) when indexed."""
@@ -170,6 +181,18 @@ class FileImages(StreamedImages):
         if n is None or n >= len(self):
             return self
         return FileImages(self.files[:n], self.mode, self._chw, self.transform)
+
+    def content_digest(self) -> str:
+        h = hashlib.sha256(f"files|{len(self.files)}|{self.mode}|{self._chw}|{self.transform}|".encode())
+        for f in self.files:
+            h.update(f"{f.name}|".encode())
+            try:
+                with open(f, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
+            except OSError as e:
+                raise DataError(f"cannot read image {f}: {e}") from e
+        return h.hexdigest()
 
 
 def read_file(path: Path, mode: str, transform: Transform) -> np.ndarray:
