@@ -14,8 +14,12 @@ import time
 import torch
 
 
-def _median_seconds(fn, reps: int = 15) -> float:
-    for _ in range(3):
+REPS = 15
+
+
+def _median_seconds(fn, reps: int | None = None) -> float:
+    reps = reps or REPS
+    for _ in range(min(3, reps)):
         fn()
     times = []
     for _ in range(reps):
@@ -31,7 +35,10 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="mnist5k")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batches", default="32,100,400")
+    ap.add_argument("--reps", type=int, default=15, help="Timed repetitions (median); warm-up min(3, reps).")
     args = ap.parse_args(argv)
+    global REPS
+    REPS = args.reps
     torch.set_num_threads(args.threads)
     from advkit.attacks import fastpath
     from advkit.sources.data import load_data

@@ -59,6 +59,10 @@ class TrainingStalled(AdvkitError):
         self.cause = cause
 
 
+class PeerFailed(EvaluationAborted):
+    """Another process of a sharded (torchrun) evaluation died; the run stays resumable."""
+
+
 class AttackBug(AdvkitError, RuntimeError):
     """An attack produced a point outside its threat model (an internal bug, never user error)."""
 
@@ -77,6 +81,10 @@ class ProbabilityOutputWarning(AdvkitWarning):
 
 class RandomizedModelWarning(AdvkitWarning):
     """Two identical forward passes disagree: the model is randomized (use EOT)."""
+
+
+class BatchSizeReducedWarning(AdvkitWarning):
+    """A batch did not fit the device's memory; the batch size was halved and the work continued."""
 
 
 class GateNoiseWarning(AdvkitWarning):

@@ -25,6 +25,7 @@ from ..errors import AttackBug, ConfigError, InputError
 from ..model import Classifier, as_classifier
 from ..progress import NULL, ProgressFn
 from ..threat import ThreatModel
+from .batching import run_in_batches
 from .fastpath import BORDER_TOL
 from .oracle import Oracle
 
@@ -94,7 +95,7 @@ CPU_BATCH_SIZE = 128
 
 
 def default_batch_size(device: torch.device, n: int) -> int:
-    """``CPU_BATCH_SIZE`` on CPU; the whole input on accelerators."""
+    """``CPU_BATCH_SIZE`` on CPU; the whole input on accelerators (halved on out-of-memory, batching.py)."""
     return max(1, min(n, CPU_BATCH_SIZE) if device.type == "cpu" else n)
 
 
@@ -172,14 +173,14 @@ class Attack:
         start = time.perf_counter()
         oracle = Oracle(clf, eot=self.eot)
         bs = batch_size or default_batch_size(device, len(x))
-        outs = []
-        with clf.inference():
-            for i in range(0, len(x), bs):
-                sl = slice(i, i + bs)
-                tb = None if targets is None else targets[sl].to(device)
-                oracle.on_pass = self._reporter(progress, oracle, i, len(x[sl]), len(x))
-                outs.append(self._attack_batch(oracle, clf, x[sl].to(device, clf.dtype), y[sl].to(device), tb, gen))
-                progress(self.name, i + len(x[sl]), len(x))
+        def one(sl: slice):
+            tb = None if targets is None else targets[sl].to(device)
+            oracle.on_pass = self._reporter(progress, oracle, sl.start, sl.stop - sl.start, len(x))
+            out = self._attack_batch(oracle, clf, x[sl].to(device, clf.dtype), y[sl].to(device), tb, gen)
+            progress(self.name, sl.stop, len(x))
+            return out
+        with clf.inference():  # on out-of-memory the batch is halved (batching.py)
+            outs = run_in_batches(one, len(x), bs, device, what=self.name)
         oracle.on_pass = None
         x_adv = torch.cat([o[0] for o in outs]).to(x.device, x.dtype) if outs else x.clone()
         success = torch.cat([o[1] for o in outs]).to(x.device) if outs else torch.zeros(0, dtype=torch.bool)

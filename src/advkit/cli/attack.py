@@ -18,7 +18,7 @@ from ..model import resolve_classes
 from ..progress import NULL, rescaled
 from ..threat import ThreatModel, check_budget
 from . import render
-from .options import SEED, parse_key_values
+from .options import SEED, model_placement, parse_key_values, place_model
 
 
 
@@ -82,8 +82,9 @@ def summarize(out: dict, y: torch.Tensor, clean_pred: torch.Tensor, targets) -> 
 @click.option("--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write per-sample arrays to F.npz.")
 @click.option("--force-eps", is_flag=True, help="Accept an L∞ ε as large as the input range.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@model_placement
 def attack(name, model_ref, weights, data_ref, split, threat_text, profile, targeted, n, batch_size, seed, params, save_path,
-           force_eps, as_json):
+           force_eps, as_json, device, mean, std):
     """Run the registered attack NAME (see `advkit list attacks`) on a model and data."""
     from ..attacks import registry
     from ..sources.data import load_data
@@ -96,6 +97,7 @@ def attack(name, model_ref, weights, data_ref, split, threat_text, profile, targ
         check_writable(save_path)  # fail before the attack, not after it
     ds = load_data(data_ref, split).subset(n)
     clf = load_model(model_ref, weights=weights)
+    place_model(clf, device, mean, std, ds)
     check_budget(threat, clf.bounds, force=force_eps)
     x, y = ds.x, ds.y
     num_classes, _ = resolve_classes(clf, x, y, ds.classes)

@@ -21,7 +21,7 @@ from .. import distributed as dist
 from ..atomic import atomic_path, atomic_write, check_writable
 from ..errors import ConfigError
 from ..model import resolve_classes
-from .options import SEED, check_device
+from .options import SEED, check_device, model_placement, place_model
 from ..smoothing.stage import DEFAULT_RADII, FIELDS, certify_records, summarize
 
 HEADER = ",".join(FIELDS)
@@ -197,11 +197,11 @@ def _load(model_ref: str, weights, trust_pickle: bool, data_ref: str, split: str
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Noisy inputs per forward pass.")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the model's).")
 @click.option("--no-progress", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@model_placement
 def certify(model_ref, weights, trust_pickle, data_ref, split, sigma, n0, n, alpha, radii, sequential, n_images, skip, seed,
-            out, batch_size, device, no_progress, as_json):
+            out, batch_size, no_progress, as_json, device, mean, std):
     """Certify L2 robustness by randomized smoothing (Cohen et al. 2019); resumable."""
     radii = parse_radii(radii)
     _check_options(sigma=sigma, n0=n0, n=n, alpha=alpha, skip=skip, n_images=n_images, batch_size=batch_size)
@@ -211,8 +211,8 @@ def certify(model_ref, weights, trust_pickle, data_ref, split, sigma, n0, n, alp
     mode = "sequential" if sequential else "fixed"
     config = {"model": model_ref, "data": data_ref, "split": split, "sigma": sigma, "n0": n0, "n": n,
               "alpha": alpha, "seed": seed, "mode": mode}
-    clf, data = _load(model_ref, weights, trust_pickle, data_ref, split,
-                      device or (str(dist.local_device()) if dist.is_distributed() else None))
+    clf, data = _load(model_ref, weights, trust_pickle, data_ref, split, None)
+    place_model(clf, device, mean, std, data)
     indices = np.arange(0, len(data), skip)[:n_images]
     # the classes are the model's outputs; a label outside them is refused, never counted as wrong
     num_classes, _ = resolve_classes(clf, data.x[indices].to(clf.device), data.y[indices])

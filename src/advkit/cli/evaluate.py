@@ -41,15 +41,23 @@ from . import render
 @click.option("--no-autoattack", is_flag=True, help="Skip AutoAttack (robust accuracy becomes an upper bound).")
 @click.option("--allow-upper-bound", is_flag=True, default=None,
               help="Let gates pass on robust accuracy that is only an upper bound (AutoAttack skipped/reduced).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the rank's GPU under torchrun, "
+                                             "else CUDA when available, else CPU).")
+@click.option("--mean", default=None, help="Per-channel mean the model expects, e.g. 0.4914,0.4822,0.4465.")
+@click.option("--std", default=None, help="Per-channel std the model expects, e.g. 0.2471,0.2435,0.2616.")
 @click.option("--json", "as_json", is_flag=True, help="Print result.json to stdout instead of the summary.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
 def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, profile, threats, n, seed, batch_size, output,
-             db, resume, junit_file, force_eps, no_autoattack, allow_upper_bound, as_json, quiet):
+             db, resume, junit_file, force_eps, no_autoattack, allow_upper_bound, device, mean, std, as_json, quiet):
     """Evaluate a model's robustness: clean, FGSM, PGD, AutoAttack, curve, per class, checks, gates.
 
     With no arguments it evaluates the built-in default model (zoo:mnist5k-standard) on mnist5k.
+    Under `torchrun --nproc_per_node N -m advkit evaluate ...` each process evaluates its share of the
+    batches and rank 0 writes the results (docs/scale.md).
     """
+    from .. import distributed
+    from ..devices import parse_floats
     from ..evaluation import EvaluationSpec, evaluate as run_evaluation, load_spec, with_options
     from ..evaluation.spec import spec_file_keys, with_model_defaults
     from ..results import Store, write_run_dir
@@ -58,23 +66,28 @@ def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, profile,
     spec = load_spec(spec_file) if spec_file else EvaluationSpec()
     spec = with_options(spec, model=model, weights=weights, trust_pickle=trust_pickle, data=data, split=split,
                         profile=profile, threats=threats, n=n, seed=seed, batch_size=batch_size, output=output,
-                        db=db, no_autoattack=no_autoattack, allow_upper_bound=allow_upper_bound, force_eps=force_eps)
+                        db=db, no_autoattack=no_autoattack, allow_upper_bound=allow_upper_bound, force_eps=force_eps,
+                        device=device, mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"))
     given = (spec_file_keys(spec_file) if spec_file else set()) | ({"data"} if data else set())
     spec, note = with_model_defaults(spec, given)
-    if note and not as_json:
+    distributed.init_from_env()
+    main_rank = distributed.is_main()
+    if note and not as_json and main_rank:
         render.err_console.print(f"[dim]{note}[/dim]")
-    out_dir = Path(spec.output or default_output(spec.model))
+    out_dir = Path(spec.output or distributed_output(spec.model))
     check_writable(out_dir / "result.json")  # fail before the evaluation, not after it
     if junit_file:
         check_writable(junit_file)
     store = Store(spec.db) if spec.db else None
     started = time.perf_counter()
     try:
-        with render.progress_bar(enabled=not (quiet or as_json)) as progress:
+        with render.progress_bar(enabled=not (quiet or as_json) and main_rank) as progress:
             res = run_evaluation(spec, progress=progress, store=store, resume=resume)
     finally:
         if store is not None:
             store.close()
+    if not main_rank:
+        return
     res.result["output"] = str(out_dir)
     res.result["wall_seconds"] = time.perf_counter() - started
     write_run_dir(out_dir, res.result, res.samples)
@@ -87,6 +100,12 @@ def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, profile,
         print_summary(res.result, out_dir)
     if not res.passed:
         ctx.exit(1)
+
+
+def distributed_output(model_ref: str) -> str:
+    """:func:`default_output`, chosen once on rank 0 under torchrun (the ranks' clocks may differ)."""
+    from ..evaluation.sharding import share
+    return share(default_output(model_ref))
 
 
 def default_output(model_ref: str) -> str:

@@ -5,6 +5,7 @@ import click
 
 from ..errors import EvaluationAborted
 from . import render
+from .options import model_placement, place_model
 
 
 @click.command("inspect")
@@ -14,7 +15,8 @@ from . import render
 @click.option("--data", "data_ref", default=None, help="Data REF (default: the built-in data).")
 @click.option("--n", type=click.IntRange(min=1), default=256, show_default=True, help="Number of test samples to check.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def inspect(model_ref, weights, trust_pickle, data_ref, n, as_json):
+@model_placement
+def inspect(model_ref, weights, trust_pickle, data_ref, n, as_json, device, mean, std):
     """Run the pre-flight model checks: input range, train mode, probability outputs, randomness."""
     from .. import zoo
     from ..model import resolve_classes
@@ -26,11 +28,12 @@ def inspect(model_ref, weights, trust_pickle, data_ref, n, as_json):
     own = zoo.entry(ref[4:]) if ref.startswith("zoo:") and data_ref is None else None
     data = load_data(data_ref or (own.data if own else zoo.DEFAULT_DATA), split="test")
     x, y = data.x[:n], data.y[:n]
-    resolve_classes(clf, x, y, data.classes)
+    dev = place_model(clf, device, mean, std, data)
+    resolve_classes(clf, x.to(dev), y, data.classes)
     findings = clf.preflight(x, warn=False)
     acc = float((clf.predict(x) == y).float().mean())
     info = {"model": clf.name, "model_hash": model_hash(clf), "data": data.name, "n": len(x),
-            "input_shape": list(x.shape[1:]), "bounds": list(clf.bounds), "num_classes": clf.num_classes,
+            "input_shape": list(x.shape[1:]), "bounds": list(clf.bounds), "device": str(dev), "num_classes": clf.num_classes,
             "clean_accuracy": acc, "findings": [f.to_dict() for f in findings]}
     if as_json:
         render.print_json(info)

@@ -46,7 +46,7 @@ SEED = SeedType()
 
 def check_device(text: str | None, option: str = "--device"):
     """``text`` as a ``torch.device`` that exists on this machine (None stays None), else a ConfigError."""
-    if text is None:
+    if text is None or text == "auto":
         return None
     import torch
     try:
@@ -61,3 +61,22 @@ def check_device(text: str | None, option: str = "--device"):
     elif dev.type != "cpu" and dev.type != "mps":
         raise ConfigError(f"{option}: expected cpu, cuda or cuda:N, got {text!r}")
     return dev
+
+
+DEVICE_HELP = ("cpu, cuda, cuda:1, mps or auto (default auto: the rank's GPU under torchrun, else CUDA when "
+               "available, else CPU).")
+
+
+def model_placement(fn):
+    """``--device``, ``--mean`` and ``--std`` (the model's input normalisation, one value per channel)."""
+    import click
+    fn = click.option("--std", default=None, help="Per-channel std the model expects, e.g. 0.2471,0.2435,0.2616.")(fn)
+    fn = click.option("--mean", default=None, help="Per-channel mean the model expects, e.g. 0.4914,0.4822,0.4465.")(fn)
+    return click.option("--device", default=None, help=DEVICE_HELP)(fn)
+
+
+def place_model(clf, device, mean, std, data=None):
+    """Apply ``--mean/--std`` and move ``clf`` to ``--device`` (validated; exit 2 when unavailable)."""
+    from ..devices import place
+    channels = int(data.x.shape[1]) if data is not None else None
+    return place(clf, device=device, mean=mean, std=std, channels=channels)

@@ -12,7 +12,7 @@ import click
 from ..atomic import check_writable
 from ..errors import ConfigError
 from . import render
-from .options import check_device, parse_key_values
+from .options import DEVICE_HELP, check_device, parse_key_values
 
 _OVERRIDES = [
     ("--arch", str, "Architecture (smallcnn, lenet, preact-resnet18, wrn-28-10)."),
@@ -73,12 +73,13 @@ def _options(fn):
 @click.option("--resume", is_flag=True, help="Continue the run checkpointed in --checkpoint-dir.")
 @click.option("--name", default=None, help="Model name recorded in the file (default: the file name).")
 @click.option("--description", default="", help="Description recorded in the file.")
-@click.option("--device", default=None, help="Device (cpu, cuda, cuda:1); default: CPU, or the rank's GPU under torchrun.")
+@click.option("--device", default=None, help=DEVICE_HELP)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train(config_file, arch_kwarg, out, checkpoint_dir, resume, name, description, device, no_progress, as_json, **overrides):
     """Train ARCH on DATA with METHOD (standard, pgd-at, trades, fast-at, mart, gaussian)."""
     from .. import distributed
+    from ..devices import resolve_device
     from ..threat import parse_eps
     from ..training.config import TrainConfig, recipe_meta
     from ..training.defaults import fit_warmup
@@ -100,6 +101,7 @@ def train(config_file, arch_kwarg, out, checkpoint_dir, resume, name, descriptio
     if out is not None:
         check_writable(out)  # before training, not after it
     distributed.init_from_env()
+    device = str(resolve_device(device))
     quiet = as_json or not distributed.is_main()
     if note and distributed.is_main():
         render.err_console.print(f"[yellow]note:[/yellow] {note}")

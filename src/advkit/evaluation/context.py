@@ -3,7 +3,8 @@
 Every stage works in fixed batches of the evaluated samples.  Each batch gets its own
 ``torch.Generator`` seeded from (spec seed, stage name, batch index), so a batch's result does not
 depend on which batches ran before it in this process: a run killed after batch k and resumed
-(``--resume``) ends with exactly the records of an uninterrupted run.  When a history
+(``--resume``) ends with exactly the records of an uninterrupted run, and under ``torchrun`` each
+rank computes its share of the batches (:mod:`advkit.evaluation.sharding`).  When a history
 :class:`~advkit.results.store.Store` is attached, each finished batch is written to it at once.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from ..model import Classifier
 from ..progress import NULL, ProgressFn, rescaled
+from . import sharding
 from .spec import EvaluationSpec
 
 BatchFn = Callable[[slice, torch.Generator], dict]
@@ -71,6 +73,9 @@ class Context:
         start = time.perf_counter()
         parts, batches, task = [], self.batches(), label or stage
         for b, sl in enumerate(batches):
+            if not sharding.owns(b):  # another rank's batch (torchrun); exchanged below
+                parts.append(None)
+                continue
             payload = self._stored(stage, b)
             if payload is None:
                 t0 = time.perf_counter()
@@ -83,7 +88,7 @@ class Context:
                 self.resumed_batches += 1
             parts.append(payload)
             self.progress(task, sl.stop, self.n)
-        merged = _merge(parts)
+        merged = _merge(sharding.exchange(parts))
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
         self.stats[stage] = {k: v for k, v in merged.items() if k.startswith("_")}
         per_sample = {k: v for k, v in merged.items() if not k.startswith("_")}

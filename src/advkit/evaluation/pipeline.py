@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import EvaluationAborted, RunLockedError
+from .. import distributed as D
+from ..errors import EvaluationAborted, PeerFailed, RunLockedError
 from ..model import resolve_classes
 from ..profiles import annotate as grade_result
 from ..progress import NULL, ProgressFn
 from ..results.locks import RunLock, is_stale, locked_message
 from ..threat import check_budget
-from . import aggregate, checks, stages
+from . import aggregate, checks, sharding, stages
 from .context import Context
 from .run_info import (check_resumable, code_version, data_digest, environment, gates_section, load_inputs,
                        model_digest, validate_gates)
@@ -61,22 +62,27 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
     ds = ds.subset(spec.n) if hasattr(ds, "subset") else ds
     num_classes, classes = resolve_classes(clf, ds.x, ds.y, getattr(ds, "classes", ()))
     meta = {"model": spec.model if model is None else getattr(clf, "name", spec.model),
-            "model_hash": model_digest(clf), "data_hash": data_digest(ds.x, ds.y), "code_version": code_version(),
-            "spec_hash": spec.spec_hash()}
-    run_id = _open_run(store, spec, meta, resume)
-    with RunLock(store, run_id) if store is not None else contextlib.nullcontext():
-        if store is not None:
+            "model_hash": model_digest(clf), "code_version": code_version(), "spec_hash": spec.spec_hash(),
+            # the data's content hash is read on rank 0 only (streamed data: every file once)
+            "data_hash": data_digest(ds.x, ds.y) if D.is_main() else None}
+    run_id = sharding.share(_open_run(store, spec, meta, resume) if D.is_main() else None)
+    locked = store is not None and D.is_main()  # rank 0 holds the run's lock; every rank writes its batches
+    with RunLock(store, run_id) if locked else contextlib.nullcontext():
+        if locked:
             store.set_status(run_id, "running")
         ctx = Context(spec, clf, ds.x, ds.y, np.arange(len(ds.y)), num_classes, classes, progress, store, run_id)
         try:
             result = _run_stages(ctx)
             result.update(meta, run_id=run_id, data=spec.data, split=spec.split, n=ctx.n, seed=spec.seed,
-                          weights=spec.weights, spec=spec.to_dict(), resumed_batches=ctx.resumed_batches)
+                          weights=spec.weights, spec=spec.to_dict(),
+                          resumed_batches=sharding.total(ctx.resumed_batches))
+            if not D.is_main():  # rank 0 alone grades, checks the gates and writes the history row (torchrun)
+                return EvaluationResult(result, dict(ctx.records), run_id)
             grade_result(result, spec.profile)
             result["gates"] = gates_section(spec, result, store, meta, run_id)
-        except EvaluationAborted:
-            if store is not None:
-                store.set_status(run_id, "aborted")
+        except EvaluationAborted as e:
+            if store is not None:  # a dead peer process leaves the run resumable (sharding.py)
+                store.set_status(run_id, "failed" if isinstance(e, PeerFailed) else "aborted")
             raise
         except BaseException:
             if store is not None:
@@ -100,11 +106,11 @@ def _run_stages(ctx: Context) -> dict:
         threats[str(threat)] = summary = aggregate.threat_summary(ctx, threat, info, cinfo)
         aggregate.threat_findings(ctx, threat, summary, info)
         if ctx.spec.stages.checks.enabled:
-            ctx.findings.extend(stages.unbounded(ctx, threat))
+            ctx.findings.extend(sharding.on_main(ctx, stages.unbounded, ctx, threat))
     if ctx.spec.stages.checks.enabled:
-        ctx.findings.extend(stages.gradients(ctx))
+        ctx.findings.extend(sharding.on_main(ctx, stages.gradients, ctx))
     aggregate.eot_findings(ctx, infos)
-    certified = stages.certify(ctx)
+    certified = sharding.on_main(ctx, stages.certify, ctx)
     ctx.findings.extend(checks.certify_findings(certified, threats))
     return {"preflight": [f.to_dict() for f in pre], "clean": aggregate.clean_summary(ctx), "threats": threats,
             "robust_accuracy": {k: t["robust_accuracy"] for k, t in threats.items()},

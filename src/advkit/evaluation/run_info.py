@@ -30,11 +30,16 @@ def load_inputs(spec: EvaluationSpec, model=None, data=None):
     """
     from ..model import as_classifier
     from ..sources import load_data, load_model
+    from ..devices import place
     clf = as_classifier(model) if model is not None else load_model(spec.model, weights=spec.weights,
                                                                    trust_pickle=spec.trust_pickle)
-    ds = data if data is not None else load_data(spec.data, spec.split)
+    ds = data if data is not None else load_data(spec.data, spec.split, stream=True, resize=spec.resize,
+                                                 crop=spec.crop)
     if isinstance(ds, tuple):
         ds = _TensorData(*ds)
+    # a model handed in by a library caller moves only when the spec names a device (never silently)
+    device = spec.device if model is None or spec.device is not None else clf.device
+    place(clf, device=device, mean=spec.mean, std=spec.std, channels=int(ds.x.shape[1]))
     return clf, ds
 
 
@@ -59,6 +64,9 @@ def data_digest(x: torch.Tensor, y: torch.Tensor) -> str:
     """sha256 (hex) of the evaluated data's contents: dtype, shape and bytes of the images and labels."""
     h = hashlib.sha256()
     for t in (x, y):
+        if not isinstance(t, torch.Tensor):  # streamed images (sources/streaming.py): their own content hash
+            h.update(f"streamed|{t.content_digest()}|".encode())
+            continue
         t = t.detach().to("cpu").contiguous()
         h.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -108,8 +116,13 @@ def environment() -> dict:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "environment": {"python": platform.python_version(), "torch": torch.__version__,
                             "numpy": np.__version__, "advkit": __version__, "platform": platform.platform(),
-                            "threads": torch.get_num_threads(), "git_commit": git_commit(),
-                            "code_version": code_version()}}
+                            "threads": torch.get_num_threads(), "processes": _processes(),
+                            "git_commit": git_commit(), "code_version": code_version()}}
+
+
+def _processes() -> int:
+    from .. import distributed
+    return distributed.world_size()
 
 
 def gate_list(spec: EvaluationSpec) -> list:

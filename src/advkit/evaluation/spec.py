@@ -9,6 +9,8 @@ Layout of a spec file (every key optional; see ``examples/*.toml``)::
     profile = "cifar10"   (default: the zoo model's or the data REF's profile; "none" = no profile)
     n = 1000   seed = 0   batch_size = 250   threats = ["linf:0.3"] (a bare "linf"/"l2": the profile's budget;
     default: the profile's first threat)   output = "runs/x"   db = "advkit.db"
+    device = "auto"|"cpu"|"cuda"|"cuda:1"   mean = [0.4914, 0.4822, 0.4465]   std = [0.2471, 0.2435, 0.2616]
+    resize = 256   crop = 224   (image folders: shorter side resized, then centre-cropped)
     [stages.fgsm]       enabled
     [stages.pgd]        enabled, steps = 20, restarts = 5, step_size, eot
     [stages.autoattack] version = "auto"|"standard"|"rand"|"off", eot, steps, square_queries, n_targets,
@@ -150,6 +152,11 @@ class EvaluationSpec:
     certify: CertifySpec | None = None
     output: str | None = None
     db: str | None = "advkit.db"
+    device: str | None = None  # None → the rank's GPU under torchrun, else CUDA when available, else CPU
+    mean: tuple[float, ...] | None = None  # per-channel normalisation the model expects (Classifier buffers)
+    std: tuple[float, ...] | None = None
+    resize: int | None = None  # image folders: resize the shorter side to this many pixels
+    crop: int | None = None  # then take the centre crop of this size
     profile: str | None = DEFAULT_PROFILE  # None = no profile: no grades, the generic curve
     #: the keys whose values were derived (profile from the REFs, threats from the profile), not given;
     #: :func:`with_options` derives them again when the model, data or profile changes
@@ -171,7 +178,7 @@ class EvaluationSpec:
         """sha256 of the evaluation protocol: not the model's weights (a new version of the same model
         keeps its spec, so it is compared with the last one), output paths, gates or the DB."""
         d = self.to_dict()
-        for k in ("weights", "output", "db", "gates", "trust_pickle", "force_eps"):
+        for k in ("weights", "output", "db", "gates", "trust_pickle", "force_eps", "device"):
             d.pop(k, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
@@ -290,6 +297,17 @@ def _certify(t: _Table) -> CertifySpec:
     return c
 
 
+def _device(t: _Table) -> str | None:
+    text = t.str("device", None)
+    if text is not None:
+        from ..devices import resolve_device
+        try:
+            resolve_device(text)
+        except ConfigError as e:
+            raise ConfigError(f"{t.key('device')}: {e}") from None
+    return text
+
+
 def spec_from_dict(data: dict) -> EvaluationSpec:
     """Validate a parsed TOML document (None values mean "default") into an :class:`EvaluationSpec`."""
     data = _drop_none(data)
@@ -304,7 +322,9 @@ def spec_from_dict(data: dict) -> EvaluationSpec:
         n=t.int("n", 1000, 1), seed=t.int("seed", 0, 0, MAX_SEED), batch_size=t.int("batch_size", 250, 1),
         threats=_threats(t, profile), stages=_stages(t.sub("stages")), gates=_gates(t.sub("gates")),
         certify=_certify(t.sub("certify")) if "certify" in data else None,
-        output=t.str("output", None), db=t.str("db", "advkit.db"),
+        output=t.str("output", None), db=t.str("db", "advkit.db"), device=_device(t),
+        mean=t.floats("mean", None), std=t.floats("std", None),
+        resize=t.opt_int("resize", None, 1), crop=t.opt_int("crop", None, 1),
         profile=profile.name if profile else None, derived=derived,
     )
     t.used.add("certify")

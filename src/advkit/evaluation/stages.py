@@ -33,12 +33,15 @@ from .context import Context, subset
 
 def preflight(ctx: Context) -> list[Finding]:
     """Model and data checks before any attack; error findings abort the evaluation."""
+    x, y = ctx.x, ctx.y
+    if not isinstance(x, torch.Tensor):  # streamed data (sources/streaming.py): check the first batch
+        x, y = x[:ctx.spec.batch_size], y[:ctx.spec.batch_size]
     try:
-        ctx.clf.check_inputs(ctx.x, ctx.y)
+        ctx.clf.check_inputs(x, y)
     except InputError as e:
         found = [Finding("input-range", "error", str(e))]
     else:
-        found = ctx.clf.preflight(ctx.x, warn=False)
+        found = ctx.clf.preflight(x, warn=False)
     ctx.randomized = any(f.code == "randomized-model" for f in found)
     errors = [f for f in found if f.severity == "error"]
     if errors:

@@ -17,13 +17,20 @@ Nothing is downloaded at run time unless ``download=True`` is passed (and even t
     (Debian package ``dataset-fashion-mnist``).  Official split: 60,000 train / 10,000 test.
 ``torchvision:MNIST|FashionMNIST|CIFAR10:ROOT``
     torchvision's on-disk layout under ROOT, read without importing torchvision.
-``imagefolder:DIR``
-    ``DIR/<class>/*.png|jpg``; ``DIR/train`` and ``DIR/test`` are used when present.
+``imagefolder:DIR[?resize=N&crop=N]``
+    ``DIR/<class>/*.png|jpg``; ``DIR/train`` and ``DIR/test`` are used when present.  Samples are in
+    round-robin class order (file names sorted within a class), so a prefix ``--n`` is class-balanced
+    as far as the folder allows.  ``resize`` (shorter side, bilinear) and ``crop`` (centre square) give
+    the usual ImageNet protocol ``?resize=256&crop=224``.
 ``npz:FILE``
     arrays ``x`` and ``y`` (or ``x_train``/``y_train``/``x_test``/``y_test``).
 
 All images are float32 tensors (N, C, H, W) in [0, 1]; labels are int64.  Parsed arrays are cached
-in-process, and every call returns fresh tensors, so callers may modify them.
+in-process, and every call returns fresh tensors, so callers may modify them.  With ``stream=True``
+(what ``advkit evaluate`` uses) image folders and the torchvision formats return ``x`` as a
+:class:`~advkit.sources.streaming.StreamedImages` that decodes only the images indexed, so memory is
+bounded by the batch, not by the data set.  The selection ``subset(n)`` is always the first ``n``
+samples of the documented order above: the same for every seed and every number of processes.
 """
 from __future__ import annotations
 
@@ -70,12 +77,22 @@ class Dataset:
             return self
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ConfigError(f"subset size must be a non-negative integer or None, got {n!r}")
-        return Dataset(self.x[:n], self.y[:n], self.num_classes, self.name, self.classes, self.split)
+        x = self.x[:n] if isinstance(self.x, torch.Tensor) else self.x.take(n)
+        return Dataset(x, self.y[:n], self.num_classes, self.name, self.classes, self.split)
+
+    @property
+    def streamed(self) -> bool:
+        return not isinstance(self.x, torch.Tensor)
 
 
 def make_dataset(x: np.ndarray, y: np.ndarray, *, name: str, split: str, classes: tuple[str, ...],
-                 scale: float | None = None) -> Dataset:
-    """Build a Dataset from numpy arrays: ``x`` (N, C, H, W), divided by ``scale`` when given."""
+                 scale: float | None = None, stream: bool = False) -> Dataset:
+    """Build a Dataset from numpy arrays: ``x`` (N, C, H, W), divided by ``scale`` when given;
+    ``stream`` keeps uint8 images (scale 255) as bytes and converts them per batch."""
+    if stream and x.dtype == np.uint8 and scale == 255.0:
+        from .streaming import ArrayImages
+        yt = torch.from_numpy(np.ascontiguousarray(y).astype(np.int64))
+        return Dataset(ArrayImages(np.ascontiguousarray(x)), yt, len(classes), name, tuple(classes), split)
     xt = torch.from_numpy(np.ascontiguousarray(x)).to(torch.float32)
     if scale is not None:
         xt = xt / scale
@@ -147,10 +164,11 @@ def _sources() -> dict[str, tuple[Callable[[str, str, bool], Dataset], str]]:
                    "scikit-learn 8×8 digits (train 1,437 / test 360)"),
         "fashion-mnist": (lambda arg, split, dl: files.load_fashion_mnist(arg, split),
                           "Fashion-MNIST IDX files [:ROOT] (default /usr/share/datasets/fashion-mnist)"),
-        "torchvision": (lambda arg, split, dl: tv.load_torchvision(arg, split, download=dl),
+        "torchvision": (lambda arg, split, dl, st=False: tv.load_torchvision(arg, split, download=dl, stream=st),
                         "torchvision:MNIST|FashionMNIST|CIFAR10:ROOT on-disk formats, read without torchvision"),
-        "imagefolder": (lambda arg, split, dl: files.load_imagefolder(arg, split),
-                        "imagefolder:DIR with one sub-folder of PNG/JPEG images per class"),
+        "imagefolder": (lambda arg, split, dl, st=False, tf=None: files.load_imagefolder(arg, split, stream=st,
+                                                                                          transform=tf),
+                        "imagefolder:DIR[?resize=N&crop=N] with one sub-folder of PNG/JPEG images per class"),
         "npz": (lambda arg, split, dl: files.load_npz(arg, split),
                 "npz:FILE with arrays x, y (NCHW or NHWC; uint8 0..255 or float in [0, 1])"),
     }
@@ -167,17 +185,31 @@ def list_data() -> list[tuple[str, str]]:
     return [(k, desc) for k, (_, desc) in _sources().items()]
 
 
-def load_data(ref: str, split: str = "test", *, download: bool = False) -> Dataset:
-    """Resolve a data REF (see the module docstring) to a :class:`Dataset`."""
+def load_data(ref: str, split: str = "test", *, download: bool = False, stream: bool = False,
+              resize: int | None = None, crop: int | None = None) -> Dataset:
+    """Resolve a data REF (see the module docstring) to a :class:`Dataset`; ``stream`` reads image
+    folders and torchvision formats per batch; ``resize``/``crop`` (or ``?resize=N&crop=N`` in the
+    REF) transform image-folder images."""
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
     if not isinstance(ref, str) or not ref:
         raise ConfigError(f"data REF must be a non-empty string, got {ref!r}")
-    kind, _, arg = ref.partition(":")
+    from .streaming import Transform, parse_ref_options
+    base, transform = parse_ref_options(ref)
+    if resize is not None or crop is not None:
+        transform = Transform(resize if resize is not None else transform.resize,
+                              crop if crop is not None else transform.crop)
+    kind, _, arg = base.partition(":")
     sources = _sources()
     if kind not in sources:
         raise ConfigError(f"unknown data REF {ref!r}; expected one of: {', '.join(sources)}")
-    ds = sources[kind][0](arg or None, split, download)
+    load = sources[kind][0]
+    if kind == "imagefolder":
+        ds = load(arg or None, split, download, stream, transform)
+    elif not transform.identity:
+        raise ConfigError(f"resize/crop apply to imagefolder data only, got them for {ref!r}")
+    else:
+        ds = load(arg or None, split, download, stream) if kind == "torchvision" else load(arg or None, split, download)
     if len(ds) == 0:
         raise DataError(f"data {ref!r} ({split} split) holds no images; expected at least one image and label")
     return Dataset(ds.x, ds.y, ds.num_classes, ref, ds.classes, split)

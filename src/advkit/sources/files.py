@@ -5,6 +5,7 @@ import functools
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..errors import DataError
 from .idx import find_idx, read_idx
@@ -47,33 +48,50 @@ def load_fashion_mnist(root: str | None, split: str):
 
 
 # ------------------------------------------------------------------ image folders
-def _read_image(path: Path) -> np.ndarray:
-    try:
-        from PIL import Image
-    except ImportError as e:  # pragma: no cover - Pillow comes with matplotlib
-        raise DataError("imagefolder sources need Pillow (installed with matplotlib)") from e
-    try:
-        with Image.open(path) as im:
-            mode = "L" if im.mode in ("1", "L", "I", "I;16", "F") else "RGB"
-            return np.asarray(im.convert(mode), dtype=np.uint8)
-    except OSError as e:
-        raise DataError(f"cannot read image {path}: {e}") from e
-
-
-def _to_common_channels(images: list[np.ndarray]) -> list[np.ndarray]:
-    """HWC uint8 arrays; grayscale promoted to RGB when the folder mixes both."""
-    rgb = any(im.ndim == 3 for im in images)
-    out = []
-    for im in images:
-        if im.ndim == 2:
-            im = np.repeat(im[:, :, None], 3, axis=2) if rgb else im[:, :, None]
-        out.append(im)
+def imagefolder_order(files_per_class: list[list[Path]]) -> list[tuple[Path, int]]:
+    """Round-robin over classes (file names sorted within each class): the documented sample order
+    of ``imagefolder:``, so that every prefix (``--n``) is as class-balanced as the folder allows."""
+    out, depth = [], max((len(f) for f in files_per_class), default=0)
+    for j in range(depth):
+        out.extend((files[j], c) for c, files in enumerate(files_per_class) if j < len(files))
     return out
 
 
-def load_imagefolder(directory: str | None, split: str):
-    from .data import make_dataset
+def _folder_geometry(files: list[Path], transform) -> tuple[str, tuple[int, int, int]]:
+    """(PIL mode, (C, H, W)): without a crop every header is read (sizes must agree; RGB when any image
+    is colour); with a crop the first image decides the mode and the crop the size."""
+    from PIL import Image
 
+    from .streaming import read_file
+    if transform.crop is not None:
+        with Image.open(files[0]) as im:
+            mode = "L" if im.mode in _GRAY_MODES else "RGB"
+        return mode, read_file(files[0], mode, transform).shape
+    modes, sizes = set(), set()
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                modes.add("L" if im.mode in _GRAY_MODES else "RGB")
+                sizes.add(im.size)
+        except OSError as e:
+            raise DataError(f"cannot read image {f}: {e}") from e
+    if len(sizes) > 1 and transform.resize is None:
+        raise DataError(f"all images must share one size, got sizes {sorted(sizes)[:5]}; resize them first or "
+                        "declare resize/crop (imagefolder:DIR?resize=256&crop=224)")
+    mode = "RGB" if "RGB" in modes else "L"
+    return mode, read_file(files[0], mode, transform).shape
+
+
+_GRAY_MODES = ("1", "L", "I", "I;16", "F")
+
+
+def load_imagefolder(directory: str | None, split: str, *, stream: bool = False, transform=None):
+    """``DIR/<class>/*.png|jpg`` (``DIR/<split>/...`` when train/test sub-folders exist), in
+    :func:`imagefolder_order`; ``stream`` keeps the images on disk until indexed."""
+    from .data import Dataset
+    from .streaming import FileImages, Transform
+
+    transform = transform or Transform()
     if not directory:
         raise DataError("imagefolder needs a directory: imagefolder:DIR")
     root = Path(directory)
@@ -82,18 +100,15 @@ def load_imagefolder(directory: str | None, split: str):
     if (root / "train").is_dir() and (root / "test").is_dir():
         root = root / split
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    files = [(f, i) for i, c in enumerate(classes) for f in sorted((root / c).iterdir())
-             if f.suffix.lower() in IMAGE_SUFFIXES]
+    per_class = [[f for f in sorted((root / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES] for c in classes]
+    files = imagefolder_order(per_class)
     if not files:
         raise DataError(f"{root}: expected one sub-folder per class holding {'/'.join(IMAGE_SUFFIXES)} images, "
                         f"found {len(classes)} sub-folders and no images")
-    images = _to_common_channels([_read_image(f) for f, _ in files])
-    shapes = {im.shape[:2] for im in images}
-    if len(shapes) > 1:
-        raise DataError(f"{root}: all images must share one size, got sizes {sorted(shapes)[:5]}; resize them first")
-    x = np.stack(images).transpose(0, 3, 1, 2)
-    y = np.array([i for _, i in files], dtype=np.int64)
-    return make_dataset(x, y, name=f"imagefolder:{directory}", split=split, classes=tuple(classes), scale=255.0)
+    mode, chw = _folder_geometry([f for f, _ in files], transform)
+    x = FileImages([f for f, _ in files], mode, chw, transform)
+    y = torch.tensor([i for _, i in files], dtype=torch.long)
+    return Dataset(x if stream else x.materialize(), y, len(classes), f"imagefolder:{directory}", tuple(classes), split)
 
 
 # ------------------------------------------------------------------ npz arrays

@@ -32,7 +32,7 @@ def _download(name: str, root: Path, split: str) -> None:
     getattr(tvd, name)(str(root), train=split == "train", download=True)  # pragma: no cover - needs network
 
 
-def _mnist_like(name: str, root: Path, split: str):
+def _mnist_like(name: str, root: Path, split: str, stream: bool = False):
     from .data import DIGIT_CLASSES, make_dataset
 
     raw = root / name / "raw"
@@ -41,7 +41,7 @@ def _mnist_like(name: str, root: Path, split: str):
                         "not found; pass download=True (needs torchvision) or copy the IDX files there")
     x, y = read_idx_pair(str(raw), split)
     classes = DIGIT_CLASSES if name == "MNIST" else FASHION_CLASSES
-    return make_dataset(x, y, name=f"torchvision:{name}", split=split, classes=classes, scale=255.0)
+    return make_dataset(x, y, name=f"torchvision:{name}", split=split, classes=classes, scale=255.0, stream=stream)
 
 
 def _cifar_folder(root: Path) -> Path:
@@ -92,13 +92,13 @@ def _cifar_arrays(folder: str, split: str) -> tuple[np.ndarray, np.ndarray, tupl
     return x, y, _cifar_classes(root)
 
 
-def _cifar10(root: Path, split: str):
+def _cifar10(root: Path, split: str, stream: bool = False):
     from .data import make_dataset
 
     x, y, classes = _cifar_arrays(str(_cifar_folder(root)), split)
     if len(y) and (y.min() < 0 or y.max() >= len(classes)):
         raise DataError(f"CIFAR-10 labels must lie in [0, {len(classes)}), got [{y.min()}, {y.max()}]")
-    return make_dataset(x, y, name="torchvision:CIFAR10", split=split, classes=classes, scale=255.0)
+    return make_dataset(x, y, name="torchvision:CIFAR10", split=split, classes=classes, scale=255.0, stream=stream)
 
 
 def _present(name: str, root: Path) -> bool:
@@ -107,7 +107,7 @@ def _present(name: str, root: Path) -> bool:
     return (root / name / "raw").is_dir()
 
 
-def load_torchvision(arg: str | None, split: str, *, download: bool = False):
+def load_torchvision(arg: str | None, split: str, *, download: bool = False, stream: bool = False):
     """Dispatch ``NAME:ROOT`` (the part after ``torchvision:``)."""
     name, _, root = (arg or "").partition(":")
     if name not in DATASETS:
@@ -118,4 +118,4 @@ def load_torchvision(arg: str | None, split: str, *, download: bool = False):
     path = Path(root)
     if download and not _present(name, path):
         _download(name, path, split)
-    return _cifar10(path, split) if name == "CIFAR10" else _mnist_like(name, path, split)
+    return _cifar10(path, split, stream) if name == "CIFAR10" else _mnist_like(name, path, split, stream)
