@@ -36,7 +36,7 @@ def test_train_keeps_the_model_when_out_cannot_be_written(env, tmp_path, monkeyp
         return real(tensors, filename, metadata=metadata)
     monkeypatch.setattr(st, "save_file", read_only)
     argv = (f"train --arch smallcnn --arch-kwarg padding=1 --data npz:{env['d']}/train.npz --epochs 1 "
-            f"--batch-size 40 --val-size 0 --no-progress --out {out}")
+            f"--batch-size 40 --val-size 0 --chance-patience 0 --no-progress --out {out}")
     if with_checkpoint:
         argv += f" --checkpoint-dir {tmp_path}/ckpt"
     code = main(shlex.split(argv))

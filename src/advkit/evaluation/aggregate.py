@@ -8,6 +8,7 @@ any ε' ≤ ε broke the sample, so the curve never exceeds the headline number 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..results import records as rec
 from . import checks, metrics
@@ -159,20 +160,33 @@ def gallery(ctx: Context, count: int = 8) -> dict:
 
 def adversarial_examples(ctx: Context) -> dict:
     """Per threat, the adversarial example of every sample an attack broke (from the attack that broke it
-    first, i.e. ``broken_by``): ``{threat}/x_adv`` (the clean input where none was found) and
-    ``{threat}/x_adv_found`` (bool), in dataset order, for ``samples.npz``."""
+    first, i.e. ``broken_by``), for ``samples.npz``: ``{threat}/x_adv_found`` (bool, dataset order) and
+    ``{threat}/x_adv``. With in-memory data ``x_adv`` has a row per sample (the clean input where none was
+    found); with streamed data (memory bounded by the batch) it holds only the found rows, in dataset
+    order, and ``{threat}/x_adv_index`` says whose they are."""
     out = {}
+    dense = isinstance(ctx.x, torch.Tensor)
     for threat in ctx.spec.threats:
         by = ctx.records.get(rec.key(threat, "broken_by"))
         if by is None:
             continue
-        x_adv, found = ctx.x.numpy().astype(np.float32, copy=True), np.zeros(ctx.n, bool)
+        found, rows = np.zeros(ctx.n, bool), {}
         for stage, st in ctx.stats.items():
             if not stage.startswith(f"{threat}/") or "_adv_index" not in st:
                 continue
             name = stage[len(str(threat)) + 1:]
             idx = np.asarray(st["_adv_index"], np.int64)
             mine = (by[idx] == name) & ~found[idx]
-            x_adv[idx[mine]], found[idx[mine]] = np.asarray(st["_adv"])[mine], True
+            found[idx[mine]] = True
+            rows.update(zip(idx[mine].tolist(), np.asarray(st["_adv"])[mine]))
+        index = np.flatnonzero(found)
+        if dense:
+            x_adv = ctx.x.numpy().astype(np.float32, copy=True)
+            if len(index):
+                x_adv[index] = np.stack([rows[i] for i in index.tolist()])
+        else:
+            x_adv = (np.stack([rows[i] for i in index.tolist()]).astype(np.float32) if len(index)
+                     else np.zeros((0, *tuple(ctx.x.shape[1:])), np.float32))
+            out[rec.key(threat, "x_adv_index")] = index
         out[rec.key(threat, "x_adv")], out[rec.key(threat, "x_adv_found")] = x_adv, found
     return out
