@@ -15,7 +15,7 @@ import torch
 from ..errors import ConfigError
 from ..threat import ThreatModel
 from . import render
-from .options import parse_key_values
+from .options import defense_option, parse_key_values, with_defense
 
 
 
@@ -73,8 +73,12 @@ def summarize(out: dict, y: torch.Tensor, clean_pred: torch.Tensor, targets) -> 
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Override an attack parameter (repeatable).")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write per-sample arrays to F.npz.")
+@defense_option
+@click.option("--naive", is_flag=True, help="With --defense: attack through autograd, without BPDA or EOT "
+                                          "(default: adaptive, BPDA through rounding steps, EOT through random ones).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def attack(name, model_ref, weights, data_ref, split, threat_text, targeted, n, batch_size, seed, params, save_path, as_json):
+def attack(name, model_ref, weights, data_ref, split, threat_text, targeted, n, batch_size, seed, params, save_path,
+           defense, naive, as_json):
     """Run the registered attack NAME (see `advkit list attacks`) on a model and data."""
     from ..attacks import registry
     from ..sources.data import load_data
@@ -84,7 +88,12 @@ def attack(name, model_ref, weights, data_ref, split, threat_text, targeted, n, 
     ds = load_data(data_ref, split).subset(n)
     clf = load_model(model_ref, weights=weights)
     x, y = ds.x, ds.y
-    atk = registry.build(name, threat, num_classes=ds.num_classes, **parse_key_values(params, "--param"))
+    if naive and defense is None:
+        raise ConfigError("--naive needs --defense CHAIN (it says how to attack the defense)")
+    kw = parse_key_values(params, "--param")
+    atk = registry.build(name, threat, num_classes=ds.num_classes, **kw)
+    clf, chain = with_defense(clf, defense, seed, adaptive=not naive)
+    atk = _eot_for(atk, chain, naive, kw)
     gen = torch.Generator().manual_seed(seed)
     targets = random_targets(y, ds.num_classes, gen) if targeted else None
     clean_pred = clf.predict(x, batch_size=batch_size)
@@ -92,10 +101,25 @@ def attack(name, model_ref, weights, data_ref, split, threat_text, targeted, n, 
         out = run_attack(atk, clf, x, y, targets=targets, generator=gen, batch_size=batch_size, progress=progress)
     summary = {"attack": name, "model": model_ref, "data": data_ref, "threat": str(threat), "targeted": targeted,
                "seed": seed, **summarize(out, y, clean_pred, targets), "config": out["config"]}
+    if chain is not None:
+        summary["defense"] = {"chain": chain.name, "mode": "naive" if naive else "adaptive",
+                              "method": "autograd, no EOT" if naive else chain.describe_adaptive(
+                                  getattr(atk, "eot", 1))}
     if save_path:
         _save(save_path, out, y, targets)
         summary["saved"] = str(save_path)
     _render(summary, as_json)
+
+
+def _eot_for(atk, chain, naive: bool, params: dict):
+    """Adaptive attacks on a randomized defense average gradients over ``EOT_DRAWS`` draws (unless --param eot=K)."""
+    from ..attacks.adaptive import supports_eot, with_eot
+    if chain is None or naive or not chain.randomized or "eot" in params or not supports_eot(atk):
+        return atk
+    return with_eot(atk, EOT_DRAWS)
+
+
+EOT_DRAWS = 20  # AutoAttack rand's EOT (Croce & Hein 2020)
 
 
 def _save(path: str, out: dict, y: torch.Tensor, targets) -> None:
@@ -118,6 +142,9 @@ def _render(s: dict, as_json: bool) -> None:
     title = f"{s['attack']} · {s['threat']}" + (" · targeted" if s["targeted"] else "")
     t = render.table(title, ["metric", "value"], rows)
     t.caption = f"model {s['model']} · data {s['data']} (n={s['n']}) · seed {s['seed']}"
+    if s.get("defense"):
+        d = s["defense"]
+        t.caption += f" · defense {d['chain']} attacked {d['mode']} ({d['method']})"
     render.console.print(t)
     if s.get("saved"):
         render.console.print(f"saved per-sample arrays to {s['saved']}")

@@ -19,6 +19,7 @@ import torch
 from .. import distributed as dist
 from ..errors import ConfigError
 from ..smoothing.stage import DEFAULT_RADII, FIELDS, certify_records, summarize
+from .options import defense_option, parse_defense_text, with_defense
 
 HEADER = ",".join(FIELDS)
 _INT_FIELDS = ("index", "label", "prediction", "correct", "samples")
@@ -178,9 +179,10 @@ def _load(model_ref: str, weights, trust_pickle: bool, data_ref: str, split: str
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Noisy inputs per forward pass.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the model's).")
 @click.option("--no-progress", is_flag=True)
+@defense_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def certify(model_ref, weights, trust_pickle, data_ref, split, sigma, n0, n, alpha, radii, sequential, n_images, skip, seed,
-            out, batch_size, device, no_progress, as_json):
+            out, batch_size, device, no_progress, defense, as_json):
     """Certify L2 robustness by randomized smoothing (Cohen et al. 2019); resumable."""
     radii = parse_radii(radii)
     if skip < 1 or (n_images is not None and n_images < 1):
@@ -189,8 +191,11 @@ def certify(model_ref, weights, trust_pickle, data_ref, split, sigma, n0, n, alp
     mode = "sequential" if sequential else "fixed"
     config = {"model": model_ref, "data": data_ref, "split": split, "sigma": sigma, "n0": n0, "n": n,
               "alpha": alpha, "seed": seed, "mode": mode}
+    if defense is not None:
+        config["defense"] = parse_defense_text(defense)  # the base classifier is the model behind the defense
     clf, data = _load(model_ref, weights, trust_pickle, data_ref, split,
                       device or (str(dist.local_device()) if dist.is_distributed() else None))
+    clf, _ = with_defense(clf, defense, seed)
     _check_config(out, config)
     dist.barrier()
     indices = np.arange(0, len(data), skip)[:n_images]

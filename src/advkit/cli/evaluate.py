@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from . import render
+from .options import defense_option
 
 
 @click.command("evaluate")
@@ -30,12 +31,13 @@ from . import render
 @click.option("--db", default=None, help="History database (default ./advkit.db).")
 @click.option("--resume", is_flag=True, help="Continue the unfinished run of the same spec and model.")
 @click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help="Write gates as JUnit XML.")
+@defense_option
 @click.option("--no-autoattack", is_flag=True, help="Skip AutoAttack (robust accuracy becomes an upper bound).")
 @click.option("--json", "as_json", is_flag=True, help="Print result.json to stdout instead of the summary.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
 def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, threats, n, seed, batch_size, output, db,
-             resume, junit_file, no_autoattack, as_json, quiet):
+             resume, junit_file, defense, no_autoattack, as_json, quiet):
     """Evaluate a model's robustness: clean, FGSM, PGD, AutoAttack, curve, per class, checks, gates.
 
     With no arguments it evaluates the built-in default model (zoo:mnist5k-standard) on mnist5k.
@@ -47,7 +49,7 @@ def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, threats,
     spec = load_spec(spec_file) if spec_file else EvaluationSpec()
     spec = with_options(spec, model=model, weights=weights, trust_pickle=trust_pickle, data=data, split=split,
                         threats=threats, n=n, seed=seed, batch_size=batch_size, output=output, db=db,
-                        no_autoattack=no_autoattack)
+                        defense=defense, no_autoattack=no_autoattack)
     out_dir = Path(spec.output or default_output(spec.model))
     store = Store(spec.db) if spec.db else None
     started = time.perf_counter()
@@ -115,23 +117,56 @@ def _acc_cell(entry: dict | None) -> tuple[str, str]:
     return render.pct(acc), (f"{render.pct(lo)} – {render.pct(hi)}" if lo is not None else "")
 
 
+def _headline_cell(t: dict) -> tuple[str, str]:
+    acc, ci = _acc_cell(t)
+    return (f"[red]{acc} untrusted[/red]", ci) if t.get("trusted", True) is False else (f"[bold]{acc}[/bold]", ci)
+
+
+def _worst_label(t: dict) -> str:
+    notes = [n for n, on in (("adaptive", t.get("naive")), ("upper bound", t.get("upper_bound")),
+                             ("UNTRUSTED: looks masked", t.get("trusted", True) is False)) if on]
+    return "[bold]worst case[/bold]" + (f" ({', '.join(notes)})" if notes else "")
+
+
 def summary_rows(result: dict) -> list[tuple]:
-    rows = [("clean", "", *_acc_cell(result["clean"]), "")]
+    """Rows of the summary table; with a declared defense each row has a naive and an adaptive column."""
+    side = any(t.get("naive") for t in result["threats"].values())
+    blank = ("",) if side else ()
+    rows = [("clean", "", *blank, *_acc_cell(result["clean"]), "")]
     for threat, t in result["threats"].items():
+        naive = (t.get("naive") or {}).get("attacks", {})
         for name in ("fgsm", "pgd", "autoattack"):
             a = t["attacks"].get(name)
             if a:
                 label = name + (" (cascade)" if a.get("cascade") else "")
-                rows.append((label, threat, *_acc_cell(a), f"{a.get('seconds', 0):.1f}s"))
-        bound = " (upper bound)" if t.get("upper_bound") else ""
-        rows.append((f"[bold]worst case{bound}[/bold]", threat, *_acc_cell(t), ""))
+                left = (_acc_cell(naive.get(name))[0],) if side else ()
+                rows.append((label, threat, *left, *_acc_cell(a), f"{a.get('seconds', 0):.1f}s"))
+        left = (_acc_cell(t.get("naive"))[0],) if side else ()
+        rows.append((_worst_label(t), threat, *left, *_headline_cell(t), ""))
     return rows
+
+
+def summary_columns(result: dict) -> list[str]:
+    if any(t.get("naive") for t in result["threats"].values()):
+        return ["attack", "threat", "naive", "adaptive", "95% CI", "time"]
+    return ["attack", "threat", "accuracy", "95% CI", "time"]
 
 
 def print_summary(result: dict, out_dir: Path) -> None:
     con = render.console
-    con.print(render.table(f"{result['model']} on {result['data']} (n={result['n']}, seed={result['seed']})",
-                           ["attack", "threat", "accuracy", "95% CI", "time"], summary_rows(result)))
+    defense = (result.get("defense") or {}).get("chain")
+    title = f"{result['model']} on {result['data']} (n={result['n']}, seed={result['seed']})"
+    con.print(render.table(title + (f" behind defense {defense}" if defense else ""), summary_columns(result),
+                           summary_rows(result)))
+    for threat, t in result["threats"].items():
+        if t.get("naive"):
+            con.print(f"[dim]{threat}: naive = autograd through {defense}, no EOT, no black-box attack; "
+                      f"adaptive = {t['adaptive']['method']} + Square (black-box)[/dim]")
+        if t.get("trusted", True) is False:
+            con.print(f"[red]{threat}: the headline is not trustworthy[/red] (the model looks masked; gates treat "
+                      "it as an upper bound):")
+            for reason in t.get("untrusted_reasons", []):
+                con.print(f"  - {reason}")
     if result["findings"]:
         con.print(render.table("Findings", ["severity", "code", "message"],
                                [(f["severity"], f["code"], f["message"]) for f in result["findings"]]))

@@ -5,6 +5,7 @@ import click
 
 from ..errors import EvaluationAborted
 from . import render
+from .options import defense_option, with_defense
 
 
 @click.command("inspect")
@@ -13,8 +14,10 @@ from . import render
 @click.option("--trust-pickle", is_flag=True, help="Allow checkpoints that need arbitrary code to load (unsafe).")
 @click.option("--data", "data_ref", default=None, help="Data REF (default: the built-in data).")
 @click.option("--n", default=256, show_default=True, help="Number of test samples to check.")
+@click.option("--seed", default=0, show_default=True, help="Seed of a randomized --defense.")
+@defense_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def inspect(model_ref, weights, trust_pickle, data_ref, n, as_json):
+def inspect(model_ref, weights, trust_pickle, data_ref, n, seed, defense, as_json):
     """Run the pre-flight model checks: input range, train mode, probability outputs, randomness."""
     from .. import zoo
     from ..sources.data import load_data
@@ -25,10 +28,12 @@ def inspect(model_ref, weights, trust_pickle, data_ref, n, as_json):
     x, y = data.x[:n], data.y[:n]
     if clf.num_classes is None:
         clf.num_classes = data.num_classes
+    clf, chain = with_defense(clf, defense, seed)
     findings = clf.preflight(x, warn=False)
     acc = float((clf.predict(x) == y).float().mean())
     info = {"model": clf.name, "model_hash": model_hash(clf), "data": data.name, "n": len(x),
             "input_shape": list(x.shape[1:]), "bounds": list(clf.bounds), "num_classes": clf.num_classes,
+            "defense": chain.name if chain is not None else None,
             "clean_accuracy": acc, "findings": [f.to_dict() for f in findings]}
     if as_json:
         render.print_json(info)

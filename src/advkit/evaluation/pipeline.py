@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import EvaluationAborted
 from ..progress import NULL, ProgressFn
-from . import aggregate, stages
+from . import aggregate, defended, stages, trust
 from .context import Context
 from .run_info import environment, gates_section, load_inputs, model_digest, validate_gates
 from .spec import EvaluationSpec
@@ -47,11 +47,14 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
     ds = ds.subset(spec.n) if hasattr(ds, "subset") else ds
     meta = {"model": spec.model if model is None else getattr(clf, "name", spec.model),
             "model_hash": model_digest(clf), "spec_hash": spec.spec_hash()}
+    naive = None
+    if spec.defense is not None:
+        clf, naive, chain = defended.build_models(spec, clf)
     run_id = _open_run(store, spec, meta, resume)
     ctx = Context(spec, clf, ds.x, ds.y, np.arange(len(ds.y)), ds.num_classes, tuple(ds.classes), progress,
-                  store, run_id)
+                  store, run_id, mode="plain" if naive is None else "adaptive")
     try:
-        result = _run_stages(ctx)
+        result = _run_stages(ctx, None if naive is None else (naive, chain))
     except EvaluationAborted:
         if store is not None:
             store.set_status(run_id, "aborted")
@@ -69,29 +72,47 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
     return EvaluationResult(result, samples, run_id)
 
 
-def _run_stages(ctx: Context) -> dict:
+def _run_stages(ctx: Context, defense=None) -> dict:
+    """The stages; with a declared ``defense`` = (naive model, chain), ``ctx.clf`` is the adaptive model
+    and the naive pass runs first (:mod:`advkit.evaluation.defended`)."""
     pre = stages.preflight(ctx)
     ctx.findings.extend(pre)
+    ctx.randomized = ctx.randomized or bool(defense and defense[1].randomized)
     stages.clean(ctx)
+    naive = defended.naive_pass(ctx, defense[0]) if defense else {}
     threats, infos = {}, {}
     for threat in ctx.spec.threats:
         info = infos[str(threat)] = stages.threat_attacks(ctx, threat)
         cinfo = stages.curve(ctx, threat) if ctx.spec.stages.curve.enabled else None
+        info["extra"] = naive[str(threat)]["names"] if naive else []
         threats[str(threat)] = summary = aggregate.threat_summary(ctx, threat, info, cinfo)
         aggregate.threat_findings(ctx, threat, summary, info)
+        if naive:
+            defended.attach(ctx, threat, summary, info, naive[str(threat)], defense[1])
         if ctx.spec.stages.checks.enabled:
             ctx.findings.extend(stages.unbounded(ctx, threat))
     if ctx.spec.stages.checks.enabled:
         ctx.findings.extend(stages.gradients(ctx))
     aggregate.eot_findings(ctx, infos)
     certified = stages.certify(ctx)
+    findings = _unique(ctx.findings)
+    trust.mark(threats, findings)
     return {"preflight": [f.to_dict() for f in pre], "clean": aggregate.clean_summary(ctx), "threats": threats,
+            "defense": _defense_section(defense),
             "robust_accuracy": {k: t["robust_accuracy"] for k, t in threats.items()},
             "curve": {k: dict(zip(map(str, t["curve"]["eps"]), t["curve"]["robust_accuracy"]))
                       for k, t in threats.items() if t["curve"]},
-            "certify": certified, "findings": _unique(ctx.findings), "timings": dict(ctx.timings),
+            "certify": certified, "findings": findings, "timings": dict(ctx.timings),
             "checks": {k: v for k, v in ctx.stats.items() if k.endswith("/unbounded")},
             "randomized_model": ctx.randomized, **environment()}
+
+
+def _defense_section(defense) -> dict | None:
+    if not defense:
+        return None
+    chain = defense[1]
+    return {"chain": chain.name, "randomized": bool(chain.randomized), "differentiable": bool(chain.differentiable),
+            "steps": [s.name for s in chain.steps]}
 
 
 def _unique(findings) -> list[dict]:

@@ -16,6 +16,8 @@ Layout of a spec file (every key optional; see ``examples/*.toml``)::
     [stages.checks]     enabled, gradient_samples, unbounded_eps, unbounded_samples, unbounded_steps, ...
     [gates]             require = ["robust_accuracy[linf:0.3] >= 0.85"], max_drop = 0.02 | "2pp", clean_floor
     [certify]           sigma, n0, n, alpha, radii, batch_size
+    [defense]           chain = "jpeg:75" (or "bits:3,median:3", a list of steps; see advkit.defenses.chain):
+                        evaluate the model behind this preprocessing, naively and adaptively (BPDA/EOT)
 """
 from __future__ import annotations
 
@@ -122,6 +124,13 @@ class CertifySpec:
 
 
 @dataclass(frozen=True)
+class DefenseSection:
+    """A declared preprocessing defense: ``chain`` is the canonical chain text (``"jpeg:75,median:3"``)."""
+
+    chain: str
+
+
+@dataclass(frozen=True)
 class EvaluationSpec:
     model: str = DEFAULT_MODEL
     weights: str | None = None
@@ -135,6 +144,7 @@ class EvaluationSpec:
     stages: StagesSpec = StagesSpec()
     gates: GatesSpec = GatesSpec()
     certify: CertifySpec | None = None
+    defense: DefenseSection | None = None
     output: str | None = None
     db: str | None = "advkit.db"
 
@@ -147,6 +157,8 @@ class EvaluationSpec:
         d = self.to_dict()
         for k in ("weights", "output", "db", "gates", "trust_pickle"):
             d.pop(k, None)
+        if d.get("defense") is None:
+            d.pop("defense", None)  # specs without a defense keep the hash they had before [defense] existed
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     def curve_eps(self, threat: ThreatModel) -> tuple[float, ...]:
@@ -235,6 +247,20 @@ def _certify(t: _Table) -> CertifySpec:
     return c
 
 
+def _defense(t: _Table) -> DefenseSection:
+    from ..defenses.chain import SYNTAX, parse_defense
+    t.used.add("chain")
+    raw = t.data.get("chain")
+    if raw is None:
+        raise ConfigError(f"{t.key('chain')}: expected a defense chain ({SYNTAX}), got nothing")
+    try:
+        chain = parse_defense(raw)
+    except ConfigError as e:
+        raise ConfigError(f"{t.key('chain')}: {e}") from None
+    t.finish()
+    return DefenseSection(chain=chain.text)
+
+
 def spec_from_dict(data: dict) -> EvaluationSpec:
     """Validate a parsed TOML document (None values mean "default") into an :class:`EvaluationSpec`."""
     data = _drop_none(data)
@@ -245,9 +271,10 @@ def spec_from_dict(data: dict) -> EvaluationSpec:
         n=t.int("n", 1000, 1), seed=t.int("seed", 0, 0), batch_size=t.int("batch_size", 250, 1),
         threats=_threats(t), stages=_stages(t.sub("stages")), gates=_gates(t.sub("gates")),
         certify=_certify(t.sub("certify")) if "certify" in data else None,
+        defense=_defense(t.sub("defense")) if "defense" in data else None,
         output=t.str("output", None), db=t.str("db", "advkit.db"),
     )
-    t.used.add("certify")
+    t.used.update(("certify", "defense"))
     t.finish()
     return spec
 
@@ -272,12 +299,15 @@ def load_spec(path: str | Path) -> EvaluationSpec:
 def with_options(spec: EvaluationSpec, **options) -> EvaluationSpec:
     """Apply CLI options (None = keep the spec's value) through the same validation as the file."""
     data = spec.to_dict()
-    if data.get("certify") is None:
-        data.pop("certify")
+    for k in ("certify", "defense"):
+        if data.get(k) is None:
+            data.pop(k, None)
     for k, v in options.items():
         if v is None or v == ():
             continue
-        if k == "no_autoattack" and v:
+        if k == "defense":
+            data["defense"] = {"chain": v}
+        elif k == "no_autoattack" and v:
             data["stages"]["autoattack"]["version"] = "off"
         elif k != "no_autoattack":
             data[k] = list(v) if isinstance(v, tuple) else v

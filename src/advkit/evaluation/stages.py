@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..attacks import registry
+from ..attacks.adaptive import supports_eot, with_eot
 from ..attacks.fgsm import FGSM
 from ..attacks.pgd import PGD
 from ..attacks.restarts import BestOf
@@ -115,7 +116,7 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
         ran.append("fgsm")
         fgsm_ok = float(robust_so_far(ctx, threat, ["fgsm"]).mean())
     if st.pgd.enabled:
-        pgd = PGD(threat, steps=st.pgd.steps, step_size=st.pgd.step_size, eot=st.pgd.eot)
+        pgd = PGD(threat, steps=st.pgd.steps, step_size=st.pgd.step_size, eot=attack_eot(ctx, st.pgd.eot))
         attack_stage(ctx, threat, "pgd", BestOf(pgd, restarts=st.pgd.restarts), everyone)
         ran.append("pgd")
     skip = (st.autoattack.skip_if_fgsm_breaks_all and fgsm_ok is not None
@@ -133,7 +134,7 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
         ctx.findings.append(Finding("autoattack-skipped", "info",
                                     f"{threat}: AutoAttack {why}; the robust accuracy is an upper bound"))
     q = st.checks.blackbox_queries
-    if st.checks.enabled and "square" not in ran and q > 0:
+    if st.checks.enabled and "square" not in ran and q > 0 and ctx.mode != "naive":
         attack_stage(ctx, threat, "square", registry.build("square", threat, n_queries=q),
                      robust_so_far(ctx, threat, ran))
         ran.append("square")
@@ -143,9 +144,21 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
 
 def _aa_version(ctx: Context) -> str:
     v = ctx.spec.stages.autoattack.version
+    if ctx.mode == "naive" and v in ("auto", "rand"):
+        return "standard"  # the naive attacker of a declared defense uses no EOT
     if v == "auto":
         return "rand" if ctx.randomized else "standard"
     return v
+
+
+def attack_eot(ctx: Context, requested: int) -> int:
+    """EOT draws for a gradient attack: 1 in the naive pass, AutoAttack's ``eot`` in the adaptive pass
+    of a randomized defense (unless the spec asks for more), else what the spec asks."""
+    if ctx.mode == "naive":
+        return 1
+    if ctx.mode == "adaptive" and ctx.randomized:
+        return max(requested, ctx.spec.stages.autoattack.eot)
+    return requested
 
 
 def autoattack_components(ctx: Context, threat: ThreatModel, version: str) -> list[tuple[str, object]]:
@@ -159,8 +172,8 @@ def autoattack_components(ctx: Context, threat: ThreatModel, version: str) -> li
                 ("fab-t", {"steps": aa.steps, "n_targets": targets}), ("square", {"n_queries": aa.square_queries})]
     out = []
     for name, kw in plan:
-        if (name == "square" and aa.square_queries == 0) or (name != "apgd-ce" and c < 4):
-            continue
+        if (name == "square" and (aa.square_queries == 0 or ctx.mode == "naive")) or (name != "apgd-ce" and c < 4):
+            continue  # the naive pass of a declared defense is autograd only: its black-box attack is adaptive's
         try:
             out.append((name, registry.build(name, threat, **kw)))
         except ConfigError as e:
@@ -197,7 +210,9 @@ def _curve_attack(ctx: Context, name: str, threat: ThreatModel):
     if name == "apgd-t":
         kw["n_targets"] = min(9, ctx.num_classes - 1)
     try:
-        return registry.build(name, threat, **kw)
+        attack = registry.build(name, threat, **kw)
+        eot = attack_eot(ctx, 1)
+        return with_eot(attack, eot) if eot > 1 and supports_eot(attack) else attack
     except ConfigError as e:
         ctx.findings.append(Finding("attack-unavailable", "info", f"curve attack {name} unavailable ({e}); "
                                                                   f"using PGD-{steps} instead"))
