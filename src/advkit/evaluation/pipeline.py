@@ -50,6 +50,7 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
     naive = None
     if spec.defense is not None:
         clf, naive, chain = defended.build_models(spec, clf)
+        meta["model"] = f"{meta['model']} + {chain.name}"  # its own line in the history and its own baselines
     run_id = _open_run(store, spec, meta, resume)
     ctx = Context(spec, clf, ds.x, ds.y, np.arange(len(ds.y)), ds.num_classes, tuple(ds.classes), progress,
                   store, run_id, mode="plain" if naive is None else "adaptive")

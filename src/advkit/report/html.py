@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import accuracy_ci, attack_table, class_names, clean_accuracy, data_name, findings, model_name, per_class, threats
-from . import plots
+from . import defense, plots
 
 __all__ = ["render_html", "render_dashboard"]
 
@@ -96,6 +96,11 @@ def _summary(result: dict) -> str:
         cells = "".join(f"<td>{_pct(att[a].get('robust_accuracy'), accuracy_ci(att[a], n))}</td>" if a in att
                         else "<td>\u2014</td>" for a in names)
         bound = ' <span class="badge warn">upper bound</span>' if s.get("upper_bound") else ""
+        if s.get("trusted", True) is False:
+            why = "; ".join(s.get("untrusted_reasons") or [])
+            bound += f' <span class="badge bad" title="{_e(why)}">untrusted: looks masked</span>'
+        if isinstance(s.get("naive"), dict):
+            bound += f' <span class="badge info">adaptive; naive {_pct(s["naive"].get("robust_accuracy"))}</span>'
         rows.append(f"<tr><td><code>{_e(t)}</code></td><td>{clean}</td>{cells}"
                     f"<td class=\"worst\">{_pct(s.get('robust_accuracy'), accuracy_ci(s, n))}{bound}</td></tr>")
     if not ts:
@@ -253,7 +258,8 @@ def _json(result: dict) -> str:
 
 def render_html(result: dict, samples: dict | None = None, path: str | Path | None = None) -> str:
     """The report page of ``result`` (and the gallery from ``samples``); written to ``path`` if given."""
-    body = [_summary(result), *_figures(result, samples), _findings(result), _gates(result), _config(result)]
+    body = [_summary(result), defense.html_section(result, _img), *_figures(result, samples), _findings(result),
+            _gates(result), _config(result)]
     page = _page(f"advkit report: {model_name(result)}", _header(result), body)
     if path is not None:
         Path(path).write_text(page, encoding="utf-8")

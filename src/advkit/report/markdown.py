@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from . import defense
 from . import accuracy_ci, attack_table, certified, clean_accuracy, data_name, findings, model_name, threats
 
 __all__ = ["render_markdown", "pct_ci"]
@@ -51,6 +52,7 @@ def _summary_table(result: dict) -> list[str]:
         ra = sec.get("robust_accuracy")
         worst = pct_ci(None if ra is None else float(ra), accuracy_ci(sec, n))
         note = " (upper bound)" if sec.get("upper_bound") else ""
+        note += " ❌ untrusted (looks masked)" if sec.get("trusted", True) is False else ""
         lines.append(f"| `{_md(t)}` | {clean_cell} | " + " | ".join(cells) + f" | **{worst}**{note} |")
     if not threats(result):
         lines.append(f"| \u2014 | {clean_cell} |" + " \u2014 |" * (len(_COLUMNS) + 1))
@@ -114,6 +116,8 @@ def render_markdown(result: dict) -> str:
     lines = [title, "", meta, ""] + _summary_table(result)
     lines += ["", "Accuracies with 95% binomial confidence intervals; *robust* is the per-sample worst case "
               "over every attack run."]
+    lines += defense.untrusted_lines(result, _md)
+    lines += defense.markdown_lines(result, _md)
     other = _other_attacks(result)
     if other:
         lines += ["", "Other attacks:"] + other

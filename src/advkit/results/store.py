@@ -219,4 +219,8 @@ def _metric_rows(result: dict) -> dict[str, tuple]:
         rows[f"robust_accuracy[{threat}]"] = (t.get("robust_accuracy"), *(t.get("ci") or (None, None)))
         for name, a in (t.get("attacks") or {}).items():
             rows[f"attack_accuracy[{threat}][{name}]"] = (a.get("robust_accuracy"), *(a.get("ci") or (None, None)))
+        for part in ("naive", "adaptive"):  # a declared defense: both passes, side by side in the history
+            sec = t.get(part)
+            if isinstance(sec, dict) and sec.get("robust_accuracy") is not None:
+                rows[f"{part}_robust_accuracy[{threat}]"] = (sec["robust_accuracy"], *(sec.get("ci") or (None, None)))
     return rows
