@@ -49,3 +49,24 @@ def _train_digits_model(seed: int = 0):
 def digits_model():
     """(Classifier, x_test, y_test): a standard CNN on sklearn digits, ~97% test accuracy."""
     return _train_digits_model()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server of this test session (skips when none can be started here)."""
+    from support import pgserver
+
+    try:
+        server = pgserver.start()
+    except pgserver.Unavailable as e:
+        pytest.skip(f"no PostgreSQL server: {e}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def history_db(request, tmp_path):
+    """A fresh, empty history database target of each back end: a SQLite path and a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "history.db")
+    return request.getfixturevalue("pg_server").new_database()

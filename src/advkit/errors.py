@@ -34,6 +34,10 @@ class StoreError(AdvkitError):
     """The history database or a result file cannot be read or written."""
 
 
+class RunLockedError(StoreError):
+    """Another live process holds the writer lock of a history run."""
+
+
 class EvaluationAborted(AdvkitError):
     """An evaluation stopped because a pre-flight check found an error-severity problem."""
 

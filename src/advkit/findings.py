@@ -59,11 +59,20 @@ register_check(
 )
 register_check(
     "randomized-model", "Randomized model",
-    "Two identical forward passes gave different outputs. Gradient attacks without EOT overestimate robustness.",
+    "Identical forward passes gave outputs that differ by more than 1e-4 of the logit norm (the official "
+    "AutoAttack check). Gradient attacks without EOT overestimate robustness.",
     "Use EOT (expectation over transformation) attacks, e.g. the autoattack_rand preset.",
 )
 register_check(
     "input-range", "Inputs outside the model's bounds",
     "Data values fall outside the bounds the model declares (e.g. 0..255 data for a [0,1] model).",
     "Rescale the data or declare the right bounds on the Classifier.",
+)
+register_check(
+    "reduced-budget", "AutoAttack below the reference budget",
+    "AutoAttack ran with fewer iterations, queries, target classes or EOT draws than the official protocol "
+    "(or without Square): the number is an upper bound of the reference AutoAttack number and is not "
+    "comparable with published results. result.json's protocol entry lists the reasons.",
+    "Use the reference budgets ([stages.autoattack] steps = 100, square_queries = 5000, n_targets and eot "
+    "unset) for numbers you publish or gate on; keep reduced budgets for quick checks.",
 )

@@ -9,13 +9,21 @@ A threshold gate is ``METRIC OP VALUE``::
     certified_accuracy[0.5] >= 0.6          (randomized smoothing, radius 0.5)
 
 ``OP`` is one of ``>= > <= <``; ``VALUE`` a fraction (0.85) or a percentage (85%).  A regression
-gate (``--max-drop 2pp``) checks that the clean accuracy and each threat's robust accuracy did not
-fall by more than the allowed drop against a baseline run.
+gate (``max_drop``: ``--max-drop 2pp`` or the spec's ``gates.max_drop``) has one meaning wherever it is
+used (``evaluate``, ``gate``, ``history compare``): the clean accuracy and each threat's robust
+accuracy may fall by at most the allowed drop against a baseline run; a threat the baseline lacks
+fails the gate instead of being skipped.
+
+A gate on a threat's numbers reads the headline robust accuracy, which is the protocol's number only
+when AutoAttack ran with its reference composition and budgets and the evaluation is trusted
+(:func:`advkit.evaluation.protocol_status`, ``trusted``).  Otherwise it is an upper bound, and the gate
+fails unless the caller opts in (``allow_upper_bound=True``, ``--allow-upper-bound``).
 
 Every accuracy is an estimate from ``n`` samples.  When a gate's margin lies inside the 95%
 interval (for a threshold: the interval the result recorded, else Clopper & Pearson 1934; for a
-regression: the normal interval of a difference of two independent proportions) the gate is flagged ``noisy`` and a :class:`GateNoiseWarning` is
-issued: more samples are needed before the verdict means much.
+regression: the normal interval of a difference of two independent proportions) the gate is flagged
+``noisy`` (:func:`noise_findings` turns such items into ``gate-noise`` findings; library callers get a
+:class:`GateNoiseWarning`): more samples are needed before the verdict means much.
 """
 from __future__ import annotations
 
@@ -25,13 +33,13 @@ import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Union
-from xml.etree import ElementTree as ET
 
 from .errors import ConfigError, GateNoiseWarning
 from .report import canonical_threat, certified, clean_accuracy, clopper_pearson, per_class, threats
 
 __all__ = ["Gate", "RegressionGate", "GateItem", "GateReport", "parse_gate", "parse_drop", "check_gates",
-           "default_gates", "metric_value", "gates_to_junit", "DEFAULT_CLEAN_FLOOR", "DEFAULT_MAX_DROP"]
+           "default_gates", "metric_value", "gates_to_junit", "validate_gates", "noise_findings",
+           "per_class_gates", "DEFAULT_CLEAN_FLOOR", "DEFAULT_MAX_DROP"]
 
 DEFAULT_CLEAN_FLOOR = 0.5
 DEFAULT_MAX_DROP = 0.02
@@ -62,7 +70,10 @@ class Gate:
 
 @dataclass(frozen=True)
 class RegressionGate:
-    """Clean and robust accuracy (each threat, or ``threat`` alone) may drop by at most ``max_drop``."""
+    """Clean and robust accuracy (each threat, or ``threat`` alone) may drop by at most ``max_drop``.
+
+    This is the one regression rule: ``evaluate``, ``gate`` and ``history compare`` all build it with the
+    default ``metrics``."""
 
     max_drop: float = DEFAULT_MAX_DROP
     metrics: tuple[str, ...] = ("clean_accuracy", "robust_accuracy")
@@ -87,6 +98,7 @@ class GateItem:
     message: str
     noisy: bool = False
     kind: str = "threshold"
+    upper_bound: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -170,8 +182,49 @@ def default_gates(*, clean_floor: float | None = DEFAULT_CLEAN_FLOOR,
     if clean_floor is not None:
         gates.append(Gate("clean_accuracy", ">=", float(clean_floor)))
     if max_drop is not None:
-        gates.append(RegressionGate(max_drop=parse_drop(max_drop), metrics=("robust_accuracy",)))
+        gates.append(RegressionGate(max_drop=parse_drop(max_drop)))
     return gates
+
+
+def per_class_gates(minimum: float, threat_keys: Iterable[str]) -> list[Gate]:
+    """``per_class_min[clean] >= minimum`` and ``per_class_min[T] >= minimum`` for every threat T."""
+    return [Gate("per_class_min", ">=", float(minimum), "clean")] + \
+        [Gate("per_class_min", ">=", float(minimum), canonical_threat(str(t))) for t in threat_keys]
+
+
+def _gate_threat(gate: Gate) -> str | None:
+    """The threat a gate reads (None for clean accuracy, certified accuracy and clean per-class)."""
+    if gate.metric in ("clean_accuracy", "certified_accuracy") or gate.key == "clean":
+        return None
+    return gate.key
+
+
+def validate_gates(gates: Iterable[GateLike], threat_keys: Iterable[str], *, radii: Iterable[float] | None = None,
+                   where: str = "gates") -> None:
+    """Raise :class:`ConfigError` for a gate that names a threat (or radius) the evaluation will not have.
+
+    Run before any attack so that a typo costs nothing; ``radii`` are the certified radii (None: no certify).
+    """
+    keys = [canonical_threat(str(t)) for t in threat_keys]
+    for g in gates:
+        g = parse_gate(g) if isinstance(g, str) else g
+        if isinstance(g, RegressionGate):
+            if g.threat is not None and canonical_threat(g.threat) not in keys:
+                raise ConfigError(f"{where}: expected a regression threat among {keys}, got {g.threat!r}")
+            continue
+        if g.metric == "certified_accuracy":
+            rs = list(radii) if radii is not None else []
+            if not any(math.isclose(float(g.key), float(r), abs_tol=1e-9) for r in rs):
+                raise ConfigError(f"{where}: {g.name} needs certified radius {g.key} in the spec's certify.radii, "
+                                  f"got {rs if radii is not None else 'no [certify] section'}")
+            continue
+        threat = _gate_threat(g)
+        if g.key is None and g.metric != "clean_accuracy" and len(keys) != 1:
+            raise ConfigError(f"{where}: {g.name} needs a threat, e.g. {g.metric}[{keys[0] if keys else 'linf:0.3'}]; "
+                              f"the spec has {keys}")
+        if threat is not None and threat not in keys:
+            raise ConfigError(f"{where}: {g.name} names threat {threat!r}, which the spec does not evaluate; "
+                              f"expected one of {keys}")
 
 
 def _threat_section(result: dict, key: str | None, name: str) -> tuple[str, dict]:
@@ -248,7 +301,23 @@ def _threshold_noisy(result: dict, gate: Gate, actual: float) -> bool:
     return float(ci[0]) <= gate.value <= float(ci[1])
 
 
-def check_threshold(result: dict, gate: Gate) -> GateItem:
+def upper_bound_reasons(result: dict, gate: Gate) -> list[str]:
+    """Why the number ``gate`` reads is only an upper bound (empty: it is the protocol's number)."""
+    if gate.metric == "per_class_min" and (gate.key == "clean" or (gate.key is None and not threats(result))):
+        return []
+    threat = _gate_threat(gate)
+    if gate.metric in ("clean_accuracy", "certified_accuracy"):
+        return []
+    key, sec = _threat_section(result, threat, gate.metric)
+    from .evaluation.protocol_status import protocol_status
+    reference, reasons = protocol_status(sec)
+    out = [] if reference else list(reasons)
+    if sec.get("trusted", True) is False:
+        out += [f"untrusted: {r}" for r in (sec.get("untrusted_reasons") or ["marked trusted=false"])]
+    return out
+
+
+def check_threshold(result: dict, gate: Gate, *, allow_upper_bound: bool = False) -> GateItem:
     actual = metric_value(result, gate)
     expected = f"{gate.op} {gate.value:.3f}"
     if actual is None or math.isnan(actual):
@@ -260,7 +329,14 @@ def check_threshold(result: dict, gate: Gate) -> GateItem:
     msg = f"expected {gate.name} {expected}, got {actual:.3f} (margin {_signed(margin)})"
     if noisy:
         msg += f"; the margin is inside the 95% confidence interval at n={result.get('n')}"
-    return GateItem(gate.name, expected, actual, margin, passed, msg, noisy)
+    bound = upper_bound_reasons(result, gate)
+    if bound and allow_upper_bound:
+        msg += f"; an upper bound ({'; '.join(bound)}), gated as allowed"
+    elif bound:
+        passed = False
+        msg += (f"; but it is only an upper bound ({'; '.join(bound)}): the gate fails unless you allow "
+                "upper bounds (--allow-upper-bound, or gates.allow_upper_bound = true in the spec)")
+    return GateItem(gate.name, expected, actual, margin, passed, msg, noisy, upper_bound=bool(bound))
 
 
 def _pairs(result: dict, baseline: dict, gate: RegressionGate) -> list[tuple[str, float | None, float | None]]:
@@ -269,7 +345,7 @@ def _pairs(result: dict, baseline: dict, gate: RegressionGate) -> list[tuple[str
         out.append(("clean_accuracy", clean_accuracy(result), clean_accuracy(baseline)))
     if "robust_accuracy" in gate.metrics:
         now, base = threats(result), threats(baseline)
-        keys = [canonical_threat(gate.threat)] if gate.threat else [k for k in now if k in base]
+        keys = [canonical_threat(gate.threat)] if gate.threat else list(now)
         for k in keys:
             out.append((f"robust_accuracy[{k}]", _f(now.get(k, {}).get("robust_accuracy")),
                         _f(base.get(k, {}).get("robust_accuracy"))))
@@ -287,6 +363,11 @@ def check_regression(result: dict, baseline: dict, gate: RegressionGate) -> list
     items, bid = [], baseline.get("run_id")
     label = "baseline" if bid is None else f"baseline run {bid}"
     for name, now, base in _pairs(result, baseline, gate):
+        if base is None and now is not None:
+            items.append(GateItem(name, f"compared with {label}", now, None, False,
+                                  f"expected {name} in {label} to check the regression against, but the baseline "
+                                  "has no such number; choose a baseline that evaluated it", kind="regression"))
+            continue
         if base is None:
             continue
         floor = max(base - gate.max_drop, 0.0)
@@ -305,12 +386,14 @@ def check_regression(result: dict, baseline: dict, gate: RegressionGate) -> list
 
 
 def check_gates(result: dict, gates: Iterable[GateLike], baseline: dict | None = None, *,
-                max_drop: float | str | None = None) -> GateReport:
+                max_drop: float | str | None = None, allow_upper_bound: bool = False,
+                warn: bool = True) -> GateReport:
     """Evaluate ``gates`` (strings, :class:`Gate` or :class:`RegressionGate`) on ``result``.
 
-    ``max_drop`` adds a regression gate on clean and robust accuracy.  Regression gates need a
+    ``max_drop`` adds the regression gate on clean and robust accuracy.  Regression gates need a
     ``baseline`` result; without one they are skipped (the first run of a spec has nothing to
-    regress from).  Noisy verdicts issue a :class:`GateNoiseWarning`.
+    regress from).  A threshold on an upper bound fails unless ``allow_upper_bound``.  Noisy verdicts
+    issue a :class:`GateNoiseWarning` when ``warn`` (callers that render :func:`noise_findings` pass False).
     """
     parsed = [parse_gate(g) if isinstance(g, str) else g for g in gates]
     if max_drop is not None:
@@ -320,25 +403,27 @@ def check_gates(result: dict, gates: Iterable[GateLike], baseline: dict | None =
         if isinstance(g, RegressionGate):
             items.extend(check_regression(result, baseline, g) if baseline else [])
         elif isinstance(g, Gate):
-            items.append(check_threshold(result, g))
+            items.append(check_threshold(result, g, allow_upper_bound=allow_upper_bound))
         else:
             raise ConfigError(f"expected a gate string, Gate or RegressionGate, got {type(g).__name__}")
     report = GateReport(tuple(items))
-    for it in report.noisy:
+    for it in report.noisy if warn else ():
         warnings.warn(GateNoiseWarning(it.message), stacklevel=2)
     return report
 
 
-def gates_to_junit(report: GateReport | dict, *, suite: str = "advkit.gates") -> str:
-    """The gates as a JUnit XML test suite: one test case per gate, a ``<failure>`` when it failed."""
+def noise_findings(report: GateReport | dict) -> list[dict]:
+    """A ``gate-noise`` finding (severity warning) per gate whose margin lies inside the sampling interval."""
     items = report.get("items", []) if isinstance(report, dict) else [i.to_dict() for i in report.items]
-    root = ET.Element("testsuites")
-    ts = ET.SubElement(root, "testsuite", name=suite, tests=str(len(items)),
-                       failures=str(sum(not i["passed"] for i in items)), errors="0", skipped="0")
-    for i in items:
-        tc = ET.SubElement(ts, "testcase", classname=suite, name=str(i["name"]))
-        if not i["passed"]:
-            ET.SubElement(tc, "failure", message=str(i["message"]), type="GateFailed").text = str(i["message"])
-        if i.get("noisy"):
-            ET.SubElement(tc, "system-out").text = "warning: " + str(i["message"])
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    return [{"code": "gate-noise", "severity": "warning",
+             "message": f"gate {i['name']}: the margin is inside the 95% sampling confidence interval, so the "
+                        f"verdict ({'pass' if i['passed'] else 'fail'}) may flip with other samples; "
+                        "evaluate more samples for a firm verdict"} for i in items if i.get("noisy")]
+
+
+def gates_to_junit(report: GateReport | dict, *, suite: str = "advkit.gates", run: str | None = None) -> str:
+    """The gates as a JUnit XML test suite: one uniquely named test case per gate, a ``<failure>`` when it
+    failed (see :func:`advkit.results.junit.gates_junit`)."""
+    from .results.junit import gates_junit
+    gates = report if isinstance(report, dict) else report.to_dict()
+    return gates_junit(gates, suite=suite, run=run)

@@ -66,3 +66,35 @@ def test_two_cli_evaluations_share_one_database(tmp_path, digits_model):
             res = st.load_result(r["run_id"])
             assert res["n"] == 20 and "linf:0.1" in res["threats"]
             assert st.count_batches(r["run_id"]) >= 4 * 6  # every stage's 4 batches were stored
+
+
+MANY = r"""
+import sys, numpy as np
+from advkit.results import Store
+db, tag, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with Store(db) as st:
+    for i in range(runs):
+        run = st.begin_run(model=tag, model_ref=tag, model_hash=f"{tag}-{i}", spec_hash="s", seed=i, spec={},
+                           versions={}, git_commit=None)
+        st.save_batch(run, "clean", 0, {"tag": np.array([tag] * 4), "i": np.array([i] * 4)})
+        st.finish_run(run, {"run_id": run, "model": tag, "i": i, "n": 4,
+                            "clean": {"accuracy": i / runs, "ci": [0.0, 1.0]}, "threats": {}})
+"""
+
+
+def test_eight_processes_write_fifty_runs_each_into_one_postgresql_history(pg_server):
+    url = pg_server.new_database()
+    Store(url).close()  # schema created once; the writers also race to open it
+    procs = [_spawn("-c", MANY, url, f"w{k}", "50") for k in range(8)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [o[1][-1500:] for o in outs]
+    with Store(url) as st:
+        runs = st.list_runs()
+        assert len(runs) == 400 and all(r["status"] == "complete" for r in runs)
+        assert len({r["run_id"] for r in runs}) == 400
+        for r in runs:  # nothing mixed: each run's result and samples are its own writer's
+            res = st.load_result(r["run_id"])
+            assert res["run_id"] == r["run_id"] and res["model"] == r["model"]
+            assert r["model_hash"] == f"{r['model']}-{res['i']}"
+            batch = st.load_batch(r["run_id"], "clean", 0)
+            assert set(batch["tag"].tolist()) == {r["model"]} and set(batch["i"].tolist()) == {res["i"]}

@@ -30,11 +30,12 @@ def _add_run(store, result: dict) -> int:
 
 
 @pytest.fixture
-def db(tmp_path):
-    """Runs 1, 2 (same model and spec, robust 85% then 86%), 3 (robust 80%: a regression), 4 (another model)."""
+def db(history_db):
+    """Runs 1, 2 (same model and spec, robust 85% then 86%), 3 (robust 80%: a regression), 4 (another model);
+    in a SQLite file and in a PostgreSQL database (every test of this file runs on both back ends)."""
     from advkit.results.store import Store
 
-    path = tmp_path / "h.db"
+    path = history_db
     with Store(path) as s:
         for i, (name, robust, clean) in enumerate([("mnist5k-pgdat", 0.85, 0.985), ("mnist5k-pgdat", 0.86, 0.985),
                                                    ("mnist5k-pgdat", 0.80, 0.985), ("mnist5k-trades", 0.90, 0.99)]):
@@ -136,7 +137,8 @@ def test_gate_pass_fail_and_bad_expression(db, tmp_path, capsys):
 def test_gate_noise_warning(db, capsys):
     code, out, err = run(capsys, "gate", "2", "--db", db, "--require", "robust_accuracy[linf:0.3] >= 0.87",
                          "--baseline", "none")
-    assert code == 1 and "warning:" in err and "confidence interval" in err
+    # rendered as a finding, not as a Python warning with a source path
+    assert code == 1 and "warning gate-noise:" in err and "confidence interval" in err and ".py:" not in err
 
 
 def test_gate_regression_against_latest_of_same_spec(db, capsys):

@@ -137,3 +137,15 @@ def test_preflight_errors_abort_with_the_fix():
     with pytest.raises(EvaluationAborted) as e:
         evaluate(spec, model=probs, data=(x, y))
     assert [f.code for f in e.value.findings] == ["probability-outputs"] and "remove" in str(e.value).lower()
+
+
+def test_blackbox_check_fires_on_a_single_sample_at_the_default_sensitivity():
+    """The official AutoAttack check reacts to any point Square breaks that white-box attacks missed."""
+    from advkit.evaluation.spec import ChecksStage
+    pgd = np.zeros(500, bool)
+    pgd[:50] = True
+    square = pgd.copy()
+    square[77] = True
+    r = {"clean_correct": np.ones(500, bool), "t/pgd/success": pgd, "t/square/success": square}
+    found = checks.blackbox_findings(r, "t", ["pgd"], "square/success", ChecksStage().blackbox_tolerance)
+    assert _codes(found) == ["blackbox-beats-whitebox"] and found[0].data["count"] == 1

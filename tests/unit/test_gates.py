@@ -15,13 +15,17 @@ from advkit.report import clopper_pearson
 pytestmark = pytest.mark.filterwarnings("ignore::advkit.errors.GateNoiseWarning")  # checked where it matters
 
 
-def result(*, clean=0.99, robust=0.812, n=1000, pgd=0.86, per_class=(0.9, 0.7, 0.95), certify=None, run_id=None):
+REFERENCE = {"name": "autoattack-standard", "reference": True, "reasons": []}
+
+
+def result(*, clean=0.99, robust=0.812, n=1000, pgd=0.86, per_class=(0.9, 0.7, 0.95), certify=None, run_id=None,
+           protocol=REFERENCE):
     r = {"schema_version": 1, "run_id": run_id, "n": n, "model_name": "m", "clean": {"accuracy": clean,
          "per_class": [{"class": i, "accuracy": a} for i, a in enumerate(per_class)]},
          "threats": {"linf:0.3": {"robust_accuracy": robust, "per_class": [a - 0.3 for a in per_class],
                                   "attacks": {"pgd": {"robust_accuracy": pgd},
-                                              "autoattack": {"robust_accuracy": robust}}},
-                     "l2:1.5": {"robust_accuracy": robust - 0.1, "attacks": {}}}}
+                                              "autoattack": {"robust_accuracy": robust}}, "protocol": protocol},
+                     "l2:1.5": {"robust_accuracy": robust - 0.1, "attacks": {}, "protocol": protocol}}}
     if certify:
         r["certify"] = {"sigma": 0.25, "certified_accuracy": certify}
     return r
@@ -167,7 +171,10 @@ def test_default_gates():
     base = result(robust=0.85)
     assert not check_gates(result(robust=0.82), gates, base).passed
     rep = check_gates(result(clean=0.8, robust=0.85), gates, base)
-    assert [i.passed for i in rep.items] == [False, True, True]  # clean floor fails, robust did not drop
+    # clean floor fails, and so does the clean regression (one rule: clean and every threat); robust did not drop
+    assert [(i.name, i.passed) for i in rep.items] == [
+        ("clean_accuracy", False), ("clean_accuracy", False), ("robust_accuracy[linf:0.3]", True),
+        ("robust_accuracy[l2:1.5]", True)]
     assert [type(g) for g in default_gates(clean_floor=None, max_drop=None)] == []
 
 
@@ -187,7 +194,8 @@ def test_junit_xml():
     suite = root.find("testsuite")
     assert suite.get("tests") == "2" and suite.get("failures") == "1"
     cases = suite.findall("testcase")
-    assert [c.get("name") for c in cases] == ["robust_accuracy[linf:0.3]", "clean_accuracy"]
+    assert [c.get("name") for c in cases] == ["robust_accuracy[linf:0.3] >= 0.850", "clean_accuracy >= 0.500"]
     assert "margin" in cases[0].find("failure").get("message") and cases[1].find("failure") is None
     assert ET.fromstring(gates_to_junit(rep.to_dict())).find("testsuite").get("failures") == "1"
-    assert GateReport().passed and ET.fromstring(gates_to_junit(GateReport())).find("testsuite").get("tests") == "0"
+    empty = ET.fromstring(gates_to_junit(GateReport())).find("testsuite")
+    assert GateReport().passed and empty.get("failures") == "0" and empty.find("testcase").get("name") == "no gates"

@@ -135,3 +135,31 @@ def test_model_errors():
         Classifier(nn.Identity(), std=[0.0])
     with pytest.raises(ModelError):
         Classifier(Classifier(nn.Identity()))
+
+
+class _Jitter(nn.Module):
+    """A deterministic model whose logits jitter by ``scale`` between calls (non-deterministic kernels)."""
+
+    def __init__(self, scale: float, seed: int = 0):
+        super().__init__()
+        self.scale, self.g = scale, torch.Generator().manual_seed(seed)
+        self.lin = nn.Linear(16, 3)
+
+    def forward(self, x):
+        z = self.lin(x.flatten(1)[:, :16]) * 5
+        return z + self.scale * torch.randn(z.shape, generator=self.g)
+
+
+def test_preflight_logit_jitter_is_not_randomness():
+    torch.manual_seed(0)
+    c = Classifier(_Jitter(1e-6).eval())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [f.code for f in c.preflight(x_ok())] == []
+
+
+def test_preflight_small_but_real_noise_is_randomness():
+    torch.manual_seed(0)
+    c = Classifier(_Jitter(1e-2).eval())
+    with pytest.warns(RandomizedModelWarning):
+        assert [f.code for f in c.preflight(x_ok())] == ["randomized-model"]

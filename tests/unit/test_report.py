@@ -34,6 +34,7 @@ def make_result(*, model_name="mnist5k-pgdat", clean=0.985, robust=0.81, n=200, 
     k = lambda acc: int(round(acc * n))  # noqa: E731
     linf = {
         "robust_accuracy": robust, "ci": list(clopper_pearson(k(robust), n)), "n": n, "upper_bound": False,
+        "protocol": {"name": "autoattack-standard", "reference": True, "reasons": []},
         "attacks": {
             "fgsm": {"robust_accuracy": fgsm, "seconds": 0.4, "model_calls": n, "gradient_calls": n,
                      "config": {"name": "fgsm", "norm": "linf", "eps": 0.3, "seed": seed, "advkit": "0.1.0"}},
@@ -50,6 +51,7 @@ def make_result(*, model_name="mnist5k-pgdat", clean=0.985, robust=0.81, n=200, 
                   "robust_accuracy": [clean, 0.95, 0.9, robust + 0.01, 0.4, 0.1, 0.0], "monotone": True},
     }
     l2 = {"robust_accuracy": robust - 0.2, "n": n,
+          "protocol": {"name": "autoattack-standard", "reference": True, "reasons": []},
           "attacks": {"pgd": {"robust_accuracy": robust - 0.15, "config": {"norm": "l2", "eps": 2.0}},
                       "autoattack": {"robust_accuracy": robust - 0.2, "config": {"version": "standard"}}},
           "per_class": _per_class([robust - 0.2] * 10)}

@@ -91,8 +91,6 @@ def test_square_targeted_reaches_target(digits_model, gen):
 
 def test_square_config_errors():
     with pytest.raises(ConfigError):
-        Square("l1:1.0")
-    with pytest.raises(ConfigError):
         Square("linf:0.1", n_queries=0)
     with pytest.raises(ConfigError):
         Square("linf:0.1", p_init=0.0)

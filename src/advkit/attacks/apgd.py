@@ -15,7 +15,11 @@ sparse adversarial attacks on image classifiers".  Symbols → code:
   runs the targeted DLR loss against each of the top-``n_targets`` non-true classes of the clean
   logits in turn, only on points that are still robust (success = misclassification).
 
-L1 ("Mind the box"): the step moves the top-k |∇f| coordinates (k adapted to the sparsity of
+L1 ("Mind the box"): with ``large_eps`` (l1-AutoAttack, the official ``use_largereps``) each run
+starts at a random point of the 3ε ball and takes ⌈0.3·N⌉ iterations at 3ε, ⌈0.3·N⌉ at 2ε and the
+rest at ε (``schedules.apgd_large_eps``), each stage from the previous stage's best point projected
+onto the smaller ball (with the sparsity k taken from that point); only the last stage decides success.
+The step moves the top-k |∇f| coordinates (k adapted to the sparsity of
 x_max, starting at 20% of the coordinates) by η/k each, there is no momentum, P_S is the exact
 projection onto the L1 ball ∩ box, and every 4% of the iterations the step is reset to ε when the
 sparsity of x_max dropped by ≥5% (restarting from x_max), else divided by 1.5 (≥ ε/10).
@@ -26,7 +30,7 @@ are misclassified (per-sample early stop), which changes no other sample's traje
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -34,7 +38,7 @@ from .. import geometry, losses
 from ..errors import ConfigError
 from .base import BudgetedAttack, check_n_targets, require_int
 from .pgd import check_gradient_config, validate_eot
-from .schedules import apgd_checkpoints, apgd_l1_checkpoints
+from .schedules import apgd_checkpoints, apgd_l1_checkpoints, apgd_large_eps
 
 MOMENTUM = 0.75
 
@@ -76,10 +80,13 @@ class APGD(BudgetedAttack):
     restarts: int = 1
     rho: float = 0.75
     eot: int = 1
+    large_eps: bool = False
 
     def __post_init__(self):
         super().__post_init__()
         require_int(self, "steps", "restarts")
+        if self.large_eps and self.norm != "l1":
+            raise ConfigError(f"large_eps (the 3ε→2ε→ε schedule) is defined for the l1 threat model, got {self.norm!r}")
         require_int(self, "n_targets", minimum=0)
         if not 0 < self.rho <= 1:
             raise ConfigError(f"rho must lie in (0, 1], got {self.rho!r}")
@@ -115,7 +122,8 @@ class APGD(BudgetedAttack):
             if not len(todo):
                 return
             sel = lambda t: None if t is None else t[todo]  # noqa: E731
-            adv, ok = self._single_run(oracle, x[todo], y[todo], sel(t_loss), sel(goal), gen, bounds)
+            run = self._large_eps_run if self.large_eps else self._single_run
+            adv, ok = run(oracle, x[todo], y[todo], sel(t_loss), sel(goal), gen, bounds)[:2]
             out[todo[ok]] = adv[ok]
             found[todo[ok]] = True
 
@@ -137,12 +145,26 @@ class APGD(BudgetedAttack):
             return x + project_l1_box(x_new - x, x, self.eps, bounds)
         return self.threat.project(x_new, x, bounds)
 
-    def _single_run(self, oracle, x, y, t_loss, goal, gen, bounds):
-        """One APGD run; returns (points, success) for the given samples."""
+    def _large_eps_run(self, oracle, x, y, t_loss, goal, gen, bounds):
+        """One l1-AutoAttack run: stages at 3ε, 2ε, ε; returns (points, success) of the last stage."""
+        stages = apgd_large_eps(self.steps)
+        g = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+        x_init = x + project_l1_box(g, x, stages[0][0] * self.eps, bounds)
+        for k, (mult, n_iter) in enumerate(stages):
+            stage = replace(self, threat=self.threat.with_eps(mult * self.eps), steps=n_iter, large_eps=False,
+                            restarts=1)
+            x_init = x + project_l1_box(x_init - x, x, stage.eps, bounds)
+            out, ok, x_init = stage._single_run(oracle, x, y, t_loss, goal, gen, bounds, x_init=x_init,
+                                                final=k == len(stages) - 1)
+        return out, ok
+
+    def _single_run(self, oracle, x, y, t_loss, goal, gen, bounds, x_init=None, final: bool = True):
+        """One APGD run; returns (points, success, best-loss points) for the given samples.  With
+        ``final`` False (an early large-ε stage) nothing counts as a success and no sample stops."""
         n = len(x)
         out, ok = x.clone(), torch.zeros(n, dtype=torch.bool, device=x.device)
         loss_fn = losses.get(self.loss)
-        x_adv = self._start(x, gen, bounds)
+        x_adv = self._start(x, gen, bounds) if x_init is None else x_init.clone()
         full = lambda t: torch.zeros(n, dtype=torch.long, device=x.device) if t is None else t  # noqa: E731
         s = _State(idx=torch.arange(n, device=x.device), x=x, y=y, t=full(t_loss), goal=full(goal), x_adv=x_adv)
         has_t, has_goal = t_loss is not None, goal is not None
@@ -150,6 +172,8 @@ class APGD(BudgetedAttack):
         def evaluate(st):
             l, g, z = oracle.value_and_grad(st.x_adv, lambda zz: loss_fn(zz, st.y, st.t if has_t else None))
             done = self._is_success(z, st.y, st.goal if has_goal else None)
+            if not final:
+                done = torch.zeros_like(done)
             out[st.idx[done]] = st.x_adv[done]
             ok[st.idx[done]] = True
             return l, g, done
@@ -157,13 +181,17 @@ class APGD(BudgetedAttack):
         l, g, done = evaluate(s)
         one = torch.ones(n, device=x.device, dtype=x.dtype)
         step0 = (2.0 if self.norm != "l1" else 1.0) * self.eps
+        if x_init is None:
+            topk, sp_old = one * 0.2, one * x[0].numel()
+        else:  # official: the sparsity of the given start sets k
+            sp_old = ((x_adv - x).flatten(1) != 0).sum(1).to(x.dtype)
+            topk = sp_old / x[0].numel() / 1.5
         s.__dict__.update(g=g, l=l, x_best=s.x_adv.clone(), l_best=l.clone(), g_best=g.clone(), x_prev=s.x_adv.clone(),
                           step=one * step0, l_prev=l.clone(), n_inc=torch.zeros_like(l), l_best_cp=l.clone(),
-                          reduced=torch.ones(n, dtype=torch.bool, device=x.device),
-                          topk=one * 0.2, sp_old=one * x[0].numel())
+                          reduced=torch.ones(n, dtype=torch.bool, device=x.device), topk=topk, sp_old=sp_old)
         s.keep(~done)
         self._iterate(s, evaluate, bounds)
-        return out, ok
+        return out, ok, s.x_best
 
     def _iterate(self, s, evaluate, bounds) -> None:
         cps = set(apgd_l1_checkpoints(self.steps) if self.norm == "l1" else apgd_checkpoints(self.steps))

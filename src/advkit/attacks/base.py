@@ -4,7 +4,9 @@
 validate input → eval mode → skip already-misclassified samples → run ``_run`` per batch →
 project onto the ε-ball ∩ box (a projection that moves a point by more than ``PROJECTION_TOL``
 is an :class:`~advkit.errors.AttackBug` in strict mode, set ``ADVKIT_STRICT=1``) → verify success
-with a fresh forward pass → :class:`AttackResult`.  Subclasses are frozen dataclasses (their
+with a fresh forward pass → :class:`AttackResult`.  The check is one forward pass even for EOT
+attacks: on a randomized model success is decided on a single draw, as the official AutoAttack
+decides it (``run_standard_evaluation``), so rand numbers compare with published ones.  Subclasses are frozen dataclasses (their
 fields are the configuration) and implement ``_run(oracle, x, y, targets, generator)``.
 """
 from __future__ import annotations
@@ -184,7 +186,7 @@ class Attack:
 
     def _attack_batch(self, oracle: Oracle, clf: Classifier, x, y, targets, gen):
         first = self._first_pass(oracle, x, y, targets, gen)
-        z0 = oracle.logits(x) if first is None else first[0]
+        z0 = oracle.draw(x) if first is None else first[0]
         done = self._checked_success(oracle, x, z0, y, targets)
         x_adv = x.clone()
         todo = (~done).nonzero().flatten()
@@ -192,7 +194,7 @@ class Attack:
             tt = None if targets is None else targets[todo]
             cand = self._run(oracle, x[todo], y[todo], tt, gen) if first is None else first[1][todo]
             x_adv[todo] = self._finalize(cand.detach(), x[todo], clf.bounds)
-        z = oracle.logits(x_adv)
+        z = oracle.draw(x_adv)
         success = self._checked_success(oracle, x_adv, z, y, targets)
         if self.clean_on_failure:
             keep = success.view(-1, *([1] * (x.dim() - 1)))

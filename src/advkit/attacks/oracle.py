@@ -45,6 +45,15 @@ class Oracle:
         self.calls += len(x) * self.eot
         return out / self.eot
 
+    def draw(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of one forward pass (one draw of a randomized model), whatever ``eot``: success is
+        decided on a single draw, as the official AutoAttack decides it."""
+        if self.eot == 1:
+            return self.logits(x)
+        self.calls += len(x)
+        with torch.no_grad():
+            return self.model(x)
+
     def value_and_grad(self, x: torch.Tensor, loss: Loss) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(per-sample loss, ∂ sum(loss)/∂x, logits), each averaged over ``eot`` draws."""
         if self.eot == 1:

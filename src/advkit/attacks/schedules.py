@@ -49,6 +49,19 @@ def apgd_l1_checkpoints(n_iter: int) -> tuple[int, ...]:
     return tuple(range(k, n_iter + 1, k))
 
 
+#: l1-AutoAttack's "large ε" schedule for APGD (official ``use_largereps``, Croce & Hein 2021):
+#: (multiple of ε, fraction of the iterations) per stage; each stage starts from the previous one's
+#: best point projected onto the smaller ball, and only the last stage (at ε) decides success.
+APGD_LARGE_EPS: tuple[tuple[int, Fraction], ...] = ((3, Fraction(3, 10)), (2, Fraction(3, 10)), (1, Fraction(4, 10)))
+
+
+def apgd_large_eps(n_iter: int) -> tuple[tuple[int, int], ...]:
+    """(multiple of ε, iterations) per stage: ⌈0.3·N⌉, ⌈0.3·N⌉, and the rest (N = ``n_iter``)."""
+    iters = [math.ceil(f * n_iter) for _, f in APGD_LARGE_EPS[:-1]]
+    iters.append(n_iter - sum(iters))
+    return tuple((m, k) for (m, _), k in zip(APGD_LARGE_EPS, iters) if k > 0)
+
+
 #: (last iteration at this p, divisor of p_init) on the 10,000-iteration reference scale.
 SQUARE_HALVINGS: tuple[tuple[int, int], ...] = (
     (10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128), (8000, 256),

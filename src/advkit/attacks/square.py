@@ -14,6 +14,12 @@ adversarial attack via random search", Algorithms 1–3.  Only ``oracle.logits``
 * L2 init: a grid of "mountain" bumps η (Alg. 3) with random signs, rescaled to ‖δ‖₂ = ε; update:
   window W₁ receives η plus its old normalised content, rescaled to carry the mass of W₁ ∪ W₂ and
   the unused budget (ε² − ‖δ‖²)/c per channel, W₂ is zeroed, δ is rescaled to ε.
+* L1 (Croce & Hein 2021, "Mind the box: l1-APGD for sparse adversarial attacks on image
+  classifiers", §5 and its appendix: the L1 adaptation of Square that completes l1-AutoAttack): as L2
+  with L1 masses — the bumps are built from 1/(k+1)⁴ mountains and have unit L1 norm, W₁ receives η plus
+  its old L1-normalised content, scaled per channel to c·((ε − ‖δ‖₁)₊/c + ‖δ_{W₁∪W₂}‖₁) as the official
+  code does, W₂ is zeroed, and every point (the initial grid too, which is not rescaled first) is
+  projected onto the L1 ball of radius ε(1 − 10⁻⁶) ∩ box (the exact projection of l1-APGD).
 
 Windows are drawn per sample (the official code shares one window across the batch).  A candidate
 replaces the current point when it lowers L (or is already adversarial); successful samples leave
@@ -30,26 +36,33 @@ import torch.nn.functional as F
 
 from .. import losses
 from ..errors import ConfigError
+from .apgd import project_l1_box
 from .base import BudgetedAttack, require_int
 from .schedules import square_p
 
 
-def mountain(h1: int, h2: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """η^{(h1,h2)}: Σ_{k ≥ d} 1/(k+1)² at Chebyshev distance d from the centre (⌊h1/2⌋, ⌊h2/2⌋)."""
+def mountain(h1: int, h2: int, device=None, dtype=torch.float32, power: int = 2) -> torch.Tensor:
+    """η^{(h1,h2)}: Σ_{k ≥ d} 1/(k+1)^power at Chebyshev distance d from the centre (⌊h1/2⌋, ⌊h2/2⌋);
+    power 2 for L2 (the paper's Alg. 3), 4 for the L1 version."""
     r = (torch.arange(h1, device=device) - h1 // 2).abs().view(-1, 1)
     c = (torch.arange(h2, device=device) - h2 // 2).abs().view(1, -1)
     dist = torch.maximum(r, c)
     k = max(h1 // 2 + 1, h2 // 2 + 1)
-    w = 1.0 / (torch.arange(k, device=device, dtype=dtype) + 1) ** 2
+    w = 1.0 / (torch.arange(k, device=device, dtype=dtype) + 1) ** power
     tail = w.flip(0).cumsum(0).flip(0)  # tail[d] = Σ_{k≥d} w_k
     return tail[dist]
 
 
-def bump(s: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """The L2 update pattern: [η^{(⌊s/2⌋,s)}; −η^{(s−⌊s/2⌋,s)}], unit L2 norm."""
-    top, bot = mountain(s // 2, s, device, dtype), mountain(s - s // 2, s, device, dtype)
-    eta = torch.cat([top, -bot], 0)
-    return eta / eta.norm().clamp_min(1e-12)
+def bump(s: int, device=None, dtype=torch.float32, norm: str = "l2") -> torch.Tensor:
+    """The update pattern [η^{(⌊s/2⌋,s)}; −η^{(s−⌊s/2⌋,s)}], each half normalised and then the whole,
+    as in the official code: unit L2 norm (L2), or built from 1/(k+1)⁴ mountains with unit L1 norm (L1)."""
+    power = 4 if norm == "l1" else 2
+
+    def unit(t):
+        scale = t.abs().sum() if norm == "l1" else t.norm()
+        return t / scale.clamp_min(1e-12)
+    top, bot = mountain(s // 2, s, device, dtype, power), mountain(s - s // 2, s, device, dtype, power)
+    return unit(torch.cat([unit(top), -unit(bot)], 0))
 
 
 def _windows(n: int, s: int, h: int, w: int, gen, device) -> torch.Tensor:
@@ -78,8 +91,8 @@ class Square(BudgetedAttack):
         require_int(self, "n_queries")
         if not 0 < self.p_init <= 1:
             raise ConfigError(f"p_init must lie in (0, 1], got {self.p_init!r}")
-        if self.norm not in ("linf", "l2"):
-            raise ConfigError(f"square supports the linf and l2 threat models, got {self.norm!r}")
+        if self.norm not in ("linf", "l2", "l1"):
+            raise ConfigError(f"square supports the linf, l2 and l1 threat models, got {self.norm!r}")
 
     def _scores(self, oracle, x, y, t):
         """(margin: > 0 means success, loss to minimise)."""
@@ -90,11 +103,11 @@ class Square(BudgetedAttack):
 
     def _run(self, oracle, x, y, targets, generator):
         bounds = getattr(oracle.model, "bounds", (0.0, 1.0))
-        init = self._init_linf if self.norm == "linf" else self._init_l2
+        init = {"linf": self._init_linf, "l2": self._init_l2, "l1": self._init_l1}[self.norm]
         x_best = init(x, generator, bounds)
         m, l = self._scores(oracle, x_best, y, targets)
         active = (m <= 0).nonzero().flatten()
-        step = self._step_linf if self.norm == "linf" else self._step_l2
+        step = {"linf": self._step_linf, "l2": self._step_l2, "l1": self._step_l1}[self.norm]
         # working copies of the active rows (x, y, targets, best point, loss); they are compacted
         # only when a sample succeeds, and x_best is written back then and at the end
         xa, ya, xb, la = x[active], y[active], x_best[active], l[active]
@@ -120,7 +133,7 @@ class Square(BudgetedAttack):
         c, h, w = x.shape[1:]
         p = square_p(i, self.p_init, self.n_queries, self.rescale_schedule)
         s = max(int(round(math.sqrt(p * h * w))), 1)
-        if self.norm == "l2":
+        if self.norm in ("l2", "l1"):
             s = max(s, 3)
             s += 1 - s % 2
         return min(s, h, w)
@@ -141,16 +154,20 @@ class Square(BudgetedAttack):
 
     # ------------------------------------------------------------------ L2
     def _init_l2(self, x, gen, bounds):
+        return self._rescaled(x, self._grid(x, gen), bounds)
+
+    def _grid(self, x, gen):
+        """The initial δ of L2/L1: a grid of bumps (side ⌊h/5⌋) with a random sign per sample and channel."""
         n, c, h, w = x.shape
         s = max(h // 5, 1)
         start = (h - s * 5) // 2 if h >= 5 else 0
         delta = torch.zeros_like(x)
-        eta = bump(s, x.device, x.dtype)
+        eta = bump(s, x.device, x.dtype, self.norm)
         for i in range(start, h - s + 1, s):
             for j in range(start, w - s + 1, s):
                 sign = _signs((n, c, 1, 1), gen, x.device, x.dtype)
                 delta[:, :, i:i + s, j:j + s] += eta * sign
-        return self._rescaled(x, delta, bounds)
+        return delta
 
     def _rescaled(self, x, delta, bounds):
         norm = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
@@ -172,3 +189,27 @@ class Square(BudgetedAttack):
         new = new * (unused / c + norm_union ** 2).sqrt()
         delta = delta.masked_fill(w2, 0.0).masked_scatter(w1.expand_as(delta), new)
         return self._rescaled(x, delta, bounds)
+
+    # ------------------------------------------------------------------ L1
+    def _project_l1(self, x, delta, bounds):
+        """x + δ projected onto the L1 ball of radius ε(1 − 10⁻⁶) ∩ box, as the official code."""
+        return x + project_l1_box(delta, x, self.eps * (1 - 1e-6), bounds)
+
+    def _init_l1(self, x, gen, bounds):
+        return self._project_l1(x, self._grid(x, gen), bounds)
+
+    def _step_l1(self, x, x_best, s, gen, bounds):
+        n, c, h, w = x.shape
+        delta = x_best - x
+        w1, w2 = _windows(n, s, h, w, gen, x.device), _windows(n, s, h, w, gen, x.device)
+        win1 = delta[w1.expand_as(delta)].view(n, c, s, s)
+        mass_w1 = win1.abs().sum((-2, -1), keepdim=True)
+        mass_union = (delta * (w1 | w2)).abs().sum((-2, -1), keepdim=True)
+        unused = (self.eps - delta.flatten(1).abs().sum(1)).clamp_min(0).view(-1, 1, 1, 1)
+        eta = bump(s, x.device, x.dtype, "l1")
+        if torch.rand(1, generator=gen, device=x.device).item() > 0.5:
+            eta = eta.T
+        new = eta * _signs((n, c, 1, 1), gen, x.device, x.dtype) + win1 / (mass_w1 + 1e-12)
+        new = new / new.abs().sum((-2, -1), keepdim=True).clamp_min(1e-12) * (unused / c + mass_union) * c
+        delta = delta.masked_fill(w2, 0.0).masked_scatter(w1.expand_as(delta), new)
+        return self._project_l1(x, delta, bounds)

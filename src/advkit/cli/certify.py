@@ -24,6 +24,8 @@ from .options import defense_option, parse_defense_text, with_defense
 HEADER = ",".join(FIELDS)
 _INT_FIELDS = ("index", "label", "prediction", "correct", "samples")
 _RESUME_KEYS = ("model", "data", "split", "sigma", "n0", "n", "alpha", "seed", "mode")
+# a run's identity: the contents it computes from (resumed rows of other weights/data/code are refused)
+_IDENTITY_KEYS = (("model_hash", "the model weights"), ("data_hash", "the data"), ("code_version", "the advkit code"))
 
 
 def parse_radii(text: str) -> tuple[float, ...]:
@@ -109,7 +111,16 @@ def _prior_rows(out: Path) -> dict[int, dict]:
 def _check_config(out: Path, config: dict) -> None:
     path = out / "config.json"
     if path.exists():
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{path}: expected the JSON settings of an earlier certify run, got unreadable "
+                              f"content ({e}); use another --out directory") from None
+        for key, what in _IDENTITY_KEYS:
+            if old.get(key) != config[key]:
+                raise ConfigError(f"{out} holds rows computed from other {what.split(' ', 1)[1]} ({key} "
+                                  f"{str(old.get(key) or 'not recorded')[:12]} saved, {str(config[key])[:12]} now); "
+                                  "resuming would mix them: use another --out directory")
         diff = {k: (old.get(k), config[k]) for k in _RESUME_KEYS if old.get(k) != config[k]}
         if diff:
             raise ConfigError(f"{out} holds a run with different settings (saved vs now: {diff}); "
@@ -154,6 +165,15 @@ def _render(summary: dict, out: Path, as_json: bool) -> None:
                   f"results in {out}")
 
 
+def _identity(clf, data) -> dict:
+    """Content hashes of the weights and of the data set (all of it: --n-images may grow on resume), and
+    the code version."""
+    from ..evaluation.run_info import code_version, data_digest
+    from ..sources.models import model_hash
+    return {"model_hash": model_hash(clf), "data_hash": data_digest(data.x, data.y),
+            "code_version": code_version()}
+
+
 def _load(model_ref: str, weights, trust_pickle: bool, data_ref: str, split: str, device):
     from ..sources.data import load_data
     from ..sources.models import load_model
@@ -196,9 +216,10 @@ def certify(model_ref, weights, trust_pickle, data_ref, split, sigma, n0, n, alp
     clf, data = _load(model_ref, weights, trust_pickle, data_ref, split,
                       device or (str(dist.local_device()) if dist.is_distributed() else None))
     clf, _ = with_defense(clf, defense, seed)
+    indices = np.arange(0, len(data), skip)[:n_images]
+    config.update(_identity(clf, data))
     _check_config(out, config)
     dist.barrier()
-    indices = np.arange(0, len(data), skip)[:n_images]
     prior = _prior_rows(out)
     mine = indices[dist.shard_indices(len(indices)).numpy()]
     todo = torch.tensor([int(i) for i in mine if int(i) not in prior], dtype=torch.long)

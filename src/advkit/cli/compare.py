@@ -10,21 +10,22 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError, StoreError
-from .report import Loaded, db_option, esc_rows, load_target, open_store
+from ..results.backends import display
+from .report import Loaded, db_exists, db_option, esc_rows, load_target, open_store
 
 
 def _load(ref: str, db: str) -> Loaded:
     try:
         return load_target(ref, db)
     except StoreError as first:
-        if not Path(db).exists():
+        if not db_exists(db):
             raise
         with open_store(db) as store:
             for name in dict.fromkeys([ref, ref.split(":", 1)[-1]]):
                 result = store.latest(name)
                 if result is not None:
                     return Loaded(result, {}, result.get("run_id"), f"latest run of {name}")
-        raise StoreError(f"{first}; and no complete run of a model named {ref!r} in {db}") from None
+        raise StoreError(f"{first}; and no complete run of a model named {ref!r} in {display(db)}") from None
 
 
 def tradeoff_rows(loaded: list[Loaded], threat: str | None) -> tuple[str, list[dict]]:
@@ -61,10 +62,18 @@ def compare(targets: tuple[str, ...], threat: str | None, plot: str | None, as_j
     from ..report.plots import tradeoff_scatter
     from .render import console, err_console, pct, print_json, table
 
+    from rich.markup import escape
+
+    from .gate import different_specs
+
     loaded = [_load(t, db) for t in targets]
     threat, rows = tradeoff_rows(loaded, threat)
+    flagged = {x.source: diff for x in loaded[1:] if (diff := different_specs(loaded[0].result, x.result))}
+    for source, diff in flagged.items():
+        err_console.print(f"[yellow]warning:[/yellow] {escape(source)} is NOT comparable with "
+                          f"{escape(loaded[0].source)}: {escape('; '.join(diff))}", soft_wrap=True)
     if as_json:
-        print_json({"threat": threat, "rows": rows})
+        print_json({"threat": threat, "rows": rows, "not_comparable": flagged})
     else:
         body = [[r["label"], r["n"], pct(r["clean"]), pct(r["robust"]), pct(r["autoattack"]),
                  "\u2014" if not r["robust_ci"] else f"{pct(r['robust_ci'][0])} \u2013 {pct(r['robust_ci'][1])}",

@@ -28,16 +28,21 @@ from .options import defense_option
 @click.option("--seed", type=int, default=None, help="Seed of every random choice (default 0).")
 @click.option("--batch-size", type=int, default=None, help="Samples per batch (default 250).")
 @click.option("--out", "output", default=None, help="Run directory (default runs/<timestamp>-<model>).")
-@click.option("--db", default=None, help="History database (default ./advkit.db).")
-@click.option("--resume", is_flag=True, help="Continue the unfinished run of the same spec and model.")
+@click.option("--db", default=None, envvar="ADVKIT_DB", metavar="PATH|URL",
+              help="History database: a SQLite file (default ./advkit.db) or postgresql://user@host/dbname "
+                   "(env ADVKIT_DB).")
+@click.option("--resume", is_flag=True, help="Continue the unfinished run of this spec (refused when the weights, "
+              "data or code differ, or another process is still writing it).")
 @click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help="Write gates as JUnit XML.")
 @defense_option
 @click.option("--no-autoattack", is_flag=True, help="Skip AutoAttack (robust accuracy becomes an upper bound).")
+@click.option("--allow-upper-bound", is_flag=True, default=None,
+              help="Let gates pass on robust accuracy that is only an upper bound (AutoAttack skipped/reduced).")
 @click.option("--json", "as_json", is_flag=True, help="Print result.json to stdout instead of the summary.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
 def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, threats, n, seed, batch_size, output, db,
-             resume, junit_file, defense, no_autoattack, as_json, quiet):
+             resume, junit_file, defense, no_autoattack, allow_upper_bound, as_json, quiet):
     """Evaluate a model's robustness: clean, FGSM, PGD, AutoAttack, curve, per class, checks, gates.
 
     With no arguments it evaluates the built-in default model (zoo:mnist5k-standard) on mnist5k.
@@ -49,7 +54,7 @@ def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, threats,
     spec = load_spec(spec_file) if spec_file else EvaluationSpec()
     spec = with_options(spec, model=model, weights=weights, trust_pickle=trust_pickle, data=data, split=split,
                         threats=threats, n=n, seed=seed, batch_size=batch_size, output=output, db=db,
-                        defense=defense, no_autoattack=no_autoattack)
+                        defense=defense, no_autoattack=no_autoattack, allow_upper_bound=allow_upper_bound)
     out_dir = Path(spec.output or default_output(spec.model))
     store = Store(spec.db) if spec.db else None
     started = time.perf_counter()
@@ -123,7 +128,9 @@ def _headline_cell(t: dict) -> tuple[str, str]:
 
 
 def _worst_label(t: dict) -> str:
+    not_reference = bool((t.get("protocol") or {}).get("name")) and not t["protocol"].get("reference")
     notes = [n for n, on in (("adaptive", t.get("naive")), ("upper bound", t.get("upper_bound")),
+                             ("not reference AutoAttack", not_reference),
                              ("UNTRUSTED: looks masked", t.get("trusted", True) is False)) if on]
     return "[bold]worst case[/bold]" + (f" ({', '.join(notes)})" if notes else "")
 
@@ -138,7 +145,8 @@ def summary_rows(result: dict) -> list[tuple]:
         for name in ("fgsm", "pgd", "autoattack"):
             a = t["attacks"].get(name)
             if a:
-                label = name + (" (cascade)" if a.get("cascade") else "")
+                shown = (a.get("protocol") or name) if name == "autoattack" else name
+                label = shown + (" (cascade)" if a.get("cascade") else "")
                 left = (_acc_cell(naive.get(name))[0],) if side else ()
                 rows.append((label, threat, *left, *_acc_cell(a), f"{a.get('seconds', 0):.1f}s"))
         left = (_acc_cell(t.get("naive"))[0],) if side else ()

@@ -1,11 +1,8 @@
 """``advkit history list|show|compare|dashboard``: the runs kept in the history database."""
 from __future__ import annotations
 
-import warnings
-
 import click
 
-from ..errors import GateNoiseWarning
 from .report import db_option, esc_rows, load_target, open_store, write_text
 
 
@@ -34,10 +31,18 @@ def list_runs(model: str | None, limit: int, as_json: bool, db: str) -> None:
         return
     ts = _threat_columns(runs)
     rows = [[r["run_id"], str(r.get("created") or "")[:16].replace("T", " "), r.get("model"), str(r.get("model_hash") or "")[:8],
-             r.get("status"), pct(r.get("clean_accuracy"))] + [pct((r.get("robust_accuracy") or {}).get(t))
-                                                                for t in ts] for r in runs]
-    console.print(table(f"runs in {db}", ["run", "created", "model", "hash", "status", "clean", *ts],
+             r.get("status"), pct(r.get("clean_accuracy"))] + [_robust_cell(r, t) for t in ts] for r in runs]
+    console.print(table(f"runs in {store.path}", ["run", "created", "model", "hash", "status", "clean", *ts],
                         esc_rows(rows)))
+    if any(v is False for r in runs for v in (r.get("reference_protocol") or {}).values()):
+        console.print("* not the reference AutoAttack protocol (reduced budget, custom or skipped): not comparable "
+                      "with published numbers")
+
+
+def _robust_cell(run: dict, threat: str) -> str:
+    from .render import pct
+    cell = pct((run.get("robust_accuracy") or {}).get(threat))
+    return cell + ("*" if (run.get("reference_protocol") or {}).get(threat) is False else "")
 
 
 @history.command("show")
@@ -84,21 +89,26 @@ def _delta(va, vb) -> str:
 @history.command("compare")
 @click.argument("run_a")
 @click.argument("run_b")
-@click.option("--max-drop", default="2pp", show_default=True, help="Largest allowed drop from A to B.")
+@click.option("--max-drop", default="2pp", show_default=True,
+              help="Largest allowed drop from A to B of clean and of each threat's robust accuracy.")
+@click.option("--allow-different-specs", is_flag=True,
+              help="Compare runs of different specs or data anyway (the verdict is flagged as not comparable).")
 @db_option
-def compare_runs(run_a: str, run_b: str, max_drop: str, db: str) -> None:
-    """Compare RUN_A (baseline) with RUN_B; exit 1 when B regressed by more than --max-drop."""
+def compare_runs(run_a: str, run_b: str, max_drop: str, allow_different_specs: bool, db: str) -> None:
+    """Compare RUN_A (baseline) with RUN_B; exit 1 when B regressed by more than --max-drop.
+
+    Runs of different specs (or data) are refused with exit 2 unless --allow-different-specs.
+    """
     from ..gates import check_gates
-    from .gate import render_gates
+    from .gate import check_comparable, render_gates
     from .render import console, pct, table
 
     a, b = load_target(run_a, db), load_target(run_b, db)
+    flagged = check_comparable(a.result, b.result, f"A ({a.source})", f"B ({b.source})", allow_different_specs)
     rows = [[m, pct(va), pct(vb), _delta(va, vb)] for m, va, vb in comparison_rows(a.result, b.result)]
     console.print(table(f"A = {a.source}  vs  B = {b.source}", ["metric", "A", "B", "B \u2212 A"], esc_rows(rows)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", GateNoiseWarning)
-        report = check_gates(b.result, [], a.result, max_drop=max_drop)
-    render_gates(report)
+    report = check_gates(b.result, [], a.result, max_drop=max_drop, warn=False)
+    render_gates(report, flagged=flagged)
     if not report.passed:
         raise click.exceptions.Exit(1)
 

@@ -16,8 +16,8 @@ from ..errors import StoreError
 
 DEFAULT_DB = "advkit.db"
 
-db_option = click.option("--db", default=DEFAULT_DB, show_default=True, envvar="ADVKIT_DB",
-                         type=click.Path(dir_okay=False), help="History database (SQLite).")
+db_option = click.option("--db", default=DEFAULT_DB, show_default=True, envvar="ADVKIT_DB", metavar="PATH|URL",
+                         help="History database: a SQLite file or postgresql://user@host/dbname (env ADVKIT_DB).")
 
 
 @dataclass
@@ -30,11 +30,18 @@ class Loaded:
     source: str = ""
 
 
+def db_exists(db: str) -> bool:
+    """Whether the history database ``db`` exists (a server URL always may: opening it tells)."""
+    from ..results.backends import is_url
+
+    return db == ":memory:" or is_url(db) or Path(db).exists()
+
+
 def open_store(db: str):
     """The history database at ``db``; an error (not a new empty file) when it does not exist."""
     from ..results.store import Store
 
-    if db != ":memory:" and not Path(db).exists():
+    if not db_exists(db):
         raise StoreError(f"expected a history database at {db!r} (pass --db), got no such file")
     return Store(db)
 
@@ -75,7 +82,7 @@ def load_target(ref: str, db: str, *, store=None) -> Loaded:
     result.setdefault("run_id", run_id)
     spec = result.get("spec") if isinstance(result.get("spec"), dict) else {}
     out = result.get("output") or spec.get("output")
-    return Loaded(result, _samples_near(Path(out)) if out else {}, run_id, f"run {run_id} in {db}")
+    return Loaded(result, _samples_near(Path(out)) if out else {}, run_id, f"run {run_id} in {store.path}")
 
 
 def esc_rows(rows) -> list[list]:

@@ -56,7 +56,7 @@ def threat_summary(ctx: Context, threat, info: dict, curve_info: dict | None) ->
         attacks["autoattack"] = _aa_entry(ctx, threat, info, attacks)
     out = metrics.accuracy(robust)
     out.update(robust_accuracy=out.pop("accuracy"), upper_bound=info["upper_bound"], attacks=attacks,
-               autoattack_version=info["version"], broken_by=rec.attribution(broken_by),
+               autoattack_version=info["version"], protocol=info["protocol"], broken_by=rec.attribution(broken_by),
                per_class=metrics.per_class(robust, ctx.records["label"], ctx.num_classes))
     out["curve"] = curve_summary(ctx, threat, curve_info, names) if curve_info else None
     return out
@@ -66,6 +66,7 @@ def _aa_entry(ctx: Context, threat, info: dict, attacks: dict) -> dict:
     last = attacks[info["autoattack"][-1]]
     return {"robust_accuracy": last["robust_accuracy"], "ci": last["ci"], "n": last["n"], "cascade": True,
             "correct": last["correct"], "components": list(info["autoattack"]), "version": info["version"],
+            "protocol": info["protocol"]["name"], "reference": info["protocol"]["reference"],
             "seconds": sum(attacks[a]["seconds"] for a in info["autoattack"]),
             "model_calls": sum(attacks[a]["model_calls"] for a in info["autoattack"]),
             "gradient_calls": sum(attacks[a]["gradient_calls"] for a in info["autoattack"]),

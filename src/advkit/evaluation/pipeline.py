@@ -7,6 +7,7 @@ threat's robust accuracy is the per-sample worst case over every attack run.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -16,7 +17,9 @@ from ..errors import EvaluationAborted
 from ..progress import NULL, ProgressFn
 from . import aggregate, defended, stages, trust
 from .context import Context
-from .run_info import environment, gates_section, load_inputs, model_digest, validate_gates
+from ..results.locks import RunLock
+from .run_info import (check_resumable, code_version, data_digest, environment, gates_section, load_inputs,
+                       model_digest, validate_gates)
 from .spec import EvaluationSpec
 
 log = logging.getLogger(__name__)
@@ -41,34 +44,44 @@ class EvaluationResult:
 
 def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, resume: bool = False,
              model=None, data=None) -> EvaluationResult:
-    """Run every stage of ``spec``; ``model``/``data`` (a Classifier / Dataset) bypass the REFs."""
+    """Run every stage of ``spec``; ``model``/``data`` (a Classifier / Dataset) bypass the REFs.
+
+    With a ``store``, the run holds its writer lock (:class:`~advkit.results.locks.RunLock`) while it
+    works; ``resume`` continues the unfinished run of this spec only when its weights, data and code
+    are the same (else :class:`~advkit.errors.ConfigError`) and no live process holds it
+    (else :class:`~advkit.errors.RunLockedError`).
+    """
     validate_gates(spec)
     clf, ds = load_inputs(spec, model, data)
     ds = ds.subset(spec.n) if hasattr(ds, "subset") else ds
     meta = {"model": spec.model if model is None else getattr(clf, "name", spec.model),
-            "model_hash": model_digest(clf), "spec_hash": spec.spec_hash()}
+            "model_hash": model_digest(clf), "data_hash": data_digest(ds.x, ds.y), "code_version": code_version(),
+            "spec_hash": spec.spec_hash()}
     naive = None
     if spec.defense is not None:
         clf, naive, chain = defended.build_models(spec, clf)
         meta["model"] = f"{meta['model']} + {chain.name}"  # its own line in the history and its own baselines
     run_id = _open_run(store, spec, meta, resume)
-    ctx = Context(spec, clf, ds.x, ds.y, np.arange(len(ds.y)), ds.num_classes, tuple(ds.classes), progress,
-                  store, run_id, mode="plain" if naive is None else "adaptive")
-    try:
-        result = _run_stages(ctx, None if naive is None else (naive, chain))
-    except EvaluationAborted:
+    with RunLock(store, run_id) if store is not None else contextlib.nullcontext():
         if store is not None:
-            store.set_status(run_id, "aborted")
-        raise
-    except BaseException:
+            store.set_status(run_id, "running")
+        ctx = Context(spec, clf, ds.x, ds.y, np.arange(len(ds.y)), ds.num_classes, tuple(ds.classes), progress,
+                      store, run_id, mode="plain" if naive is None else "adaptive")
+        try:
+            result = _run_stages(ctx, None if naive is None else (naive, chain))
+            result.update(meta, run_id=run_id, data=spec.data, split=spec.split, n=ctx.n, seed=spec.seed,
+                          weights=spec.weights, spec=spec.to_dict(), resumed_batches=ctx.resumed_batches)
+            result["gates"] = gates_section(spec, result, store, meta, run_id)
+        except EvaluationAborted:
+            if store is not None:
+                store.set_status(run_id, "aborted")
+            raise
+        except BaseException:
+            if store is not None:
+                store.set_status(run_id, "failed")
+            raise
         if store is not None:
-            store.set_status(run_id, "failed")
-        raise
-    result.update(meta, run_id=run_id, data=spec.data, split=spec.split, n=ctx.n, seed=spec.seed,
-                  weights=spec.weights, spec=spec.to_dict(), resumed_batches=ctx.resumed_batches)
-    result["gates"] = gates_section(spec, result, store, meta, run_id)
-    if store is not None:
-        store.finish_run(run_id, result)
+            store.finish_run(run_id, result)
     samples = {**ctx.records, **aggregate.gallery(ctx)}
     return EvaluationResult(result, samples, run_id)
 
@@ -127,18 +140,21 @@ def _unique(findings) -> list[dict]:
 
 
 def _open_run(store, spec: EvaluationSpec, meta: dict, resume: bool) -> int | None:
+    """The run to write into: with ``resume``, the unfinished run of this spec (same weights, data and code
+    or a ConfigError); else, or when there is none, a new run."""
     if store is None:
         return None
     if resume:
-        run_id = store.find_resumable(meta["spec_hash"], meta["model_hash"])
-        if run_id is not None:
-            store.set_status(run_id, "running")
-            log.info("resuming run %s (%d batches stored)", run_id, store.count_batches(run_id))
-            return run_id
+        row = store.find_resumable(meta["spec_hash"])
+        if row is not None:
+            check_resumable(row, meta)
+            log.info("resuming run %s (%d batches stored)", row["run_id"], store.count_batches(row["run_id"]))
+            return int(row["run_id"])
     env = environment()
     return store.begin_run(model=meta["model"], model_ref=spec.model, model_hash=meta["model_hash"],
                            spec_hash=meta["spec_hash"], seed=spec.seed, spec=spec.to_dict(),
-                           versions=env["environment"], git_commit=env["environment"].get("git_commit"))
+                           versions=env["environment"], git_commit=env["environment"].get("git_commit"),
+                           data_hash=meta["data_hash"], code_version=meta["code_version"])
 
 
 __all__ = ["evaluate", "EvaluationResult"]

@@ -4,10 +4,13 @@ Kept apart from :mod:`advkit.evaluation.pipeline` so that the pipeline reads as 
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import platform
 import subprocess
 from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,12 +53,51 @@ def model_digest(clf) -> str:
     return model_hash(clf)
 
 
+def data_digest(x: torch.Tensor, y: torch.Tensor) -> str:
+    """sha256 (hex) of the evaluated data's contents: dtype, shape and bytes of the images and labels."""
+    h = hashlib.sha256()
+    for t in (x, y):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=1)
 def git_commit() -> str | None:
+    """The commit of the advkit source tree when it is a git checkout (not the caller's working directory)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def code_version() -> str:
+    """``advkit <version>`` plus ``+g<commit>`` when the source is a git checkout: part of a run's identity."""
+    from .. import __version__
+    commit = git_commit()
+    return f"{__version__}+g{commit[:12]}" if commit else str(__version__)
+
+
+IDENTITY = (("model_hash", "the model weights"), ("data_hash", "the data"), ("code_version", "the advkit code"))
+
+
+def check_resumable(row: dict, meta: dict) -> None:
+    """Refuse (ConfigError) to resume run ``row`` when its weights, data or code differ from ``meta``."""
+    for key, what in IDENTITY:
+        then, now = row.get(key), meta.get(key)
+        if then != now:
+            raise ConfigError(f"--resume: expected {what} of unfinished run {row['run_id']} "
+                              f"({key} {_short(then)}), got {_short(now)}; {what} changed since that run "
+                              "started, so its stored batches do not apply: run without --resume")
+
+
+def _short(v) -> str:
+    if v is None:
+        return "not recorded"
+    return v[:12] if len(str(v)) == 64 else str(v)
 
 
 def environment() -> dict:
@@ -64,41 +106,53 @@ def environment() -> dict:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "environment": {"python": platform.python_version(), "torch": torch.__version__,
                             "numpy": np.__version__, "advkit": __version__, "platform": platform.platform(),
-                            "threads": torch.get_num_threads(), "git_commit": git_commit()}}
+                            "threads": torch.get_num_threads(), "git_commit": git_commit(),
+                            "code_version": code_version()}}
 
 
 def gate_list(spec: EvaluationSpec) -> list:
-    """The spec's gates: its ``require`` expressions, the clean floor and the robust-accuracy regression."""
+    """The spec's gates: its ``require`` expressions, the clean floor, the per-class minimum and the
+    regression rule (``max_drop``: clean and every threat's robust accuracy, as ``gate`` and
+    ``history compare`` check it)."""
     from .. import gates as G
     out: list = [G.parse_gate(g) for g in spec.gates.require]
     if spec.gates.clean_floor is not None:
         out.append(G.Gate("clean_accuracy", ">=", spec.gates.clean_floor))
+    if spec.gates.per_class_min is not None:
+        out.extend(G.per_class_gates(spec.gates.per_class_min, [str(t) for t in spec.threats]))
     if spec.gates.max_drop is not None:
-        out.append(G.RegressionGate(max_drop=spec.gates.max_drop, metrics=("robust_accuracy",)))
+        out.append(G.RegressionGate(max_drop=spec.gates.max_drop))
     return out
 
 
 def gates_section(spec: EvaluationSpec, result: dict, store, meta: dict, run_id) -> dict:
-    """``{passed, items, baseline_run, message}``: the spec's gates against the latest run of this spec."""
-    try:
-        from .. import gates as G
-    except ImportError as e:
-        msg = f"gates not checked: advkit.gates is not available ({e})"
-        log.warning(msg)
-        return {"passed": True, "items": [], "baseline_run": None, "message": msg}
+    """``{passed, items, baseline_run, message}``: the spec's gates against the latest complete run of this
+    spec and model; noisy verdicts become ``gate-noise`` findings (not Python warnings)."""
+    from .. import gates as G
     baseline = store.latest(meta["model"], meta["spec_hash"], exclude=run_id) if store is not None else None
-    report = G.check_gates(result, gate_list(spec), baseline)
+    report = G.check_gates(result, gate_list(spec), baseline, allow_upper_bound=spec.gates.allow_upper_bound,
+                           warn=False)
     out = report.to_dict()
     out["baseline_run"] = baseline.get("run_id") if baseline else None
     out["message"] = "no baseline run of this spec yet; regression gates skipped" if baseline is None else ""
+    findings = result.setdefault("findings", [])
+    findings.extend(G.noise_findings(report))
+    then = (baseline or {}).get("data_hash")
+    if then and then != meta.get("data_hash"):
+        findings.append({"code": "baseline-data-changed", "severity": "warning",
+                         "message": f"baseline run {baseline.get('run_id')} evaluated other data contents under the "
+                                    f"same data REF (data hash {then[:12]} then, {str(meta.get('data_hash'))[:12]} "
+                                    "now): the regression gates compare different images"})
     return out
 
 
 def validate_gates(spec: EvaluationSpec) -> None:
-    """Parse the spec's gate expressions early so a typo is a config error before any attack runs."""
+    """Check the spec's gates before any attack runs: expressions parse, and every threat (and certified
+    radius) a gate names is one the spec evaluates; a typo is a config error that costs nothing."""
+    from .. import gates as G
     try:
-        gate_list(spec)
-    except ImportError:
-        return
+        G.validate_gates(gate_list(spec), [str(t) for t in spec.threats],
+                         radii=spec.certify.radii if spec.certify is not None else None, where="gates")
     except ConfigError as e:
-        raise ConfigError(f"gates.require: {e}") from None
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith("gates") else f"gates.require: {msg}") from None

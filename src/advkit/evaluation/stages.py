@@ -4,9 +4,11 @@
    the input-range check; an error-severity finding raises :class:`EvaluationAborted`.
 2. :func:`clean` — top-1, top-5, confidences.
 3. :func:`threat_attacks` per threat — FGSM (sanity check), PGD × restarts (Madry et al. 2018, via
-   ``BestOf``), then AutoAttack (Croce & Hein 2020) run as its cascade on the still-robust samples:
-   standard = APGD-CE → APGD-T → FAB-T → Square; rand = APGD-CE and APGD-DLR with EOT.  Without Square
-   in the cascade a Square run on the survivors serves the black-box masking check.
+   ``BestOf``; the last iterate on a randomized model), then AutoAttack (Croce & Hein 2020) run as its
+   cascade on the still-robust samples, composed by :func:`advkit.attacks.presets.components` (the one
+   protocol object per version and norm); the threat's ``protocol`` entry names it and says whether it
+   ran at the reference budgets (``reduced-budget`` finding otherwise).  Without Square in the cascade
+   a Square run on the survivors serves the black-box masking check.
 4. :func:`curve` — robust accuracy over a list of ε with a cheaper attack, each ε attacked
    independently (so that a non-monotone attack shows).
 5. :func:`unbounded` and :func:`gradients` — the attack-failure checks that need the model.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..attacks import registry
+from ..attacks import presets, registry
 from ..attacks.adaptive import supports_eot, with_eot
 from ..attacks.fgsm import FGSM
 from ..attacks.pgd import PGD
@@ -116,7 +118,9 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
         ran.append("fgsm")
         fgsm_ok = float(robust_so_far(ctx, threat, ["fgsm"]).mean())
     if st.pgd.enabled:
-        pgd = PGD(threat, steps=st.pgd.steps, step_size=st.pgd.step_size, eot=attack_eot(ctx, st.pgd.eot))
+        # on a randomized model the per-sample best iterate would freeze a lucky draw: last iterate
+        pgd = PGD(threat, steps=st.pgd.steps, step_size=st.pgd.step_size, eot=attack_eot(ctx, st.pgd.eot),
+                  keep_best=not ctx.randomized)
         attack_stage(ctx, threat, "pgd", BestOf(pgd, restarts=st.pgd.restarts), everyone)
         ran.append("pgd")
     skip = (st.autoattack.skip_if_fgsm_breaks_all and fgsm_ok is not None
@@ -124,6 +128,7 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
     version = _aa_version(ctx)
     if version != "off" and not skip:
         info["version"] = version
+        info["protocol"] = protocol_info(ctx, threat, version, None)
         for name, attack in autoattack_components(ctx, threat, version):
             attack_stage(ctx, threat, name, attack, robust_so_far(ctx, threat, ran))
             ran.append(name)
@@ -131,6 +136,7 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
     else:
         info["upper_bound"] = True
         why = "skipped because FGSM broke almost every sample" if skip else "turned off"
+        info["protocol"] = protocol_info(ctx, threat, version, why)
         ctx.findings.append(Finding("autoattack-skipped", "info",
                                     f"{threat}: AutoAttack {why}; the robust accuracy is an upper bound"))
     q = st.checks.blackbox_queries
@@ -162,23 +168,34 @@ def attack_eot(ctx: Context, requested: int) -> int:
 
 
 def autoattack_components(ctx: Context, threat: ThreatModel, version: str) -> list[tuple[str, object]]:
-    """AutoAttack's attacks with the spec's budgets, in cascade order (Croce & Hein 2020)."""
-    aa, c = ctx.spec.stages.autoattack, ctx.num_classes
-    targets = min(aa.n_targets or 9, c - 1)
-    if version == "rand":
-        plan = [("apgd-ce", {"steps": aa.steps, "eot": aa.eot}), ("apgd-dlr", {"steps": aa.steps, "eot": aa.eot})]
-    else:
-        plan = [("apgd-ce", {"steps": aa.steps}), ("apgd-t", {"steps": aa.steps, "n_targets": targets}),
-                ("fab-t", {"steps": aa.steps, "n_targets": targets}), ("square", {"n_queries": aa.square_queries})]
-    out = []
-    for name, kw in plan:
-        if (name == "square" and (aa.square_queries == 0 or ctx.mode == "naive")) or (name != "apgd-ce" and c < 4):
-            continue  # the naive pass of a declared defense is autograd only: its black-box attack is adaptive's
-        try:
-            out.append((name, registry.build(name, threat, **kw)))
-        except ConfigError as e:
-            ctx.findings.append(Finding("attack-unavailable", "info", f"AutoAttack component {name} skipped: {e}"))
-    return out
+    """AutoAttack's attacks with the spec's budgets, in cascade order, from the one protocol object
+    (:mod:`advkit.attacks.presets`, Croce & Hein 2020/2021).  The naive pass of a declared defense is
+    autograd only: it leaves out the black-box Square, which belongs to the adaptive pass."""
+    out = presets.components(threat, version, ctx.num_classes, _budget(ctx, version))
+    return [(n, a) for n, a in out if n != "square"] if ctx.mode == "naive" else out
+
+
+def _budget(ctx: Context, version: str) -> presets.Budget:
+    aa = ctx.spec.stages.autoattack
+    return presets.Budget(steps=aa.steps, square_queries=aa.square_queries, n_targets=aa.n_targets,
+                          eot=aa.eot if version == "rand" else None)
+
+
+def protocol_info(ctx: Context, threat: ThreatModel, version: str, skipped_why: str | None) -> dict:
+    """The result.json ``protocol`` entry of a threat; adds a ``reduced-budget`` finding when needed."""
+    if skipped_why is not None:
+        return {"name": None, "reference": False, "reasons": ["autoattack skipped"]}
+    proto = presets.protocol(version, threat.norm)
+    reasons = presets.budget_reasons(proto, _budget(ctx, version))
+    if ctx.mode == "naive":
+        reasons = reasons + ["naive pass of a declared defense: autograd only, no black-box attack"]
+    name = presets.label(proto, reasons)
+    if presets.is_reduced(reasons):
+        ctx.findings.append(Finding("reduced-budget", "warning",
+                                    f"{threat}: {name}: a budget below the reference; the robust accuracy is not "
+                                    "comparable with published AutoAttack numbers (an upper bound of them)",
+                                    {"threat": str(threat), "reasons": reasons}))
+    return {"name": name, "reference": not reasons, "reasons": reasons}
 
 
 # ------------------------------------------------------------------------ curve and checks

@@ -96,6 +96,9 @@ def _summary(result: dict) -> str:
         cells = "".join(f"<td>{_pct(att[a].get('robust_accuracy'), accuracy_ci(att[a], n))}</td>" if a in att
                         else "<td>\u2014</td>" for a in names)
         bound = ' <span class="badge warn">upper bound</span>' if s.get("upper_bound") else ""
+        proto = s.get("protocol") or {}
+        if proto.get("name") and not proto.get("reference"):
+            bound += f' <span class="badge warn">{_e(proto["name"])}</span>'
         if s.get("trusted", True) is False:
             why = "; ".join(s.get("untrusted_reasons") or [])
             bound += f' <span class="badge bad" title="{_e(why)}">untrusted: looks masked</span>'

@@ -52,11 +52,20 @@ def _summary_table(result: dict) -> list[str]:
         ra = sec.get("robust_accuracy")
         worst = pct_ci(None if ra is None else float(ra), accuracy_ci(sec, n))
         note = " (upper bound)" if sec.get("upper_bound") else ""
+        note += protocol_note(sec)
         note += " ❌ untrusted (looks masked)" if sec.get("trusted", True) is False else ""
         lines.append(f"| `{_md(t)}` | {clean_cell} | " + " | ".join(cells) + f" | **{worst}**{note} |")
     if not threats(result):
         lines.append(f"| \u2014 | {clean_cell} |" + " \u2014 |" * (len(_COLUMNS) + 1))
     return lines
+
+
+def protocol_note(sec: dict) -> str:
+    """" (reduced AutoAttack: …)" when the threat's AutoAttack is not the reference protocol."""
+    proto = sec.get("protocol") or {}
+    if not proto.get("name") or proto.get("reference"):
+        return ""
+    return f" ({_md(', '.join(proto.get('reasons') or []))}: not reference AutoAttack)"
 
 
 def _other_attacks(result: dict) -> list[str]:

@@ -7,8 +7,24 @@ from xml.etree import ElementTree as ET
 from ..errors import StoreError
 
 
+def case_names(items: list[dict]) -> list[str]:
+    """A unique test-case name per gate item: ``METRIC OP VALUE`` for thresholds, ``regression METRIC`` for
+    regressions, and ``#2``, ``#3`` … on any name that still repeats."""
+    names, seen = [], {}
+    for item in items:
+        name = str(item.get("name"))
+        if item.get("kind") == "regression":
+            name = f"regression {name}"
+        elif item.get("expected"):
+            name = f"{name} {item.get('expected')}"
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
+    return names
+
+
 def gates_junit(gates: dict, *, suite: str = "advkit.gates", run: str | None = None) -> str:
-    """One ``<testcase>`` per gate item of ``result["gates"]``; a failed gate gets a ``<failure>``."""
+    """One uniquely named ``<testcase>`` per gate item of ``result["gates"]``; a failed gate gets a
+    ``<failure>``, a noisy one a ``<system-out>`` warning."""
     items = list(gates.get("items") or [])
     root = ET.Element("testsuites")
     ts = ET.SubElement(root, "testsuite", name=suite, tests=str(len(items)),
@@ -16,8 +32,8 @@ def gates_junit(gates: dict, *, suite: str = "advkit.gates", run: str | None = N
     if run:
         props = ET.SubElement(ts, "properties")
         ET.SubElement(props, "property", name="run", value=str(run))
-    for item in items:
-        case = ET.SubElement(ts, "testcase", classname=suite, name=str(item.get("name")))
+    for item, name in zip(items, case_names(items)):
+        case = ET.SubElement(ts, "testcase", classname=suite, name=name)
         msg = str(item.get("message") or f"expected {item.get('expected')}, got {item.get('actual')}")
         if not item.get("passed"):
             ET.SubElement(case, "failure", message=msg, type="GateFailed").text = msg

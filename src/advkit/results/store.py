@@ -1,43 +1,59 @@
-"""The history database: every evaluation run, its metrics and its per-sample results (SQLite).
+"""The history database: every evaluation run, its metrics and its per-sample results.
 
-Tables: ``runs`` (one row per evaluation: model name/REF/hash, spec hash, git commit, seed, library
+Two back ends behind one interface (:mod:`advkit.results.backends`): a SQLite file (the default,
+``./advkit.db``) or a PostgreSQL server (``postgresql://user@host/dbname``) that a team's CI runners
+share. Tables: ``runs`` (one row per evaluation: model name/REF/hash, spec hash, git commit, seed, library
 versions, timings, status, the full ``result.json``), ``metrics`` (one row per headline number with
-its confidence interval) and ``samples`` (per-sample records, one row per stage and batch, written as
-the evaluation goes — this is what ``--resume`` continues from).
+its confidence interval), ``samples`` (per-sample records, one row per stage and batch, written as
+the evaluation goes — this is what ``--resume`` continues from) and ``run_locks`` (the writer lock of
+a run being written: owner token, pid, host, heartbeat; see :mod:`advkit.results.locks`).
 
-The database runs in WAL mode with a ``busy_timeout``; every write is one short ``BEGIN IMMEDIATE``
-transaction, so several evaluations can write at once (each process opens its own :class:`Store`).
+A run's identity is its spec hash plus the content hashes of its model weights (``model_hash``) and
+evaluated data (``data_hash``) and the code version (``code_version``: advkit version + git commit);
+:meth:`Store.find_resumable` returns them so that a resume can refuse a run computed from other inputs.
+
+The schema is versioned (table ``advkit_schema``) and upgraded in place by :data:`MIGRATIONS` when a store
+opens, one process at a time. Every write is one short transaction, so a killed writer leaves no
+half-written run and several processes can write at once (each opens its own :class:`Store`).
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
+import threading
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import RunLockedError, StoreError
 from . import records as rec
+from .backends import BUSY_TIMEOUT_MS, connect, display  # noqa: F401  (BUSY_TIMEOUT_MS: re-exported)
 from .io import dumps
+from .locks import STALE_AFTER_SECONDS, LockHolder, is_stale, locked_message, this_process
 
-BUSY_TIMEOUT_MS = 60_000
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id INTEGER PRIMARY KEY AUTOINCREMENT, created TEXT NOT NULL, finished TEXT,
-    model TEXT NOT NULL, model_ref TEXT, model_hash TEXT, spec_hash TEXT NOT NULL, git_commit TEXT,
-    seed INTEGER, status TEXT NOT NULL, versions TEXT, timings TEXT, spec TEXT, result TEXT,
-    clean_accuracy REAL);
-CREATE INDEX IF NOT EXISTS runs_model ON runs(model, spec_hash, status);
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id INTEGER NOT NULL REFERENCES runs(run_id), name TEXT NOT NULL, value REAL, lo REAL, hi REAL,
-    PRIMARY KEY (run_id, name));
-CREATE TABLE IF NOT EXISTS samples (
-    run_id INTEGER NOT NULL REFERENCES runs(run_id), stage TEXT NOT NULL, batch INTEGER NOT NULL,
-    payload BLOB NOT NULL, seconds REAL, PRIMARY KEY (run_id, stage, batch));
-"""
+#: Schema migrations, in order: (version, what it does, statements). ``{pk}``, ``{blob}``, ``{real}`` and
+#: ``{id}`` become each back end's type names. Version 1 is the schema of advkit 0.1's first releases,
+#: which had no ``advkit_schema`` table (a file with a ``runs`` table and no version is version 1).
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (1, "runs, metrics and per-sample batches", (
+        "CREATE TABLE IF NOT EXISTS runs (run_id {pk}, created TEXT NOT NULL, finished TEXT, model TEXT NOT NULL, "
+        "model_ref TEXT, model_hash TEXT, spec_hash TEXT NOT NULL, git_commit TEXT, seed {id}, status TEXT NOT NULL, "
+        "versions TEXT, timings TEXT, spec TEXT, result TEXT, clean_accuracy {real})",
+        "CREATE INDEX IF NOT EXISTS runs_model ON runs(model, spec_hash, status)",
+        "CREATE TABLE IF NOT EXISTS metrics (run_id {id} NOT NULL REFERENCES runs(run_id), name TEXT NOT NULL, "
+        "value {real}, lo {real}, hi {real}, PRIMARY KEY (run_id, name))",
+        "CREATE TABLE IF NOT EXISTS samples (run_id {id} NOT NULL REFERENCES runs(run_id), stage TEXT NOT NULL, "
+        "batch INTEGER NOT NULL, payload {blob} NOT NULL, seconds {real}, PRIMARY KEY (run_id, stage, batch))",
+    )),
+    (2, "run identity (data hash, code version), writer locks, the history index by status", (
+        "ALTER TABLE runs ADD COLUMN data_hash TEXT",
+        "ALTER TABLE runs ADD COLUMN code_version TEXT",
+        "CREATE TABLE IF NOT EXISTS run_locks (run_id {id} PRIMARY KEY REFERENCES runs(run_id), owner TEXT NOT NULL, "
+        "pid INTEGER NOT NULL, host TEXT NOT NULL, heartbeat {real} NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS runs_status ON runs(status, run_id)",
+    )),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
 _RUN_COLUMNS = ("run_id", "created", "finished", "model", "model_ref", "model_hash", "spec_hash", "git_commit",
-                "seed", "status", "clean_accuracy")
+                "seed", "status", "clean_accuracy", "data_hash", "code_version")
 
 
 def _now() -> str:
@@ -45,44 +61,50 @@ def _now() -> str:
 
 
 class Store:
-    """Open (creating if needed) the history database at ``path``."""
+    """Open (creating if needed, upgrading if older) the history database ``target``: a SQLite path or a
+    ``postgresql://`` URL. ``path`` is the target as it may be shown (a URL's password masked).
 
-    def __init__(self, path: str | Path):
-        self.path = str(path)
+    One connection, shared with a run lock's heartbeat thread: writes are serialised by ``_mutex``."""
+
+    def __init__(self, target):
+        self.path = display(target)
+        self.conn = connect(str(target))
+        self._mutex = threading.RLock()
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self.conn.execute("PRAGMA journal_mode = WAL")
-            self.conn.execute("PRAGMA synchronous = NORMAL")
-            with self._write() as c:
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        c.execute(stmt)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot open history database {self.path!r}: {e}") from None
+            self.schema_version = self._migrate()
+        except BaseException:
+            self.conn.close()
+            raise
+
+    @property
+    def backend(self) -> str:
+        return self.conn.dialect
 
     # ------------------------------------------------------------ plumbing
-    @contextlib.contextmanager
     def _write(self):
-        """One ``BEGIN IMMEDIATE`` transaction, retried while another writer holds the lock."""
-        for attempt in range(50):
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) and "busy" not in str(e):
-                    raise StoreError(f"{self.path}: {e}") from None
-                time.sleep(0.05 * (attempt + 1))
-        else:
-            raise StoreError(f"{self.path}: the database stayed locked; another process holds it")
-        try:
-            yield self.conn
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+        """One write transaction (retried while SQLite's writer lock is held elsewhere)."""
+        return _Locked(self._mutex, self.conn.transaction())
+
+    def _migrate(self) -> int:
+        """Bring the schema to :data:`SCHEMA_VERSION`; returns the version found before upgrading."""
+        with self.conn.migration_lock() as c:
+            if c.has_table("advkit_schema"):
+                row = c.execute("SELECT MAX(version) FROM advkit_schema").fetchone()
+                found = int(row[0] or 0)
+            else:
+                c.execute("CREATE TABLE advkit_schema (version INTEGER NOT NULL, applied TEXT NOT NULL)")
+                found = 1 if c.has_table("runs") else 0
+                if found:
+                    c.execute("INSERT INTO advkit_schema (version, applied) VALUES (1, ?)", (_now(),))
+            if found > SCHEMA_VERSION:
+                raise StoreError(f"history database {self.path} has schema version {found}; this advkit knows "
+                                 f"versions up to {SCHEMA_VERSION}: upgrade advkit")
+            for version, _, statements in MIGRATIONS:
+                if version > found:
+                    for stmt in statements:
+                        c.execute(c.ddl(stmt))
+                    c.execute("INSERT INTO advkit_schema (version, applied) VALUES (?, ?)", (version, _now()))
+        return found
 
     def close(self) -> None:
         self.conn.close()
@@ -94,25 +116,27 @@ class Store:
         self.close()
 
     def journal_mode(self) -> str:
-        return self.conn.execute("PRAGMA journal_mode").fetchone()[0]
+        return self.conn.execute("PRAGMA journal_mode").fetchone()[0] if self.backend == "sqlite" else "server"
 
     # ------------------------------------------------------------ runs
     def begin_run(self, *, model: str, model_ref: str, model_hash: str, spec_hash: str, seed: int,
-                  spec: dict, versions: dict, git_commit: str | None) -> int:
+                  spec: dict, versions: dict, git_commit: str | None, data_hash: str | None = None,
+                  code_version: str | None = None) -> int:
         with self._write() as c:
-            cur = c.execute(
+            row = c.execute(
                 "INSERT INTO runs (created, model, model_ref, model_hash, spec_hash, git_commit, seed, status, "
-                "versions, spec) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
-                (_now(), model, model_ref, model_hash, spec_hash, git_commit, seed, json.dumps(versions),
-                 json.dumps(spec)))
-            return int(cur.lastrowid)
+                "versions, spec, data_hash, code_version) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?) "
+                "RETURNING run_id", (_now(), model, model_ref, model_hash, spec_hash, git_commit, seed,
+                                     json.dumps(versions), json.dumps(spec), data_hash, code_version)).fetchone()
+            return int(row[0])
 
-    def find_resumable(self, spec_hash: str, model_hash: str) -> int | None:
-        """The newest unfinished run of this spec and model, if any."""
+    def find_resumable(self, spec_hash: str) -> dict | None:
+        """The newest unfinished (running or failed) run of this spec: its row, with the identity columns
+        ``model_hash``, ``data_hash`` and ``code_version`` for the caller to compare, or None."""
         row = self.conn.execute(
-            "SELECT run_id FROM runs WHERE spec_hash = ? AND model_hash = ? AND status IN ('running', 'failed') "
-            "ORDER BY run_id DESC LIMIT 1", (spec_hash, model_hash)).fetchone()
-        return None if row is None else int(row[0])
+            f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE spec_hash = ? AND status IN ('running', 'failed') "
+            "ORDER BY run_id DESC LIMIT 1", (spec_hash,)).fetchone()
+        return None if row is None else dict(zip(_RUN_COLUMNS, row))
 
     def set_status(self, run_id: int, status: str) -> None:
         with self._write() as c:
@@ -129,12 +153,54 @@ class Store:
             c.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
             c.executemany("INSERT INTO metrics (run_id, name, value, lo, hi) VALUES (?, ?, ?, ?, ?)", rows)
 
+    # ------------------------------------------------------------ writer locks
+    def acquire_lock(self, run_id: int, *, owner: str, stale_after: float = STALE_AFTER_SECONDS) -> None:
+        """Take ``run_id``'s writer lock for ``owner`` (this process); a stale lock is taken over.
+
+        Raises :class:`RunLockedError` naming the holder when another live process holds it.
+        """
+        pid, host = this_process()
+        with self._write() as c:
+            holder = self._holder(c, run_id)
+            if holder is not None and holder.owner != owner and not is_stale(holder, stale_after=stale_after):
+                raise RunLockedError(locked_message(run_id, holder))
+            c.execute("INSERT INTO run_locks (run_id, owner, pid, host, heartbeat) VALUES (?, ?, ?, ?, ?) "
+                      "ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, pid = excluded.pid, "
+                      "host = excluded.host, heartbeat = excluded.heartbeat",
+                      (int(run_id), owner, pid, host, time.time()))
+
+    def refresh_lock(self, run_id: int, *, owner: str) -> None:
+        """The heartbeat: ``owner`` still holds the lock; :class:`RunLockedError` when it was taken over."""
+        with self._write() as c:
+            cur = c.execute("UPDATE run_locks SET heartbeat = ? WHERE run_id = ? AND owner = ?",
+                            (time.time(), int(run_id), owner))
+            if cur.rowcount == 0:
+                holder = self._holder(c, run_id)
+                raise RunLockedError(f"run {run_id}: this process lost its lock"
+                                     + (f" to {holder.describe()}" if holder else ""))
+
+    def release_lock(self, run_id: int, *, owner: str) -> None:
+        """Drop ``owner``'s lock on ``run_id`` (no-op when another owner holds it now)."""
+        with self._write() as c:
+            c.execute("DELETE FROM run_locks WHERE run_id = ? AND owner = ?", (int(run_id), owner))
+
+    def lock_holder(self, run_id: int) -> LockHolder | None:
+        """Who holds ``run_id``'s lock (stale or not), or None."""
+        return self._holder(self.conn, run_id)
+
+    @staticmethod
+    def _holder(conn, run_id: int) -> LockHolder | None:
+        row = conn.execute("SELECT run_id, owner, pid, host, heartbeat FROM run_locks WHERE run_id = ?",
+                           (int(run_id),)).fetchone()
+        return None if row is None else LockHolder(int(row[0]), row[1], int(row[2]), row[3], float(row[4]))
+
     # ------------------------------------------------------------ per-sample progress
     def save_batch(self, run_id: int, stage: str, batch: int, payload: dict, seconds: float = 0.0) -> None:
         blob = rec.pack(payload)
         with self._write() as c:
-            c.execute("INSERT OR REPLACE INTO samples (run_id, stage, batch, payload, seconds) VALUES (?, ?, ?, ?, ?)",
-                      (run_id, stage, batch, blob, seconds))
+            c.execute("INSERT INTO samples (run_id, stage, batch, payload, seconds) VALUES (?, ?, ?, ?, ?) "
+                      "ON CONFLICT (run_id, stage, batch) DO UPDATE SET payload = excluded.payload, "
+                      "seconds = excluded.seconds", (run_id, stage, batch, blob, seconds))
 
     def load_batch(self, run_id: int, stage: str, batch: int) -> dict | None:
         row = self.conn.execute("SELECT payload FROM samples WHERE run_id = ? AND stage = ? AND batch = ?",
@@ -153,13 +219,18 @@ class Store:
         return int(self.conn.execute("SELECT COUNT(*) FROM samples WHERE run_id = ?", (run_id,)).fetchone()[0])
 
     # ------------------------------------------------------------ queries
-    def list_runs(self, model: str | None = None, limit: int | None = None) -> list[dict]:
+    def list_runs(self, model: str | None = None, limit: int | None = None, *,
+                  spec_hash: str | None = None) -> list[dict]:
+        """Runs of any status, newest first; ``model`` matches the model name or its REF."""
         sql = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs"
-        args: list = []
+        where, args = [], []
         if model is not None:
-            sql += " WHERE model = ?"
-            args.append(model)
-        sql += " ORDER BY run_id DESC"
+            where.append("(model = ? OR model_ref = ?)")
+            args += [model, model]
+        if spec_hash is not None:
+            where.append("spec_hash = ?")
+            args.append(spec_hash)
+        sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY run_id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
@@ -208,6 +279,27 @@ class Store:
         if self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (int(text),)).fetchone() is None:
             raise StoreError(f"expected an existing run id in {self.path}, got {ref!r} (no such run)")
         return int(text)
+
+
+class _Locked:
+    """``with``: take ``mutex``, then enter ``inner`` (a transaction); leave both in reverse order."""
+
+    def __init__(self, mutex, inner):
+        self._mutex, self._inner = mutex, inner
+
+    def __enter__(self):
+        self._mutex.acquire()
+        try:
+            return self._inner.__enter__()
+        except BaseException:
+            self._mutex.release()
+            raise
+
+    def __exit__(self, *exc):
+        try:
+            return self._inner.__exit__(*exc)
+        finally:
+            self._mutex.release()
 
 
 def _metric_rows(result: dict) -> dict[str, tuple]:

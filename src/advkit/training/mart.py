@@ -9,8 +9,8 @@ misclassified examples":
 where p = softmax(f_θ(·)) and x̂ maximises CE within B(x, ε) (K PGD steps of size η from
 x + 0.001·N(0, I), as in the reference code).  Symbols → code: λ → ``beta`` (6 in the paper),
 ε → ``eps``, K → ``steps``, η → ``step_size`` (default 2.5·ε/K).  The weight (1 − p_y(x)) is part of
-the graph, as in the paper's equation.  One forward pass on the concatenated clean and adversarial
-batch (see :mod:`.trades`).
+the graph, as in the paper's equation.  Two forward passes, clean then adversarial, as in the
+reference code (BatchNorm statistics per input kind, see :mod:`.trades`).
 """
 from __future__ import annotations
 
@@ -45,8 +45,7 @@ class MART(KLRegularisedObjective):
         return pgd_maximize(model, x, start, ce_to(y), norm=self.norm, eps=eps, steps=self.steps, step_size=alpha)
 
     def loss(self, model, x, y, x_pert):
-        z = model(torch.cat([x, x_pert]))
-        z_clean, z_adv = z[:len(x)], z[len(x):]
+        z_clean, z_adv = model(x), model(x_pert)
         p_true = F.softmax(z_clean, 1).gather(1, y.view(-1, 1)).squeeze(1)
         kl = losses.kl(z_adv, z_clean)
         total = (boosted_ce(z_adv, y) + self.beta * kl * (1 - p_true)).mean()

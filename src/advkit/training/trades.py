@@ -11,9 +11,11 @@ held fixed; the outer loss back-propagates through both f_θ(x) and f_θ(x').
 
 Symbols → code: β → ``beta`` (6 in the paper), ε → ``eps``, K → ``steps``, η → ``step_size``
 (default 2.5·ε/K), the 0.001 start scale → ``init_std``.  The KL term is averaged over the batch
-(the paper's (1/n)·Σ).  f_θ(x) and f_θ(x') come from one forward pass on the concatenated batch,
-so that DistributedDataParallel sees a single forward per step; for networks without BatchNorm this
-is identical to two passes.
+(the paper's (1/n)·Σ).  f_θ(x) and f_θ(x') come from two forward passes (clean first, then
+adversarial), as in the reference code, so that BatchNorm normalises each kind of input with its own
+batch statistics (one pass on the concatenated batch would mix them).  The reference code runs the
+clean batch through the network a second time for the KL target; in train mode that pass returns
+the same logits, so the loss is the same and only BatchNorm's running averages see one update fewer.
 """
 from __future__ import annotations
 
@@ -42,7 +44,6 @@ class TRADES(KLRegularisedObjective):
                             steps=self.steps, step_size=alpha)
 
     def loss(self, model, x, y, x_pert):
-        z = model(torch.cat([x, x_pert]))
-        z_clean, z_adv = z[:len(x)], z[len(x):]
+        z_clean, z_adv = model(x), model(x_pert)
         total = F.cross_entropy(z_clean, y) + self.beta * losses.kl(z_adv, z_clean).mean()
         return StepOutput(total, clean_logits=z_clean.detach(), perturbed_logits=z_adv.detach())
