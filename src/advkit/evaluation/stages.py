@@ -114,7 +114,7 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
     everyone = ctx.mask("clean_correct")
     fgsm_ok = None
     if st.fgsm.enabled:
-        attack_stage(ctx, threat, "fgsm", FGSM(threat), everyone)
+        attack_stage(ctx, threat, "fgsm", FGSM(threat, eot=attack_eot(ctx, 1)), everyone)
         ran.append("fgsm")
         fgsm_ok = float(robust_so_far(ctx, threat, ["fgsm"]).mean())
     if st.pgd.enabled:
