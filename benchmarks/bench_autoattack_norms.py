@@ -91,23 +91,28 @@ def robust(net, x_adv, x, y, norm: str, eps: float) -> float:
     return float((~(wrong & inside)).float().mean())
 
 
-def run_advkit(net, x, y, norm, eps, seed):
+def run_advkit(net, x, y, norm, eps, seed, only=None):
     from advkit.attacks import presets
+    from advkit.attacks.ensemble import Ensemble
     from advkit.model import Classifier
     clf = Classifier(net, num_classes=10)
     aa = presets.autoattack_standard(f"{norm}:{eps}", 10)
+    if only:
+        aa = Ensemble(tuple(a for n, a in zip(aa.names, aa.attacks) if n in only), label="autoattack-part")
     start = time.perf_counter()
     res = aa(clf, x, y, generator=torch.Generator().manual_seed(seed), batch_size=len(x))
     return res.x_adv, time.perf_counter() - start
 
 
-def run_official(net, x, y, norm, eps, seed):
+def run_official(net, x, y, norm, eps, seed, only=None):
     import logging
 
     from pyautoattack import AutoAttack
     logging.getLogger("auto-attack").setLevel(logging.ERROR)
     aa = AutoAttack(net, norm=OFFICIAL_NORM[norm], eps=eps, version="standard", seed=seed, device="cpu")
     aa.verbose = False
+    if only:  # keep the standard version's settings (L1: restarts, targets, large-eps schedule)
+        aa.attacks_to_run = [a for a in aa.attacks_to_run if a in only]
     start = time.perf_counter()
     x_adv = aa.run_standard_evaluation(x.clone(), y.clone(), batch_size=len(x))[0]
     return x_adv, time.perf_counter() - start
@@ -119,6 +124,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--cases", nargs="+", default=["digits:l1", "pgdat:l1"])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", default=None, help="Comma-separated subset of the cascade, e.g. apgd-ce,apgd-t.")
     ap.add_argument("--out", default=None, help="Append one JSON line per (case, seed).")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -130,9 +136,10 @@ def main() -> None:
         net, x, y = load_case(model, args.n)
         rows = []
         for seed in args.seeds:
-            xa, ta = run_advkit(net, x, y, norm, eps, seed)
-            xo, to = run_official(net, x, y, norm, eps, seed)
-            row = {"case": case, "eps": eps, "n": len(x), "seed": seed,
+            only = args.only.split(",") if args.only else None
+            xa, ta = run_advkit(net, x, y, norm, eps, seed, only)
+            xo, to = run_official(net, x, y, norm, eps, seed, only)
+            row = {"case": case, "only": args.only, "eps": eps, "n": len(x), "seed": seed,
                    "advkit": robust(net, xa, x, y, norm, eps), "official": robust(net, xo, x, y, norm, eps),
                    "advkit_s": round(ta, 1), "official_s": round(to, 1), "time_ratio": round(ta / to, 2)}
             rows.append(row)

@@ -7,6 +7,7 @@ A threshold gate is ``METRIC OP VALUE``::
     attacks.pgd.robust_accuracy[linf:0.3] > 0.9
     per_class_min[linf:0.3] >= 0.5          (weakest class; per_class_min alone = clean)
     certified_accuracy[0.5] >= 0.6          (randomized smoothing, radius 0.5)
+    grade[linf:8/255] >= strong             (the grade on the result's domain profile; advkit.profiles.gate)
 
 ``OP`` is one of ``>= > <= <``; ``VALUE`` a fraction (0.85) or a percentage (85%).  A regression
 gate (``max_drop``: ``--max-drop 2pp`` or the spec's ``gates.max_drop``) has one meaning wherever it is
@@ -35,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterable, Union
 
 from .errors import ConfigError, GateNoiseWarning
+from .profiles.gate import GradeGate, check_grade_gate, is_grade_expr, parse_grade_gate
 from .report import canonical_threat, certified, clean_accuracy, clopper_pearson, per_class, threats
 
 __all__ = ["Gate", "RegressionGate", "GateItem", "GateReport", "parse_gate", "parse_drop", "check_gates",
@@ -135,7 +137,9 @@ def parse_value(text: str, *, percent: bool = False) -> float:
 
 
 def parse_gate(text: str) -> Gate:
-    """Parse ``"robust_accuracy[linf:0.3] >= 0.85"`` into a :class:`Gate`."""
+    """Parse ``"robust_accuracy[linf:0.3] >= 0.85"`` into a :class:`Gate` (a grade gate into a ``GradeGate``)."""
+    if is_grade_expr(text):
+        return parse_grade_gate(text)
     m = _GATE.match(str(text))
     if not m:
         raise ConfigError(f"expected a gate like 'robust_accuracy[linf:0.3] >= 0.85' "
@@ -402,6 +406,8 @@ def check_gates(result: dict, gates: Iterable[GateLike], baseline: dict | None =
     for g in parsed:
         if isinstance(g, RegressionGate):
             items.extend(check_regression(result, baseline, g) if baseline else [])
+        elif isinstance(g, GradeGate):
+            items.append(check_grade_gate(result, g))
         elif isinstance(g, Gate):
             items.append(check_threshold(result, g, allow_upper_bound=allow_upper_bound))
         else:

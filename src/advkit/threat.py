@@ -106,3 +106,18 @@ class ThreatModel:
 
 def eps_fraction(eps: float) -> Fraction:
     return Fraction(eps).limit_denominator(10_000)
+
+
+def check_budget(threat: ThreatModel, bounds=(0.0, 1.0), *, force: bool = False) -> None:
+    """Refuse an L∞ budget that covers the whole input range (ε ≥ hi − lo): every input can then be
+    turned into any image, so the evaluation means nothing; it is nearly always ``8`` typed for ``8/255``.
+    ``force=True`` (the CLI's ``--force-eps``) accepts it."""
+    lo, hi = float(bounds[0]), float(bounds[1])
+    if force or threat.norm != "linf" or threat.eps < hi - lo:
+        return
+    hint = ""
+    if float(threat.eps).is_integer() and hi - lo == 1.0 and threat.eps < 255:
+        hint = f"; did you mean linf:{int(threat.eps)}/255?"
+    raise ConfigError(f"{threat}: an L∞ budget must be smaller than the input range [{lo:g}, {hi:g}] "
+                      f"(ε ≥ {hi - lo:g} lets an attack replace the whole image), got ε = {threat.eps:g}{hint} "
+                      "(pass --force-eps to run it anyway)")

@@ -100,3 +100,31 @@ def test_vs_torchattacks(data, norm, eps, pnorm):
     }
     theirs = {k: _robust(clf, a(x, y), y) for k, a in theirs.items()}
     _assert_as_strong(norm, eps, clf, x, y, theirs)
+
+
+@pytest.mark.slow
+def test_l1_autoattack_vs_official(data):
+    """l1-AutoAttack (APGD-CE with restarts and APGD-T, both 3ε→2ε→ε; Square-L1) at equal reduced budgets,
+    summed over two seeds (one seed's spread is several samples)."""
+    aa_mod = pytest.importorskip("pyautoattack")
+    from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+    from pyautoattack.square import SquareAttack
+    clf, x, y = data
+    eps, ours, theirs = 1.0, 0, 0
+    for seed in (0, 1):
+        kw = dict(norm="L1", eps=eps, seed=seed, device="cpu")
+        aa = aa_mod.AutoAttack(clf, norm="L1", eps=eps, seed=seed, version="custom",
+                               attacks=["apgd-ce", "apgd-t", "square"])
+        aa.apgd = APGDAttack(clf, n_iter=20, n_restarts=2, loss="ce", use_largereps=True, **kw)
+        aa.apgd_targeted = APGDAttack_targeted(clf, n_iter=20, n_restarts=1, n_target_classes=3,
+                                               use_largereps=True, **kw)
+        aa.square = SquareAttack(clf, n_queries=300, p_init=0.8, n_restarts=1, resc_schedule=False, **kw)
+        aa.verbose = False
+        _, y_adv = aa.run_standard_evaluation(x, y, batch_size=N)
+        theirs += int((y_adv == y).sum())
+        t = f"l1:{eps}"
+        mine = Ensemble((APGD(t, steps=20, restarts=2, large_eps=True),
+                         APGD(t, loss="dlr", n_targets=3, steps=20, large_eps=True),
+                         Square(t, n_queries=300, rescale_schedule=False)), label="l1-autoattack-reduced")
+        ours += int((~mine(clf, x, y, generator=torch.Generator().manual_seed(seed)).success).sum())
+    assert ours <= theirs + 2 * SLACK, (ours, theirs)

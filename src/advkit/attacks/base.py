@@ -22,6 +22,7 @@ import torch
 
 from ..errors import AttackBug, ConfigError, InputError
 from ..model import Classifier, as_classifier
+from ..progress import NULL, ProgressFn
 from ..threat import ThreatModel
 from .fastpath import BORDER_TOL
 from .oracle import Oracle
@@ -143,10 +144,19 @@ class Attack:
         return cfg
 
     # ------------------------------------------------------------------ the contract
+    def expected_passes(self) -> int:
+        """About how many batched model passes one batch takes: steps × restarts × targets (or queries,
+        or C&W's binary search × iterations).  Only drives progress and ETA; early stops end sooner."""
+        f = lambda k: getattr(self, k, 0) or 0  # noqa: E731
+        iters = f("steps") or f("n_queries") or (f("binary_search_steps") * f("max_iterations")) or 1
+        return max(1, iters * max(1, f("restarts")) * max(1, f("n_targets")))
+
     def __call__(self, model, x: torch.Tensor, y: torch.Tensor, *, targets: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None, batch_size: int | None = None) -> AttackResult:
+                 generator: torch.Generator | None = None, batch_size: int | None = None,
+                 progress: ProgressFn = NULL) -> AttackResult:
         """Attack ``x`` (labels ``y``; ``targets`` for targeted attacks) in batches of ``batch_size``
-        (default :func:`default_batch_size`); randomness only from ``generator``."""
+        (default :func:`default_batch_size`); randomness only from ``generator``.  ``progress(name,
+        done, len(x))`` hears about every iteration (``done`` counts samples, fractional within a batch)."""
         clf = as_classifier(model)
         clf.check_inputs(x, y, targets=targets)
         num_classes = clf.infer_num_classes(x)
@@ -166,7 +176,10 @@ class Attack:
             for i in range(0, len(x), bs):
                 sl = slice(i, i + bs)
                 tb = None if targets is None else targets[sl].to(device)
+                oracle.on_pass = self._reporter(progress, oracle, i, len(x[sl]), len(x))
                 outs.append(self._attack_batch(oracle, clf, x[sl].to(device, clf.dtype), y[sl].to(device), tb, gen))
+                progress(self.name, i + len(x[sl]), len(x))
+        oracle.on_pass = None
         x_adv = torch.cat([o[0] for o in outs]).to(x.device, x.dtype) if outs else x.clone()
         success = torch.cat([o[1] for o in outs]).to(x.device) if outs else torch.zeros(0, dtype=torch.bool)
         preds = torch.cat([o[2] for o in outs]).to(x.device) if outs else torch.zeros(0, dtype=torch.long)
@@ -174,6 +187,12 @@ class Attack:
         return AttackResult(x_adv=x_adv, success=success, distance=dist, predictions=preds,
                             model_calls=oracle.calls, gradient_calls=oracle.grads,
                             seconds=time.perf_counter() - start, config=self.describe())
+
+    def _reporter(self, progress: ProgressFn, oracle: Oracle, start: int, size: int, total: int):
+        if progress is NULL:
+            return None
+        first, budget = oracle.passes, self.expected_passes()
+        return lambda: progress(self.name, start + size * min((oracle.passes - first) / budget, 0.99), total)
 
     def _validate(self, num_classes: int, targets) -> None:
         """Subclasses may reject configurations (e.g. DLR with < 3 classes)."""

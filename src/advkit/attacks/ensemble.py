@@ -17,7 +17,7 @@ import torch
 
 from ..errors import ConfigError
 from ..model import as_classifier
-from ..progress import NULL, ProgressFn
+from ..progress import NULL, ProgressFn, rescaled
 from ..threat import ThreatModel
 from .base import Attack, AttackResult
 
@@ -98,7 +98,8 @@ class Ensemble(Attack):
             stats = {"attacked": len(idx), "broken": 0, "seconds": 0.0, "model_calls": 0, "gradient_calls": 0}
             if len(idx):
                 tb = None if targets is None else targets[idx]
-                res = attack(clf, x[idx], y[idx], targets=tb, generator=generator, batch_size=batch_size)
+                res = attack(clf, x[idx], y[idx], targets=tb, generator=generator, batch_size=batch_size,
+                             progress=rescaled(progress, f"{self.label}: {name}", k, 1, len(self.attacks)))
                 hit = idx[res.success.to(idx.device)]
                 x_adv[hit], preds[hit] = res.x_adv[res.success], res.predictions[res.success]
                 ok[hit] = True

@@ -31,10 +31,20 @@ class Oracle:
         self.eot = eot
         self.calls = 0
         self.grads = 0
+        #: batched passes (invocations of ``logits``/``value_and_grad``): the iteration count that
+        #: drives progress reports; ``on_pass`` (if set) is called after each one
+        self.passes = 0
+        self.on_pass: Callable[[], None] | None = None
         self.paths = FastPaths(model, accelerate_allowed(model, eot))
+
+    def _tick(self) -> None:
+        self.passes += 1
+        if self.on_pass is not None:
+            self.on_pass()
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits without a graph (averaged over ``eot`` draws)."""
+        self._tick()
         if self.eot == 1:
             self.calls += len(x)
             return self.paths.logits(x)
@@ -56,6 +66,7 @@ class Oracle:
 
     def value_and_grad(self, x: torch.Tensor, loss: Loss) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(per-sample loss, ∂ sum(loss)/∂x, logits), each averaged over ``eot`` draws."""
+        self._tick()
         if self.eot == 1:
             self.calls += len(x)
             self.grads += len(x)

@@ -60,6 +60,9 @@ class BestOf(Attack):
     def success_margin(self) -> float:
         return self.attack.success_margin
 
+    def expected_passes(self) -> int:
+        return self.restarts * self.attack.expected_passes()
+
     def _validate(self, num_classes, targets) -> None:
         self.attack._validate(num_classes, targets)
 

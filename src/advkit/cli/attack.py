@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..threat import ThreatModel
+from ..progress import NULL, rescaled
+from ..threat import ThreatModel, check_budget
 from . import render
 from .options import defense_option, parse_key_values, with_defense
 
@@ -33,7 +34,9 @@ def run_attack(attack, clf, x, y, *, targets=None, generator=None, batch_size: i
     start = time.perf_counter()
     for i in range(0, len(x), batch_size):
         sl = slice(i, i + batch_size)
-        res = attack(clf, x[sl], y[sl], targets=None if targets is None else targets[sl], generator=generator)
+        inner = rescaled(progress, attack.name, i, len(x[sl]), len(x)) if progress is not None else NULL
+        res = attack(clf, x[sl], y[sl], targets=None if targets is None else targets[sl], generator=generator,
+                     progress=inner)
         parts.append(res)
         calls, grads = calls + res.model_calls, grads + res.gradient_calls
         if progress is not None:
@@ -66,27 +69,31 @@ def summarize(out: dict, y: torch.Tensor, clean_pred: torch.Tensor, targets) -> 
 @click.option("--weights", default=None, help="Weights file for a factory model REF.")
 @click.option("--data", "data_ref", required=True, help="Data REF: mnist5k, digits, fashion-mnist, npz:F, ...")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "test"]))
-@click.option("--threat", "threat_text", required=True, help="Threat model, e.g. linf:0.3 or l2:1.5.")
+@click.option("--threat", "threat_text", default=None,
+              help="Threat model, e.g. linf:0.3 or l2:1.5; linf / l2 alone or omitted: the profile's standard budget.")
+@click.option("--profile", default=None, help="Domain profile for the default ε (default: the zoo model's or data's).")
 @click.option("--targeted", is_flag=True, help="Random target != y per sample (drawn from --seed).")
 @click.option("--n", "n", type=click.IntRange(min=1), default=None, help="Use the first N samples.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Override an attack parameter (repeatable).")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write per-sample arrays to F.npz.")
+@click.option("--force-eps", is_flag=True, help="Accept an L∞ ε as large as the input range.")
 @defense_option
 @click.option("--naive", is_flag=True, help="With --defense: attack through autograd, without BPDA or EOT "
                                           "(default: adaptive, BPDA through rounding steps, EOT through random ones).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def attack(name, model_ref, weights, data_ref, split, threat_text, targeted, n, batch_size, seed, params, save_path,
-           defense, naive, as_json):
+def attack(name, model_ref, weights, data_ref, split, threat_text, profile, targeted, n, batch_size, seed, params, save_path,
+           force_eps, defense, naive, as_json):
     """Run the registered attack NAME (see `advkit list attacks`) on a model and data."""
     from ..attacks import registry
     from ..sources.data import load_data
     from ..sources.models import load_model
 
-    threat = ThreatModel.parse(threat_text)
+    threat = resolve_threat(threat_text, profile, model_ref, data_ref)
     ds = load_data(data_ref, split).subset(n)
     clf = load_model(model_ref, weights=weights)
+    check_budget(threat, clf.bounds, force=force_eps)
     x, y = ds.x, ds.y
     if naive and defense is None:
         raise ConfigError("--naive needs --defense CHAIN (it says how to attack the defense)")
@@ -120,6 +127,22 @@ def _eot_for(atk, chain, naive: bool, params: dict):
 
 
 EOT_DRAWS = 20  # AutoAttack rand's EOT (Croce & Hein 2020)
+
+
+def resolve_threat(text: str | None, profile: str | None, model_ref: str, data_ref: str) -> ThreatModel:
+    """``--threat`` as given, a bare norm or nothing → the profile's standard budget (``--profile``, else the
+    zoo model's or the data REF's profile)."""
+    from ..errors import ConfigError
+    from ..profiles import NONE, default_profile, load_profile
+
+    name = profile or default_profile(model_ref, data_ref)
+    prof = load_profile(name) if name and name.lower() != NONE else None
+    if prof is None:
+        if text is None:
+            raise ConfigError("--threat is required when no profile applies (this model and data have none); "
+                              "e.g. --threat linf:8/255, or --profile cifar10")
+        return ThreatModel.parse(text)
+    return prof.resolve_threat(text) if text is not None else prof.default_threats()[0]
 
 
 def _save(path: str, out: dict, y: torch.Tensor, targets) -> None:

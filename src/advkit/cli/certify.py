@@ -132,23 +132,11 @@ def _check_config(out: Path, config: dict) -> None:
 
 # ------------------------------------------------------------------ outputs
 def plot(summary: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    if "curve" in summary:
-        ax.step(summary["curve"]["radius"], summary["curve"]["certified_accuracy"], where="post", label="curve")
-    radii = summary["radii"]
-    ax.plot(radii, [summary["certified_accuracy"][f"{r:g}"] for r in radii], "o", label="reported radii")
-    ax.set_xlabel("L2 radius")
-    ax.set_ylabel("certified accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(f"σ={summary['sigma']:g}, n={summary['n']}, α={summary['alpha']:g} ({summary['mode']})")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    """The report's certified-accuracy figure (with the largest certifiable radius) as a PNG file."""
+    from ..report.plots import certified_curve
+    png = certified_curve({"certify": summary})
+    if png:
+        path.write_bytes(png)
 
 
 def _render(summary: dict, out: Path, as_json: bool) -> None:
@@ -156,9 +144,14 @@ def _render(summary: dict, out: Path, as_json: bool) -> None:
     if as_json:
         print_json({k: v for k, v in summary.items() if k not in ("records", "curve")})
         return
-    rows = [(f"{r:g}", pct(summary["certified_accuracy"][f"{r:g}"])) for r in summary["radii"]]
+    from ..report import NOT_CERTIFIABLE
+    top = summary["max_certifiable_radius"]
+    rows = [(f"{r:g}", NOT_CERTIFIABLE if r > top else pct(summary["certified_accuracy"][f"{r:g}"]))
+            for r in summary["radii"]]
     console.print(table(f"Certified accuracy ({summary['count']} images, σ={summary['sigma']:g}, "
                         f"{summary['mode']})", ["radius", "certified accuracy"], rows))
+    console.print(f"largest certifiable radius at n = {summary['n']}, \u03b1 = {summary['alpha']:g}: "
+                  f"{top:.3f} (\u03c3\u00b7\u03a6\u207b\u00b9(\u03b1^(1/n)))")
     acr = summary["average_radius"]
     console.print(f"average certified radius {acr:.4f} · abstain {pct(summary['abstain_rate'])} · "
                   f"{summary['samples_mean']:.0f} samples/image (fixed-n: {summary['samples_fixed']}) · "

@@ -23,7 +23,10 @@ from .options import defense_option
 @click.option("--trust-pickle", is_flag=True, default=None, help="Allow pickles that need arbitrary code (unsafe).")
 @click.option("--data", default=None, help="Data REF (mnist5k, digits, fashion-mnist, npz:F, ...).")
 @click.option("--split", default=None, help="Data split (default: test).")
-@click.option("--threat", "threats", multiple=True, help="Threat model, e.g. linf:0.3 or l2:1.5 (repeatable).")
+@click.option("--profile", default=None, help="Domain profile: standard ε, curve grid, grades (advkit list profiles; "
+                                              "default: the zoo model's or data's; 'none' = no profile).")
+@click.option("--threat", "threats", multiple=True,
+              help="Threat model, e.g. linf:0.3, l2:1.5, or just linf / l2 for the profile's budget (repeatable).")
 @click.option("--n", type=int, default=None, help="Number of test samples (default 1000).")
 @click.option("--seed", type=int, default=None, help="Seed of every random choice (default 0).")
 @click.option("--batch-size", type=int, default=None, help="Samples per batch (default 250).")
@@ -35,26 +38,33 @@ from .options import defense_option
               "data or code differ, or another process is still writing it).")
 @click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help="Write gates as JUnit XML.")
 @defense_option
+@click.option("--force-eps", is_flag=True, default=None, help="Accept an L∞ ε as large as the input range.")
 @click.option("--no-autoattack", is_flag=True, help="Skip AutoAttack (robust accuracy becomes an upper bound).")
 @click.option("--allow-upper-bound", is_flag=True, default=None,
               help="Let gates pass on robust accuracy that is only an upper bound (AutoAttack skipped/reduced).")
 @click.option("--json", "as_json", is_flag=True, help="Print result.json to stdout instead of the summary.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
-def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, threats, n, seed, batch_size, output, db,
-             resume, junit_file, defense, no_autoattack, allow_upper_bound, as_json, quiet):
+def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, profile, threats, n, seed, batch_size, output,
+             db, resume, junit_file, defense, force_eps, no_autoattack, allow_upper_bound, as_json, quiet):
     """Evaluate a model's robustness: clean, FGSM, PGD, AutoAttack, curve, per class, checks, gates.
 
     With no arguments it evaluates the built-in default model (zoo:mnist5k-standard) on mnist5k.
     """
     from ..evaluation import EvaluationSpec, evaluate as run_evaluation, load_spec, with_options
+    from ..evaluation.spec import spec_file_keys, with_model_defaults
     from ..results import Store, write_run_dir
     from ..results.junit import write_junit
 
     spec = load_spec(spec_file) if spec_file else EvaluationSpec()
     spec = with_options(spec, model=model, weights=weights, trust_pickle=trust_pickle, data=data, split=split,
-                        threats=threats, n=n, seed=seed, batch_size=batch_size, output=output, db=db,
-                        defense=defense, no_autoattack=no_autoattack, allow_upper_bound=allow_upper_bound)
+                        profile=profile, threats=threats, n=n, seed=seed, batch_size=batch_size, output=output,
+                        db=db, defense=defense, no_autoattack=no_autoattack, allow_upper_bound=allow_upper_bound,
+                        force_eps=force_eps)
+    given = (spec_file_keys(spec_file) if spec_file else set()) | ({"data"} if data else set())
+    spec, note = with_model_defaults(spec, given)
+    if note and not as_json:
+        render.err_console.print(f"[dim]{note}[/dim]")
     out_dir = Path(spec.output or default_output(spec.model))
     store = Store(spec.db) if spec.db else None
     started = time.perf_counter()
@@ -160,7 +170,23 @@ def summary_columns(result: dict) -> list[str]:
     return ["attack", "threat", "accuracy", "95% CI", "time"]
 
 
+def certify_table(cert: dict):
+    """Certified accuracy per radius (randomized smoothing), radii above the ceiling marked as such."""
+    from ..report import NOT_CERTIFIABLE, certify_ceiling
+    top = certify_ceiling(cert)
+    rows = [(f"{float(r):g}", NOT_CERTIFIABLE if top is not None and float(r) > top else render.pct(a))
+            for r, a in (cert.get("certified_accuracy") or {}).items()]
+    title = (f"certified (randomized smoothing, \u03c3={cert.get('sigma'):g}, n={cert.get('n')}, "
+             f"\u03b1={cert.get('alpha'):g}; largest certifiable radius {top:.3f})")
+    return render.table(title, ["L2 radius", "certified accuracy"], rows)
+
+
 def print_summary(result: dict, out_dir: Path) -> None:
+    from rich.markup import escape
+
+    from ..profiles import grade_lines
+    from .report import esc_rows
+
     con = render.console
     defense = (result.get("defense") or {}).get("chain")
     title = f"{result['model']} on {result['data']} (n={result['n']}, seed={result['seed']})"
@@ -174,10 +200,15 @@ def print_summary(result: dict, out_dir: Path) -> None:
             con.print(f"[red]{threat}: the headline is not trustworthy[/red] (the model looks masked; gates treat "
                       "it as an upper bound):")
             for reason in t.get("untrusted_reasons", []):
-                con.print(f"  - {reason}")
+                con.print(f"  - {escape(reason)}")
+    for threat, text in grade_lines(result):
+        con.print(f"grade {escape(threat)} ({escape(str(result.get('profile')))} profile): {escape(text)}", soft_wrap=True)
+    cert = result.get("certify")
+    if cert:
+        con.print(certify_table(cert))
     if result["findings"]:
         con.print(render.table("Findings", ["severity", "code", "message"],
-                               [(f["severity"], f["code"], f["message"]) for f in result["findings"]]))
+                               esc_rows([(f["severity"], f["code"], f["message"]) for f in result["findings"]])))
     gates = result.get("gates") or {}
     for item in gates.get("items", []):
         mark = "[green]PASS[/green]" if item["passed"] else "[red]FAIL[/red]"

@@ -11,10 +11,6 @@ def history() -> None:
     """Runs kept in the history database (--db): list, show, compare, dashboard."""
 
 
-def _threat_columns(runs: list[dict]) -> list[str]:
-    return list(dict.fromkeys(t for r in runs for t in (r.get("robust_accuracy") or {})))
-
-
 @history.command("list")
 @click.option("--model", default=None, help="Only runs of this model name.")
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
@@ -29,20 +25,28 @@ def list_runs(model: str | None, limit: int, as_json: bool, db: str) -> None:
     if as_json:
         print_json(runs)
         return
-    ts = _threat_columns(runs)
-    rows = [[r["run_id"], str(r.get("created") or "")[:16].replace("T", " "), r.get("model"), str(r.get("model_hash") or "")[:8],
-             r.get("status"), pct(r.get("clean_accuracy"))] + [_robust_cell(r, t) for t in ts] for r in runs]
-    console.print(table(f"runs in {store.path}", ["run", "created", "model", "hash", "status", "clean", *ts],
+    # one line per threat (and per certified radius) inside a cell: the table fits 80 columns however
+    # many threats the runs have; the model hash is in `history show` and --json
+    rows = [[_run_cell(r), str(r.get("created") or "")[:16].replace("T", " "), r.get("model"),
+             pct(r.get("clean_accuracy")), _results_cell(r)] for r in runs]
+    console.print(table(f"runs in {store.path}", ["run", "created", "model", "clean", "robust · certified"],
                         esc_rows(rows)))
     if any(v is False for r in runs for v in (r.get("reference_protocol") or {}).values()):
         console.print("* not the reference AutoAttack protocol (reduced budget, custom or skipped): not comparable "
                       "with published numbers")
 
 
-def _robust_cell(run: dict, threat: str) -> str:
+def _run_cell(r: dict) -> str:
+    return str(r["run_id"]) + ("" if r.get("status") == "complete" else f" ({r.get('status')})")
+
+
+def _results_cell(r: dict) -> str:
     from .render import pct
-    cell = pct((run.get("robust_accuracy") or {}).get(threat))
-    return cell + ("*" if (run.get("reference_protocol") or {}).get(threat) is False else "")
+    ref = r.get("reference_protocol") or {}
+    lines = [f"{t} {pct(v)}" + ("*" if ref.get(t) is False else "") for t, v in (r.get("robust_accuracy") or {}).items()]
+    cert = r.get("certified_accuracy") or {}
+    lines += [f"certified r={float(k):g} {pct(v)}" for k, v in sorted(cert.items(), key=lambda kv: float(kv[0]))]
+    return "\n".join(lines)
 
 
 @history.command("show")
@@ -65,9 +69,14 @@ def show(run: str, as_json: bool, db: str) -> None:
 
 def comparison_rows(a: dict, b: dict) -> list[tuple[str, float | None, float | None]]:
     """``(metric, value in a, value in b)`` for clean accuracy, each shared threat and its attacks."""
-    from ..report import attack_table, clean_accuracy, threats
+    from ..report import attack_table, certified, certify_ceiling, clean_accuracy, threats
 
     rows = [("clean_accuracy", clean_accuracy(a), clean_accuracy(b))]
+    (ra, acc_a, sa), (rb, acc_b, sb) = certified(a), certified(b)
+    top = min((c for c in (certify_ceiling(sa), certify_ceiling(sb)) if c is not None), default=None)
+    for r, va in zip(ra, acc_a):
+        if r in rb and (top is None or r <= top):
+            rows.append((f"certified_accuracy[{r:g}]", va, acc_b[rb.index(r)]))
     ta, tb = threats(a), threats(b)
     for t in [t for t in ta if t in tb]:
         rows.append((f"robust_accuracy[{t}]", ta[t].get("robust_accuracy"), tb[t].get("robust_accuracy")))

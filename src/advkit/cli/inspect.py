@@ -24,7 +24,9 @@ def inspect(model_ref, weights, trust_pickle, data_ref, n, seed, defense, as_jso
     from ..sources.models import load_model, model_hash
 
     clf = load_model(model_ref or f"zoo:{zoo.DEFAULT_MODEL}", weights=weights, trust_pickle=trust_pickle)
-    data = load_data(data_ref or zoo.DEFAULT_DATA, split="test")
+    ref = model_ref or f"zoo:{zoo.DEFAULT_MODEL}"
+    own = zoo.entry(ref[4:]) if ref.startswith("zoo:") and data_ref is None else None
+    data = load_data(data_ref or (own.data if own else zoo.DEFAULT_DATA), split="test")
     x, y = data.x[:n], data.y[:n]
     if clf.num_classes is None:
         clf.num_classes = data.num_classes
@@ -38,7 +40,7 @@ def inspect(model_ref, weights, trust_pickle, data_ref, n, seed, defense, as_jso
     if as_json:
         render.print_json(info)
     else:
-        rows = [(k, v) for k, v in info.items() if k != "findings"]
+        rows = render.metric_rows({k: v for k, v in info.items() if k != "findings"})
         render.console.print(render.table("Model", ["property", "value"], rows))
         if findings:
             render.console.print(render.table("Findings", ["code", "severity", "message"],

@@ -87,7 +87,7 @@ def train(config_file, arch_kwarg, out, checkpoint_dir, resume, name, descriptio
     if as_json:
         render.print_json(payload)
         return
-    render.console.print(render.table("Result", ["metric", "value"], sorted(result.metrics.items())))
+    render.console.print(render.table("Result", ["metric", "value"], render.metric_rows(dict(sorted(result.metrics.items())))))
     if result.out:
         render.console.print(f"model written to [bold]{result.out}[/bold] (use it as --model {result.out})")
 

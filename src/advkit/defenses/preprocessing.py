@@ -202,8 +202,16 @@ def defend(classifier: Classifier, defense: Preprocessing) -> Classifier:
         raise ModelError(f"defend needs an advkit Classifier, got {type(classifier).__name__}")
     if classifier.bounds != (0.0, 1.0):
         raise ModelError(f"preprocessing defenses work on pixels in [0, 1], the model's bounds are {classifier.bounds}")
-    return Classifier(Defended(defense, classifier), bounds=classifier.bounds, num_classes=classifier.num_classes,
-                      input_shape=classifier.input_shape, name=f"{classifier.name}+{defense.name}")
+    return Classifier(_same_mode(Defended(defense, classifier), classifier), bounds=classifier.bounds,
+                      num_classes=classifier.num_classes, input_shape=classifier.input_shape,
+                      name=f"{classifier.name}+{defense.name}")
+
+
+def _same_mode(wrapper: nn.Module, inner: nn.Module) -> nn.Module:
+    """A new wrapper module takes the mode of the model it wraps (a new module starts in train mode,
+    which the pre-flight check would otherwise report as a model left in train mode)."""
+    wrapper.training = inner.training
+    return wrapper
 
 
 def bpda(defended: Classifier) -> Classifier:
@@ -213,5 +221,5 @@ def bpda(defended: Classifier) -> Classifier:
         raise ModelError("bpda needs a model built by advkit.defenses.defend(classifier, defense)")
     defense = net.defense
     wrapped = BPDA(defense, defense.surrogate() if isinstance(defense, Preprocessing) else None)
-    return Classifier(Defended(wrapped, net.classifier), bounds=defended.bounds, num_classes=defended.num_classes,
+    return Classifier(_same_mode(Defended(wrapped, net.classifier), defended), bounds=defended.bounds, num_classes=defended.num_classes,
                       input_shape=defended.input_shape, name=f"{defended.name}+bpda")

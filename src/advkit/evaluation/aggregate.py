@@ -156,3 +156,24 @@ def gallery(ctx: Context, count: int = 8) -> dict:
         out.update(gallery_clean=empty, gallery_adv=empty)
     out["gallery_threat"] = np.asarray(str(threat))
     return out
+
+
+def adversarial_examples(ctx: Context) -> dict:
+    """Per threat, the adversarial example of every sample an attack broke (from the attack that broke it
+    first, i.e. ``broken_by``): ``{threat}/x_adv`` (the clean input where none was found) and
+    ``{threat}/x_adv_found`` (bool), in dataset order, for ``samples.npz``."""
+    out = {}
+    for threat in ctx.spec.threats:
+        by = ctx.records.get(rec.key(threat, "broken_by"))
+        if by is None:
+            continue
+        x_adv, found = ctx.x.numpy().astype(np.float32, copy=True), np.zeros(ctx.n, bool)
+        for stage, st in ctx.stats.items():
+            if not stage.startswith(f"{threat}/") or "_adv_index" not in st:
+                continue
+            name = stage[len(str(threat)) + 1:]
+            idx = np.asarray(st["_adv_index"], np.int64)
+            mine = (by[idx] == name) & ~found[idx]
+            x_adv[idx[mine]], found[idx[mine]] = np.asarray(st["_adv"])[mine], True
+        out[rec.key(threat, "x_adv")], out[rec.key(threat, "x_adv_found")] = x_adv, found
+    return out

@@ -185,3 +185,34 @@ def class_findings(per_class: list[dict], threat, minimum: float | None) -> list
     names = ", ".join(f"{c['class']} ({100 * c['accuracy']:.0f}%)" for c in low)
     return [Finding("class-below-minimum", "warning", f"{threat}: classes under {100 * minimum:.0f}%: {names}",
                     {"threat": str(threat), "classes": [c["class"] for c in low]})]
+
+
+register_check(
+    "certify-vs-attack", "Certified and empirical robustness side by side",
+    "Certified accuracy (randomized smoothing) is a lower bound for the smoothed classifier g; an attack's "
+    "robust accuracy is an upper bound for the base model f. They measure different classifiers and bounds "
+    "from opposite sides, and CERTIFY cannot certify any radius above σ·Φ⁻¹(α^(1/n)) at its n.",
+    "Compare certified accuracy only at radii below the largest certifiable one; raise [certify] n to reach "
+    "larger radii; do not read 0% certified as 'broken' next to a high attack number.")
+
+
+def certify_findings(certify: dict | None, threat_keys) -> list[Finding]:
+    """An ``info`` caveat for each L2 threat evaluated beside a certification: when ε lies above the largest
+    certifiable radius the certified number there is 0% by construction, not by a weakness of the model."""
+    from ..threat import ThreatModel
+    if not certify:
+        return []
+    top, out = certify.get("max_certifiable_radius"), []
+    for key in threat_keys:
+        t = ThreatModel.parse(key)
+        if t.norm != "l2" or top is None:
+            continue
+        if t.eps > top:
+            msg = (f"{key}: ε = {t.eps:g} lies above the largest radius certifiable with n = {certify['n']} "
+                   f"(σ·Φ⁻¹(α^(1/n)) = {top:.3f}); certified accuracy there is 0% by construction, while the "
+                   "attacks' robust accuracy is an upper bound on the base model: the two do not contradict")
+        else:
+            msg = (f"{key}: certified accuracy (a lower bound, smoothed classifier σ = {certify['sigma']:g}) and "
+                   "robust accuracy under attack (an upper bound, base model) bound different classifiers")
+        out.append(Finding("certify-vs-attack", "info", msg, {"threat": key, "max_certifiable_radius": top}))
+    return out

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..model import Classifier
-from ..progress import NULL, ProgressFn
+from ..progress import NULL, ProgressFn, rescaled
 from .spec import EvaluationSpec
 
 BatchFn = Callable[[slice, torch.Generator], dict]
@@ -52,6 +52,7 @@ class Context:
     timings: dict = field(default_factory=dict)
     findings: list = field(default_factory=list)
     resumed_batches: int = 0
+    batch_progress: ProgressFn = NULL
 
     @property
     def n(self) -> int:
@@ -75,18 +76,20 @@ class Context:
         start = time.perf_counter()
         parts, batches = [], self.batches()
         skey = self.store_prefix + stage
+        task = f"{self.mode} {label or stage}" if self.mode != "plain" else (label or stage)
         for b, sl in enumerate(batches):
             payload = self._stored(skey, b)
             if payload is None:
                 t0 = time.perf_counter()
+                # the attack inside ``fn`` reports its iterations as a share of this batch's samples
+                self.batch_progress = rescaled(self.progress, task, sl.start, sl.stop - sl.start, self.n)
                 payload = {k: np.asarray(v) for k, v in fn(sl, self.generator(skey, b)).items()}
                 if self.store is not None and self.run_id is not None:
                     self.store.save_batch(self.run_id, skey, b, payload, time.perf_counter() - t0)
             else:
                 self.resumed_batches += 1
             parts.append(payload)
-            self.progress(f"{self.mode} {label or stage}" if self.mode != "plain" else (label or stage),
-                          b + 1, len(batches))
+            self.progress(task, sl.stop, self.n)
         merged = _merge(parts)
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
         self.stats[stage] = {k: v for k, v in merged.items() if k.startswith("_")}

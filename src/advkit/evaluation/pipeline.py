@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import EvaluationAborted
+from ..profiles import annotate as grade_result
 from ..progress import NULL, ProgressFn
-from . import aggregate, defended, stages, trust
+from ..threat import check_budget
+from . import aggregate, checks, defended, stages, trust
 from .context import Context
 from ..results.locks import RunLock
 from .run_info import (check_resumable, code_version, data_digest, environment, gates_section, load_inputs,
@@ -53,6 +55,8 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
     """
     validate_gates(spec)
     clf, ds = load_inputs(spec, model, data)
+    for threat in spec.threats:
+        check_budget(threat, clf.bounds, force=spec.force_eps)
     ds = ds.subset(spec.n) if hasattr(ds, "subset") else ds
     meta = {"model": spec.model if model is None else getattr(clf, "name", spec.model),
             "model_hash": model_digest(clf), "data_hash": data_digest(ds.x, ds.y), "code_version": code_version(),
@@ -71,6 +75,7 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
             result = _run_stages(ctx, None if naive is None else (naive, chain))
             result.update(meta, run_id=run_id, data=spec.data, split=spec.split, n=ctx.n, seed=spec.seed,
                           weights=spec.weights, spec=spec.to_dict(), resumed_batches=ctx.resumed_batches)
+            grade_result(result, spec.profile)
             result["gates"] = gates_section(spec, result, store, meta, run_id)
         except EvaluationAborted:
             if store is not None:
@@ -82,7 +87,7 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
             raise
         if store is not None:
             store.finish_run(run_id, result)
-    samples = {**ctx.records, **aggregate.gallery(ctx)}
+    samples = {**ctx.records, **aggregate.gallery(ctx), **aggregate.adversarial_examples(ctx)}
     return EvaluationResult(result, samples, run_id)
 
 
@@ -109,6 +114,7 @@ def _run_stages(ctx: Context, defense=None) -> dict:
         ctx.findings.extend(stages.gradients(ctx))
     aggregate.eot_findings(ctx, infos)
     certified = stages.certify(ctx)
+    ctx.findings.extend(checks.certify_findings(certified, threats))
     findings = _unique(ctx.findings)
     trust.mark(threats, findings)
     return {"preflight": [f.to_dict() for f in pre], "clean": aggregate.clean_summary(ctx), "threats": threats,

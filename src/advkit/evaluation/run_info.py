@@ -151,8 +151,13 @@ def validate_gates(spec: EvaluationSpec) -> None:
     radius) a gate names is one the spec evaluates; a typo is a config error that costs nothing."""
     from .. import gates as G
     try:
-        G.validate_gates(gate_list(spec), [str(t) for t in spec.threats],
+        gates = gate_list(spec)
+        G.validate_gates(gates, [str(t) for t in spec.threats],
                          radii=spec.certify.radii if spec.certify is not None else None, where="gates")
+        from ..profiles.gate import GradeGate, validate_for_spec
+        for g in gates:
+            if isinstance(g, GradeGate):
+                validate_for_spec(g, spec.profile, [str(t) for t in spec.threats])
     except ConfigError as e:
         msg = str(e)
         raise ConfigError(msg if msg.startswith("gates") else f"gates.require: {msg}") from None

@@ -6,17 +6,20 @@ got (``stages.pgd.steps: expected an integer >= 1, got "x"``); unknown keys are 
 Layout of a spec file (every key optional; see ``examples/*.toml``)::
 
     model = "zoo:mnist5k-standard"   weights = "w.safetensors"   data = "mnist5k"   split = "test"
-    n = 1000   seed = 0   batch_size = 250   threats = ["linf:0.3"]   output = "runs/x"   db = "advkit.db"
+    profile = "cifar10"   (default: the zoo model's or the data REF's profile; "none" = no profile)
+    n = 1000   seed = 0   batch_size = 250   threats = ["linf:0.3"] (a bare "linf"/"l2": the profile's budget;
+    default: the profile's first threat)   output = "runs/x"   db = "advkit.db"
     [stages.fgsm]       enabled
     [stages.pgd]        enabled, steps = 20, restarts = 5, step_size, eot
     [stages.autoattack] version = "auto"|"standard"|"rand"|"off", eot, steps, square_queries, n_targets,
                         skip_if_fgsm_breaks_all  (unset = the reference budgets of advkit.attacks.presets;
                         anything below is labelled "reduced" and gets a reduced-budget finding)
-    [stages.curve]      enabled, eps = [...] (default 0 … 2ε in 10 steps, 11 points), points, attacks, steps
+    [stages.curve]      enabled, eps = [...], points, attacks, steps (default: the profile's grid for its standard
+                        threat, else 0 … 2ε in ``points`` − 1 steps, 11 points)
     [stages.per_class]  min_accuracy
     [stages.checks]     enabled, gradient_samples, unbounded_eps, unbounded_samples, unbounded_steps, ...
-    [gates]             require = ["robust_accuracy[linf:0.3] >= 0.85"], max_drop = 0.02 | "2pp", clean_floor,
-                        per_class_min, allow_upper_bound
+    [gates]             require = ["robust_accuracy[linf:0.3] >= 0.85", "grade[linf:0.3] >= strong"],
+                        max_drop = 0.02 | "2pp", clean_floor, per_class_min, allow_upper_bound
     [certify]           sigma, n0, n, alpha, radii, batch_size
     [defense]           chain = "jpeg:75" (or "bits:3,median:3", a list of steps; see advkit.defenses.chain):
                         evaluate the model behind this preprocessing, naively and adaptively (BPDA/EOT)
@@ -26,10 +29,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..profiles.profile import NONE as NO_PROFILE
+from ..profiles.profile import Profile, default_profile, load_profile
 from ..threat import ThreatModel
 from .spec_reader import _drop_none, _Table, parse_max_drop
 
@@ -41,6 +46,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 DEFAULT_MODEL = "zoo:mnist5k-standard"
 DEFAULT_DATA = "mnist5k"
 DEFAULT_THREAT = "linf:0.3"
+DEFAULT_PROFILE = "mnist"  # the profile of DEFAULT_MODEL / DEFAULT_DATA
 AA_VERSIONS = ("auto", "standard", "rand", "off")
 
 
@@ -71,8 +77,8 @@ class AutoAttackStage:
 @dataclass(frozen=True)
 class CurveStage:
     enabled: bool = True
-    eps: tuple[float, ...] | None = None  # None → 0 … 2ε in ``points`` − 1 equal steps
-    points: int = 11
+    eps: tuple[float, ...] | None = None  # None → the profile's grid, else 0 … 2ε in ``points`` − 1 equal steps
+    points: int | None = None  # None → the profile's grid for its standard threat, else 11
     attacks: tuple[str, ...] = ("apgd-ce",)
     steps: int = 20
 
@@ -139,6 +145,8 @@ class EvaluationSpec:
     model: str = DEFAULT_MODEL
     weights: str | None = None
     trust_pickle: bool = False
+    #: accept an L∞ ε that covers the whole input range (threat.check_budget)
+    force_eps: bool = False
     data: str = DEFAULT_DATA
     split: str = "test"
     n: int = 1000
@@ -151,21 +159,28 @@ class EvaluationSpec:
     defense: DefenseSection | None = None
     output: str | None = None
     db: str | None = "advkit.db"
+    profile: str | None = DEFAULT_PROFILE  # None = no profile: no grades, the generic curve
+    #: the keys whose values were derived (profile from the REFs, threats from the profile), not given;
+    #: :func:`with_options` derives them again when the model, data or profile changes
+    derived: tuple[str, ...] = field(default=("profile", "threats"), compare=False, repr=False)
 
     def to_dict(self) -> dict:
         """The spec as plain data (result.json, history); a database URL's password is masked."""
         from ..results.backends import display
 
-        d = _plain(self)
+        d = _spec_data(self)
         if d.get("db"):
             d["db"] = display(d["db"])
         return d
+
+    def profile_obj(self) -> Profile | None:
+        return load_profile(self.profile) if self.profile else None
 
     def spec_hash(self) -> str:
         """sha256 of the evaluation protocol: not the model's weights (a new version of the same model
         keeps its spec, so it is compared with the last one), output paths, gates or the DB."""
         d = self.to_dict()
-        for k in ("weights", "output", "db", "gates", "trust_pickle"):
+        for k in ("weights", "output", "db", "gates", "trust_pickle", "force_eps"):
             d.pop(k, None)
         if d.get("defense") is None:
             d.pop("defense", None)  # specs without a defense keep the hash they had before [defense] existed
@@ -175,7 +190,22 @@ class EvaluationSpec:
         c = self.stages.curve
         if c.eps is not None:
             return tuple(sorted(c.eps))
-        return tuple(round(2 * threat.eps * i / (c.points - 1), 12) for i in range(c.points)) if c.points > 1 else (threat.eps,)
+        entry = self.profile_obj().for_threat(threat) if self.profile and c.points is None else None
+        if entry is not None:
+            return entry.curve
+        points = c.points or 11
+        if points == 1:
+            return (threat.eps,)
+        return tuple(round(2 * threat.eps * i / (points - 1), 12) for i in range(points))
+
+
+def _spec_data(spec: EvaluationSpec) -> dict:
+    """The spec as a spec document: without ``derived``; an explicit "no profile" as ``profile = "none"``."""
+    d = _plain(spec)
+    d.pop("derived")
+    if spec.profile is None and "profile" not in spec.derived:
+        d["profile"] = NO_PROFILE
+    return d
 
 
 def _plain(v):
@@ -191,12 +221,13 @@ def _plain(v):
 
 
 # ------------------------------------------------------------------------ builders
-def _threats(t: _Table) -> tuple[ThreatModel, ...]:
-    raw = t.strs("threats", (DEFAULT_THREAT,), allow_empty=False)
+def _threats(t: _Table, profile: Profile | None) -> tuple[ThreatModel, ...]:
+    default = tuple(map(str, profile.default_threats())) if profile else (DEFAULT_THREAT,)
+    raw = t.strs("threats", default, allow_empty=False)
     out = []
     for i, text in enumerate(raw):
         try:
-            out.append(ThreatModel.parse(text))
+            out.append(profile.resolve_threat(text) if profile else ThreatModel.parse(text))
         except ConfigError as e:
             raise ConfigError(f"threats[{i}]: {e}") from None
     return tuple(out)
@@ -214,7 +245,8 @@ def _stages(t: _Table) -> StagesSpec:
                                    steps=a.int("steps", 100, 1), square_queries=a.int("square_queries", 5000, 0),
                                    n_targets=a.opt_int("n_targets", None, 1),
                                    skip_if_fgsm_breaks_all=a.bool("skip_if_fgsm_breaks_all", False)),
-        curve=CurveStage(enabled=c.bool("enabled", True), eps=c.floats("eps", None), points=c.int("points", 11, 1),
+        curve=CurveStage(enabled=c.bool("enabled", True), eps=c.floats("eps", None),
+                         points=c.opt_int("points", None, 1),
                          attacks=c.strs("attacks", ("apgd-ce",), allow_empty=False), steps=c.int("steps", 20, 1)),
         per_class=PerClassStage(min_accuracy=pc.float("min_accuracy", None, 0.0, 1.0)),
         checks=ChecksStage(**{fl.name: _check_value(ch, fl.name, getattr(d, fl.name))
@@ -277,18 +309,37 @@ def spec_from_dict(data: dict) -> EvaluationSpec:
     """Validate a parsed TOML document (None values mean "default") into an :class:`EvaluationSpec`."""
     data = _drop_none(data)
     t = _Table(data, "")
+    model, data_ref = t.str("model", DEFAULT_MODEL), t.str("data", DEFAULT_DATA)
+    profile = _profile(t, model, data_ref)
+    derived = tuple(k for k in ("profile", "threats") if k not in data)
     spec = EvaluationSpec(
-        model=t.str("model", DEFAULT_MODEL), weights=t.str("weights", None),
-        trust_pickle=t.bool("trust_pickle", False), data=t.str("data", DEFAULT_DATA), split=t.str("split", "test"),
+        model=model, weights=t.str("weights", None),
+        trust_pickle=t.bool("trust_pickle", False), force_eps=t.bool("force_eps", False), data=data_ref,
+        split=t.str("split", "test"),
         n=t.int("n", 1000, 1), seed=t.int("seed", 0, 0), batch_size=t.int("batch_size", 250, 1),
-        threats=_threats(t), stages=_stages(t.sub("stages")), gates=_gates(t.sub("gates")),
+        threats=_threats(t, profile), stages=_stages(t.sub("stages")), gates=_gates(t.sub("gates")),
         certify=_certify(t.sub("certify")) if "certify" in data else None,
         defense=_defense(t.sub("defense")) if "defense" in data else None,
         output=t.str("output", None), db=t.str("db", "advkit.db"),
+        profile=profile.name if profile else None, derived=derived,
     )
     t.used.update(("certify", "defense"))
     t.finish()
     return spec
+
+
+def _profile(t: _Table, model: str, data_ref: str) -> Profile | None:
+    """The named profile, ``"none"`` → None, or (not named) the zoo model's or the data REF's default."""
+    name = t.str("profile", None)
+    if name is None:
+        name = default_profile(model, data_ref)
+        return load_profile(name) if name else None
+    if name.strip().lower() == NO_PROFILE:
+        return None
+    try:
+        return load_profile(name)
+    except ConfigError as e:
+        raise ConfigError(f"{t.key('profile')}: {e}") from None
 
 
 def load_spec(path: str | Path) -> EvaluationSpec:
@@ -310,10 +361,12 @@ def load_spec(path: str | Path) -> EvaluationSpec:
 
 def with_options(spec: EvaluationSpec, **options) -> EvaluationSpec:
     """Apply CLI options (None = keep the spec's value) through the same validation as the file."""
-    data = _plain(spec)  # not to_dict(): that masks a database URL's password
+    data = _spec_data(spec)  # not to_dict(): that masks a database URL's password
     for k in ("certify", "defense"):
         if data.get(k) is None:
             data.pop(k, None)
+    if any(options.get(k) not in (None, ()) for k in ("model", "data", "profile")):
+        _forget_derived(spec, data, options)
     for k, v in options.items():
         if v is None or v == ():
             continue
@@ -327,3 +380,39 @@ def with_options(spec: EvaluationSpec, **options) -> EvaluationSpec:
             data[k] = list(v) if isinstance(v, tuple) else v
     return spec_from_dict(data)
 
+
+def _forget_derived(spec: EvaluationSpec, data: dict, options: dict) -> None:
+    """Drop the values the profile supplied so that a new model, data set or profile supplies them again."""
+    if "profile" in spec.derived and options.get("profile") is None:
+        data.pop("profile", None)
+    old = spec.profile_obj()
+    default = old.default_threats() if old else (ThreatModel.parse(DEFAULT_THREAT),)
+    if "threats" in spec.derived and spec.threats == default:
+        data.pop("threats", None)
+
+
+def with_model_defaults(spec: EvaluationSpec, given: set[str] | frozenset[str]) -> tuple[EvaluationSpec, str | None]:
+    """A zoo model carries its data set: use the data the zoo entry was trained on unless ``data`` is in
+    ``given`` (the keys the user set in the spec file or on the command line).  Its threat model follows
+    from its profile (:func:`advkit.profiles.profile.profile_for_model`), which :func:`with_options`
+    derives again for the new data.
+
+    Returns the spec and a one-line note saying what was filled in (None when nothing was)."""
+    kind, _, name = spec.model.partition(":")
+    if kind != "zoo" or "data" in given:
+        return spec, None
+    from .. import zoo
+    e = zoo.entry(name)
+    if e is None or not e.data or e.data == spec.data:
+        return spec, None
+    new = with_options(spec, data=e.data)
+    threats = ", ".join(map(str, new.threats))
+    return new, f"{spec.model} was trained on {e.data}: evaluating on it at {threats} (--data/--threat override)"
+
+
+def spec_file_keys(path: str | Path) -> set[str]:
+    """The top-level keys a spec file sets (e.g. whether it names its data)."""
+    try:
+        return set(tomllib.loads(Path(path).read_text()))
+    except (OSError, tomllib.TOMLDecodeError):
+        return set()

@@ -25,12 +25,11 @@ from ..attacks.pgd import PGD
 from ..attacks.restarts import BestOf
 from ..errors import ConfigError, EvaluationAborted, InputError
 from ..findings import Finding
+from ..progress import rescaled
 from ..results import records as rec
 from ..threat import ThreatModel
 from . import checks
 from .context import Context, subset
-
-GALLERY_PER_BATCH = 4
 
 
 def preflight(ctx: Context) -> list[Finding]:
@@ -73,7 +72,8 @@ def clean(ctx: Context) -> dict:
 # ------------------------------------------------------------------------ attacks
 def attack_stage(ctx: Context, threat: ThreatModel, name: str, attack, todo: np.ndarray,
                  gallery: bool = True) -> np.ndarray:
-    """Run ``attack`` on the samples in ``todo`` (batch by batch); records ``success``/``pred``/``attacked``."""
+    """Run ``attack`` on the samples in ``todo`` (batch by batch); records ``success``/``pred``/``attacked``;
+    with ``gallery`` the adversarial examples it found go to ``ctx.stats`` (``_adv_index``, ``_adv``)."""
     correct = ctx.mask("clean_correct")
 
     def batch(sl, gen):
@@ -84,10 +84,11 @@ def attack_stage(ctx: Context, threat: ThreatModel, name: str, attack, todo: np.
         extra = {"_seconds": [0.0], "_model_calls": [0], "_gradient_calls": [0],
                  "_adv_index": np.zeros(0, np.int64), "_adv": np.zeros((0, *ctx.x.shape[1:]), np.float32)}
         if len(pos):
-            r = attack(ctx.clf, xb, yb, generator=gen)
+            r = attack(ctx.clf, xb, yb, generator=gen, progress=ctx.batch_progress)
             success[pos], pred[pos] = r.success.numpy(), r.predictions.numpy()
             conf[pos] = _confidence(ctx, r.x_adv)
-            hit = pos[r.success.numpy()][:GALLERY_PER_BATCH if gallery else 0]
+            # every adversarial example found (samples.npz keeps them all; the gallery picks a few)
+            hit = pos[r.success.numpy()] if gallery else pos[:0]
             extra.update(_seconds=[r.seconds], _model_calls=[r.model_calls], _gradient_calls=[r.gradient_calls],
                          _adv_index=hit + sl.start, _adv=r.x_adv[r.success][:len(hit)].numpy())
         attacked = np.zeros(size, bool)
@@ -249,7 +250,8 @@ def unbounded(ctx: Context, threat: ThreatModel) -> list[Finding]:
     t = torch.as_tensor(idx)
     eot = max(ctx.spec.stages.pgd.eot, ctx.spec.stages.autoattack.eot if ctx.randomized else 1)
     attack = PGD(threat.with_eps(eps), steps=ch.unbounded_steps, loss="margin", eot=eot)
-    r = attack(ctx.clf, ctx.x[t], ctx.y[t], generator=ctx.generator(f"{threat}/unbounded", 0))
+    r = attack(ctx.clf, ctx.x[t], ctx.y[t], generator=ctx.generator(f"{threat}/unbounded", 0),
+               progress=rescaled(ctx.progress, f"{threat} unbounded check", 0, len(idx), len(idx)))
     acc = float((~r.success).float().mean())
     ctx.stats[f"{threat}/unbounded"] = {"eps": eps, "robust_accuracy": acc, "n": len(idx)}
     return checks.unbounded_findings(acc, threat, eps, ch.unbounded_max_accuracy)

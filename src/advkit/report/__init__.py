@@ -18,7 +18,11 @@ from typing import Any
 from ..threat import ThreatModel
 
 __all__ = ["threats", "canonical_threat", "accuracy_ci", "clopper_pearson", "per_class", "curve",
-           "findings", "model_name", "data_name", "clean_accuracy", "attack_table", "certified"]
+           "findings", "model_name", "data_name", "clean_accuracy", "attack_table", "certified", "certify_ceiling",
+           "NOT_CERTIFIABLE"]
+
+#: how every report marks a radius above the largest one CERTIFY can reach with the run's n
+NOT_CERTIFIABLE = "not certifiable at this n"
 
 CONFIDENCE = 0.95
 
@@ -112,8 +116,11 @@ def _num(v: Any) -> float | None:
         return None
 
 
-def per_class(section: Any, names: list[str] | None = None) -> list[tuple[str, float]]:
-    """``[(label, accuracy)]`` from a list, a ``{label: acc}`` mapping or ``{"accuracy": [...]}``."""
+def per_class(section: Any, names: list[str] | None = None, *, keep_empty: bool = False) -> list[tuple[str, float]]:
+    """``[(label, accuracy)]`` from a list, a ``{label: acc}`` mapping or ``{"accuracy": [...]}``.
+
+    A class with no samples (``n`` = 0, or no accuracy) is left out, or with ``keep_empty`` listed with
+    accuracy ``None`` (so that a figure can say "no samples" instead of showing an empty 0% bar)."""
     if isinstance(section, dict) and "per_class" in section:
         section = section["per_class"]
     if isinstance(section, dict) and isinstance(section.get("accuracy"), list):
@@ -122,11 +129,16 @@ def per_class(section: Any, names: list[str] | None = None) -> list[tuple[str, f
         labels = names if names and len(names) == len(section) else [str(i) for i in range(len(section))]
         out = []
         for lab, a in zip(labels, section):
+            empty = False
             if isinstance(a, dict):  # {class, accuracy, ci, n}
                 lab = str(a["name"]) if "name" in a else _class_label(a.get("class"), names, lab)
+                empty = a.get("n") == 0
                 a = a.get("accuracy", a.get("robust_accuracy"))
-            if _num(a) is not None:
-                out.append((str(lab), float(a)))
+            a = None if empty else _num(a)
+            if a is not None and math.isnan(a):
+                a = None
+            if a is not None or keep_empty:
+                out.append((str(lab), a))
         return out
     if isinstance(section, dict):
         out = []
@@ -217,3 +229,13 @@ def certified(result: dict) -> tuple[list[float], list[float], dict]:
     else:
         pts = []
     return [p[0] for p in pts], [p[1] for p in pts], sec
+
+
+def certify_ceiling(sec: dict) -> float | None:
+    """The largest radius CERTIFY can return with the section's n and α: σ·Φ⁻¹(α^(1/n)) (Cohen et al.
+    2019); recorded as ``max_certifiable_radius``, recomputed for results written before it was."""
+    v = _num(sec.get("max_certifiable_radius"))
+    if v is None and all(_num(sec.get(k)) is not None for k in ("sigma", "n", "alpha")):
+        from ..smoothing.stats import max_radius
+        v = max_radius(float(sec["sigma"]), int(sec["n"]), float(sec["alpha"]))
+    return v

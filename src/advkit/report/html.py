@@ -13,7 +13,9 @@ from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
-from . import accuracy_ci, attack_table, class_names, clean_accuracy, data_name, findings, model_name, per_class, threats
+from ..profiles.grading import grade_label, grade_lines
+from . import (NOT_CERTIFIABLE, accuracy_ci, attack_table, certified, certify_ceiling, class_names,
+               clean_accuracy, data_name, findings, model_name, per_class, threats)
 from . import defense, plots
 
 __all__ = ["render_html", "render_dashboard"]
@@ -104,13 +106,30 @@ def _summary(result: dict) -> str:
             bound += f' <span class="badge bad" title="{_e(why)}">untrusted: looks masked</span>'
         if isinstance(s.get("naive"), dict):
             bound += f' <span class="badge info">adaptive; naive {_pct(s["naive"].get("robust_accuracy"))}</span>'
+        bound += _grade_badge(s.get("grade"))
         rows.append(f"<tr><td><code>{_e(t)}</code></td><td>{clean}</td>{cells}"
                     f"<td class=\"worst\">{_pct(s.get('robust_accuracy'), accuracy_ci(s, n))}{bound}</td></tr>")
     if not ts:
         rows.append(f"<tr><td>\u2014</td><td>{clean}</td><td>\u2014</td></tr>")
     return (f"<section id=\"summary\"><h2>Summary</h2>{_cards(result)}<table>{head}{''.join(rows)}</table>"
             "<p class=\"note\">Accuracy with its 95% binomial confidence interval. <b>Robust</b> is the per-sample "
-            "worst case over every attack run; the columns are each attack on its own.</p></section>")
+            f"worst case over every attack run; the columns are each attack on its own.</p>{_grades(result)}</section>")
+
+
+def _grade_badge(g) -> str:
+    if not isinstance(g, dict):
+        return ""
+    kind = "info" if not g.get("grade") else ("warn" if g.get("uncertain") or g.get("clean_ok") is False else "ok")
+    return f' <span class="badge {kind}">{_e(grade_label(g))}</span>'
+
+
+def _grades(result: dict) -> str:
+    rows = grade_lines(result)
+    if not rows:
+        return ""
+    items = "".join(f"<li><code>{_e(t)}</code> {_e(text)}</li>" for t, text in rows)
+    return (f"<p class=\"note\">Grades on the <b>{_e(result.get('profile'))}</b> profile "
+            f"(docs/profiles.md):</p><ul class=\"grades\">{items}</ul>")
 
 
 def _floor(result: dict, sec: dict) -> float | None:
@@ -169,9 +188,18 @@ def _certify_facts(result: dict) -> str:
              ("samples", sec.get("count")), ("average certified radius", _num(sec.get("average_radius"))
                                               if sec.get("average_radius") is not None else None),
              ("abstained", _pct(sec.get("abstain_rate")) if sec.get("abstain_rate") is not None else None)]
+    top = certify_ceiling(sec)
+    if top is not None:
+        facts.append(("largest certifiable radius", f"{top:.3f}"))
     text = " \u00b7 ".join(f"{_e(k)} = {v if k == 'abstained' else _e(v)}" for k, v in facts if v is not None)
-    return (f"<p class=\"note\">Randomized smoothing (Cohen et al. 2019), L2 radii: {text}. A sample counts at "
-            "radius r when the smoothed classifier is correct and certified at least r.</p>")
+    radii, accs, _ = certified(result)
+    cells = "".join(f"<tr><td>{r:g}</td><td>{_e(NOT_CERTIFIABLE) if top is not None and r > top else _pct(a)}</td></tr>"
+                    for r, a in zip(radii, accs))
+    return (f"<table class=\"certify\"><thead><tr><th>radius</th><th>certified accuracy</th></tr></thead>"
+            f"<tbody>{cells}</tbody></table>"
+            f"<p class=\"note\">Randomized smoothing (Cohen et al. 2019), L2 radii: {text}. A sample counts at "
+            "radius r when the smoothed classifier is correct and certified at least r; no radius above the "
+            "largest certifiable one (\u03c3\u00b7\u03a6\u207b\u00b9(\u03b1^(1/n))) can be certified at this n.</p>")
 
 
 def _contribution_note(result: dict) -> str:

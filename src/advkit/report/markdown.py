@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 
 from . import defense
-from . import accuracy_ci, attack_table, certified, clean_accuracy, data_name, findings, model_name, threats
+from ..profiles.grading import grade_label, grade_lines
+from . import (NOT_CERTIFIABLE, accuracy_ci, attack_table, certified, certify_ceiling,
+               clean_accuracy, data_name, findings, model_name, threats)
 
 __all__ = ["render_markdown", "pct_ci"]
 
@@ -24,6 +26,17 @@ def _md(text: object) -> str:
     s = str(text).replace("\n", " ")
     s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return re.sub(r"([\\`*_|\[\]])", r"\\\1", s)
+
+
+def _code(text: object, *, cell: bool = False) -> str:
+    """An inline code span of ``text``: literal (no backslash escapes, which code spans would show);
+    a backtick inside gets a longer fence.  In a table ``cell`` a ``|`` is escaped as GFM asks (the
+    one escape GFM removes inside code spans)."""
+    s = str(text).replace("\n", " ")
+    s = s.replace("|", "\\|") if cell else s
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", s)), default=0) + 1)
+    pad = " " if s.startswith("`") or s.endswith("`") else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
 
 
 def pct_ci(acc: float | None, ci: tuple[float, float] | None) -> str:
@@ -54,7 +67,8 @@ def _summary_table(result: dict) -> list[str]:
         note = " (upper bound)" if sec.get("upper_bound") else ""
         note += protocol_note(sec)
         note += " ❌ untrusted (looks masked)" if sec.get("trusted", True) is False else ""
-        lines.append(f"| `{_md(t)}` | {clean_cell} | " + " | ".join(cells) + f" | **{worst}**{note} |")
+        note += f" \u00b7 {_md(grade_label(sec['grade']))}" if isinstance(sec.get("grade"), dict) else ""
+        lines.append(f"| {_code(t, cell=True)} | {clean_cell} | " + " | ".join(cells) + f" | **{worst}**{note} |")
     if not threats(result):
         lines.append(f"| \u2014 | {clean_cell} |" + " \u2014 |" * (len(_COLUMNS) + 1))
     return lines
@@ -74,8 +88,16 @@ def _other_attacks(result: dict) -> list[str]:
     for t, sec in threats(result).items():
         for name, att in attack_table(sec, components=False):
             if name not in known and att.get("robust_accuracy") is not None:
-                rows.append(f"- `{_md(t)}` {_md(name)}: {pct_ci(float(att['robust_accuracy']), None)}")
+                rows.append(f"- {_code(t)} {_md(name)}: {pct_ci(float(att['robust_accuracy']), None)}")
     return rows
+
+
+def _grades(result: dict) -> list[str]:
+    rows = grade_lines(result)
+    if not rows:
+        return []
+    head = f"Grades on the `{_md(result.get('profile'))}` profile (see docs/profiles.md):"
+    return ["", head] + [f"- `{_md(t)}` {_md(text)}" for t, text in rows]
 
 
 def _findings(result: dict) -> list[str]:
@@ -85,7 +107,7 @@ def _findings(result: dict) -> list[str]:
     out = []
     for f in fs:
         sev = str(f.get("severity"))
-        line = f"- {_ICON.get(sev, '')} **{_md(sev)}** `{_md(f.get('code'))}`: {_md(f.get('message', ''))}"
+        line = f"- {_ICON.get(sev, '')} **{_md(sev)}** {_code(f.get('code'))}: {_md(f.get('message', ''))}"
         if f.get("remedy") and sev != "info":
             line += f" \u2014 *fix:* {_md(f['remedy'])}"
         out.append(line)
@@ -111,14 +133,21 @@ def _certify(result: dict) -> list[str]:
     radii, accs, sec = certified(result)
     if not radii:
         return []
+    top = certify_ceiling(sec)
     head = "| radius | " + " | ".join(f"{r:g}" for r in radii) + " |"
-    return ["", f"### Certified accuracy (randomized smoothing, \u03c3 = {_md(sec.get('sigma', '?'))})", "", head,
-            "|---|" + "---:|" * len(radii), "| certified | " + " | ".join(f"{100 * a:.1f}%" for a in accs) + " |"]
+    cells = [NOT_CERTIFIABLE if top is not None and r > top else f"{100 * a:.1f}%" for r, a in zip(radii, accs)]
+    out = ["", f"### Certified accuracy (randomized smoothing, \u03c3 = {_md(sec.get('sigma', '?'))})", "", head,
+           "|---|" + "---:|" * len(radii), "| certified | " + " | ".join(cells) + " |"]
+    if top is not None:
+        out += ["", f"Largest certifiable radius with n = {_md(sec.get('n'))}, \u03b1 = {_md(sec.get('alpha'))}: "
+                f"**{top:.3f}** (\u03c3\u00b7\u03a6\u207b\u00b9(\u03b1^(1/n))); no image can be certified beyond it "
+                "at this n, whatever the model."]
+    return out
 
 
 def render_markdown(result: dict) -> str:
     """The Markdown summary of ``result`` (a result.json dict)."""
-    title = f"## advkit robustness: `{_md(model_name(result))}` on `{_md(data_name(result))}`"
+    title = f"## advkit robustness: {_code(model_name(result))} on {_code(data_name(result))}"
     meta = (f"n = {result.get('n', '?')} \u00b7 seed = {result.get('seed', '?')}"
             + (f" \u00b7 run {_md(result['run_id'])}" if result.get("run_id") is not None else "")
             + (f" \u00b7 {_md(result['created'])}" if result.get("created") else ""))
@@ -127,6 +156,7 @@ def render_markdown(result: dict) -> str:
               "over every attack run."]
     lines += defense.untrusted_lines(result, _md)
     lines += defense.markdown_lines(result, _md)
+    lines += _grades(result)
     other = _other_attacks(result)
     if other:
         lines += ["", "Other attacks:"] + other

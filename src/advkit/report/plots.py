@@ -12,9 +12,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..threat import ThreatModel
-from . import accuracy_ci, attack_table, certified, class_names, clean_accuracy, curve, per_class, threats
+from . import (NOT_CERTIFIABLE, accuracy_ci, attack_table, certified, certify_ceiling, class_names, clean_accuracy,
+               curve, per_class, threats)
 
-__all__ = ["robustness_curve", "per_class_bars", "attack_contribution", "contribution_counts", "gallery",
+__all__ = ["robustness_curve", "robustness_curve_figure", "per_class_bars", "per_class_figure", "trend_figure", "attack_contribution", "contribution_counts", "gallery",
            "certified_curve", "trend", "tradeoff_scatter"]
 
 PALETTE = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777", "#4b5563"]
@@ -50,42 +51,87 @@ def _style(ax, *, ylabel: str = "accuracy", pct: bool = True) -> None:
 
 def robustness_curve(result: dict) -> bytes | None:
     """Robust accuracy vs ε for each threat, with the headline points (each attack and the worst case)."""
+    fig = robustness_curve_figure(result)
+    return None if fig is None else _png(fig)
+
+
+def robustness_curve_figure(result: dict) -> Figure | None:
+    """The figure of :func:`robustness_curve` (for layout checks).
+
+    One panel per threat, each with its legend in its own strip under the panel (constrained layout
+    keeps them apart); the attacks' markers stand beside the worst-case star so that none hides another;
+    a threat given as k/255 gets its ε axis in k/255."""
     ts = [(t, s) for t, s in threats(result).items() if curve(result, t)[0] or s.get("robust_accuracy") is not None]
     if not ts:
         return None
-    fig = Figure(figsize=(5.2 * len(ts), 3.6))
+    fig = Figure(figsize=(5.2 * len(ts), 4.2), layout="constrained")
     for i, (t, sec) in enumerate(ts):
         ax = fig.add_subplot(1, len(ts), i + 1)
         eps, acc, method = curve(result, t)
         if eps:
             ax.plot(eps, acc, "-o", color=PALETTE[0], ms=3.5, lw=1.8, label=f"curve ({method or 'attack'})")
-        _headline_points(ax, t, sec)
+        span = max(eps) if eps else 1.25 * ThreatModel.parse(t).eps or 1.0
+        _headline_points(ax, t, sec, span)
         if not eps:  # headline points only: show them against ε from 0
-            ax.set_xlim(0, 1.25 * ThreatModel.parse(t).eps or 1.0)
-        ax.set_xlabel(f"\u03b5 ({t.split(':')[0]})")
+            ax.set_xlim(0, span)
+        _eps_axis(ax, t)
         ax.set_title(t, fontsize=11)
         _style(ax, ylabel="robust accuracy")
-        ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, numpoints=1)
-    return _png(fig)
+        ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=1, numpoints=1)
+    return fig
 
 
-def _headline_points(ax, threat: str, sec: dict) -> None:
+def _eps_axis(ax, threat: str) -> None:
+    """ε in the units the threat was written in: k/255 ticks for "linf:8/255", plain numbers otherwise."""
+    norm = threat.split(":")[0]
+    if "/255" not in threat:
+        ax.set_xlabel(f"\u03b5 ({norm})")
+        return
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    lo, hi = ax.get_xlim()
+    ks = MaxNLocator(nbins=6, integer=True).tick_values(max(lo, 0) * 255, hi * 255)
+    ax.set_xticks([k / 255 for k in ks if lo * 255 - 1e-9 <= k <= hi * 255 + 1e-9])
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{round(v * 255, 2):g}"))
+    ax.set_xlabel(f"\u03b5 ({norm}, in 1/255)")
+
+
+def _headline_points(ax, threat: str, sec: dict, span: float) -> None:
+    """Each attack's robust accuracy dodged left of ε by a fixed distance on the page (so that none hides
+    under another or under the star), joined to ε by a thin line, and the worst case (a star) at ε."""
+    from matplotlib.transforms import offset_copy
+
     eps = ThreatModel.parse(threat).eps
-    for name, att in attack_table(sec, components=False):
-        if att.get("robust_accuracy") is not None:
-            ax.plot([eps], [att["robust_accuracy"]], "D", ms=6, color=attack_color(name),
-                    label=f"{name}: {100 * att['robust_accuracy']:.1f}%", alpha=0.85)
+    pts = [(name, att["robust_accuracy"]) for name, att in attack_table(sec, components=False)
+           if att.get("robust_accuracy") is not None]
+    for j, (name, ra) in enumerate(pts):
+        shift = offset_copy(ax.transData, fig=ax.figure, x=-DODGE_PT * (len(pts) - j), units="points")
+        ax.plot([eps], [ra], "D", ms=6, color=attack_color(name), label=f"{name}: {100 * ra:.1f}%", zorder=4,
+                transform=shift)
+        ax.annotate("", (eps, ra), xytext=(-DODGE_PT * (len(pts) - j), 0), textcoords="offset points",
+                    arrowprops={"arrowstyle": "-", "color": attack_color(name), "lw": 0.8, "alpha": 0.6})
     if sec.get("robust_accuracy") is not None:
         ax.plot([eps], [sec["robust_accuracy"]], "*", ms=14, color=BAD,
                 label=f"worst case: {100 * sec['robust_accuracy']:.1f}%", zorder=5)
         ax.axvline(eps, color=GREY, lw=0.8, ls="--")
 
 
+#: how far apart (in points) the headline markers of one threat stand
+DODGE_PT = 11
+
+
 def per_class_bars(result: dict, threat: str, floor: float | None = None) -> bytes | None:
-    """Clean and robust accuracy per class; robust bars under ``floor`` are drawn red."""
+    """Clean and robust accuracy per class (:func:`per_class_figure`) as PNG bytes."""
+    fig = per_class_figure(result, threat, floor)
+    return None if fig is None else _png(fig)
+
+
+def per_class_figure(result: dict, threat: str, floor: float | None = None) -> Figure | None:
+    """Clean and robust accuracy per class; robust bars under ``floor`` are drawn red; a class without
+    test samples gets a "no samples" label instead of a bar (an empty bar would read as 0%)."""
     names = class_names(result)
-    robust = per_class(threats(result).get(threat, {}), names)
-    if not robust:
+    robust = per_class(threats(result).get(threat, {}), names, keep_empty=True)
+    if not any(a is not None for _, a in robust):
         return None
     clean = dict(per_class(result.get("clean") or {}, names))
     labels = [lab for lab, _ in robust]
@@ -94,9 +140,12 @@ def per_class_bars(result: dict, threat: str, floor: float | None = None) -> byt
     ax = fig.add_subplot(1, 1, 1)
     if clean:
         ax.bar(x - 0.2, [clean.get(lab, np.nan) for lab in labels], 0.4, color="#cbd5e1", label="clean")
-    colors = [BAD if floor is not None and a < floor else OK for _, a in robust]
-    ax.bar(x + (0.2 if clean else 0), [a for _, a in robust], 0.4 if clean else 0.7, color=colors,
-           label=f"robust ({threat})")
+    colors = [BAD if floor is not None and a is not None and a < floor else OK for _, a in robust]
+    ax.bar(x + (0.2 if clean else 0), [np.nan if a is None else a for _, a in robust], 0.4 if clean else 0.7,
+           color=colors, label=f"robust ({threat})")
+    for i, (_, a) in enumerate(robust):
+        if a is None:
+            ax.text(i, 0.03, "no samples", rotation=90, ha="center", va="bottom", fontsize=7, color=GREY)
     if floor is not None:
         ax.axhline(floor, color=BAD, lw=1, ls="--", label=f"minimum {100 * floor:.0f}%")
     ax.set_xticks(x, labels, rotation=45 if max(map(len, labels)) > 3 else 0, ha="right" if
@@ -104,7 +153,7 @@ def per_class_bars(result: dict, threat: str, floor: float | None = None) -> byt
     ax.set_xlabel("class")
     _style(ax)
     ax.legend(fontsize=8, frameon=False, ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0))
-    return _png(fig)
+    return fig
 
 
 def contribution_counts(result: dict, threat: str) -> tuple[list[tuple[str, int]], bool]:
@@ -217,9 +266,19 @@ def certified_curve(result: dict) -> bytes | None:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], color=PALETTE[2], lw=1.8)
     else:
         ax.step(radii, accs, where="post", color=PALETTE[2], lw=2)
-    ax.plot(radii, accs, "o", color=PALETTE[2], ms=5)
-    for r, a in zip(radii, accs):
+    top = certify_ceiling(sec)
+    ok = [(r, a) for r, a in zip(radii, accs) if top is None or r <= top]
+    ax.plot([p[0] for p in ok], [p[1] for p in ok], "o", color=PALETTE[2], ms=5)
+    for r, a in ok:
         ax.annotate(f"{100 * a:.0f}%", (r, a), textcoords="offset points", xytext=(4, 5), fontsize=7)
+    if top is not None:
+        right = max([top, *radii]) * 1.08
+        ax.axvspan(top, max(right, top * 1.15), color=GREY, alpha=0.18, lw=0)
+        ax.axvline(top, color=GREY, lw=1, ls="--", label=f"largest certifiable radius {top:.3f} (n = {sec.get('n')})")
+        beyond = [r for r in radii if r > top]
+        if beyond:
+            ax.plot(beyond, [0.5] * len(beyond), "x", color=GREY, ms=6, label=NOT_CERTIFIABLE)
+        ax.legend(fontsize=7, frameon=False, loc="upper right")
     ax.set_xlabel("L2 radius")
     ax.set_title(f"certified accuracy (\u03c3 = {sec.get('sigma', '?')})", fontsize=11)
     _style(ax, ylabel="certified accuracy")
@@ -227,38 +286,42 @@ def certified_curve(result: dict) -> bytes | None:
 
 
 def trend(runs: Sequence[dict]) -> bytes | None:
-    """Clean (dashed) and robust (solid) accuracy of each model over its runs, in time order."""
+    """The history trend (:func:`trend_figure`) as PNG bytes."""
+    fig = trend_figure(runs)
+    return None if fig is None else _png(fig)
+
+
+def trend_figure(runs: Sequence[dict]) -> Figure | None:
+    """Clean (dashed) and robust (solid) accuracy per run id: one line per model *and* spec (runs of
+    different specs measure different things and are never joined); the x axis is the run id."""
+    from matplotlib.ticker import MaxNLocator
+
     if not runs:
         return None
     fig = Figure(figsize=(8.0, 3.8))
     ax = fig.add_subplot(1, 1, 1)
-    models = sorted({str(r.get("model")) for r in runs})
+    groups: dict[tuple[str, str], list[dict]] = {}
+    runs = [r if r.get("run_id") is not None else {**r, "run_id": i + 1}  # runs without ids: their order
+            for i, r in enumerate(sorted(runs, key=lambda r: str(r.get("created"))))]
+    for r in sorted(runs, key=lambda r: int(r["run_id"])):
+        groups.setdefault((str(r.get("model")), str(r.get("spec_hash") or "")), []).append(r)
     threat_names = sorted({t for r in runs for t in (r.get("robust_accuracy") or {})})
+    specs_per_model = {m: sum(1 for mm, _ in groups if mm == m) for m, _ in groups}
     styles = ["-", ":", "-.", (0, (5, 1, 1, 1))]
-    for j, m in enumerate(models):
-        rs = sorted((r for r in runs if str(r.get("model")) == m), key=lambda r: str(r.get("created")))
-        xs = list(range(len(rs))) if len(models) == 1 else [_time(r) for r in rs]
+    for j, ((m, spec), rs) in enumerate(groups.items()):
+        name = m + (f" (spec {spec[:6]})" if specs_per_model[m] > 1 else "")
+        xs = [int(r["run_id"]) for r in rs]
         c = PALETTE[j % len(PALETTE)]
         ax.plot(xs, [r.get("clean_accuracy") for r in rs], "--o", color=c, ms=3, lw=1, alpha=0.7,
-                label=f"{m} clean")
+                label=f"{name} clean")
         for t in sorted({t for r in rs for t in (r.get("robust_accuracy") or {})}):
             ax.plot(xs, [(r.get("robust_accuracy") or {}).get(t, np.nan) for r in rs], marker="o", color=c,
-                    ms=3.5, lw=1.8, ls=styles[threat_names.index(t) % len(styles)], label=f"{m} {t}")
-    ax.set_xlabel("run" if len(models) == 1 else "date")
-    if len(models) > 1:
-        fig.autofmt_xdate()
+                    ms=3.5, lw=1.8, ls=styles[threat_names.index(t) % len(styles)], label=f"{name} {t}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("run id")
     _style(ax)
     ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    return _png(fig)
-
-
-def _time(r: dict):
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(str(r.get("created")).replace("Z", "+00:00"))
-    except ValueError:
-        return np.nan
+    return fig
 
 
 def tradeoff_scatter(points: Sequence[tuple], *, threat: str = "", n: int | None = None) -> bytes | None:

@@ -9,6 +9,9 @@ dataset order.  Keys:
 * ``{threat}/robust`` (bool, worst case over every attack run), ``{threat}/broken_by`` (str: ``clean``,
   an attack name, or empty when robust), ``{threat}/adv_pred``, ``{threat}/adv_conf``
 * ``{threat}/curve/{i}/success`` for the i-th ε of that threat's curve
+* in ``samples.npz`` also ``{threat}/x_adv`` (float32, the input's shape: the adversarial example of each
+  broken sample, from the attack named in ``broken_by``; the clean input otherwise) and
+  ``{threat}/x_adv_found`` (bool), plus the report gallery's ``gallery_*`` arrays
 
 Aggregates, curves, gates and reports are derived from these arrays.  Batches of records travel to
 the history database (for resume) as compressed ``.npz`` bytes via :func:`pack` / :func:`unpack`.

@@ -240,6 +240,10 @@ class Store:
                 name[len("robust_accuracy["):-1]: value for name, value in self.conn.execute(
                     "SELECT name, value FROM metrics WHERE run_id = ? AND name LIKE 'robust_accuracy[%'",
                     (r["run_id"],))}
+            r["certified_accuracy"] = {
+                name[len("certified_accuracy["):-1]: value for name, value in self.conn.execute(
+                    "SELECT name, value FROM metrics WHERE run_id = ? AND name LIKE 'certified_accuracy[%'",
+                    (r["run_id"],))}
         return runs
 
     def load_result(self, run_id: int) -> dict:
@@ -315,4 +319,9 @@ def _metric_rows(result: dict) -> dict[str, tuple]:
             sec = t.get(part)
             if isinstance(sec, dict) and sec.get("robust_accuracy") is not None:
                 rows[f"{part}_robust_accuracy[{threat}]"] = (sec["robust_accuracy"], *(sec.get("ci") or (None, None)))
+    cert = result.get("certify") or {}
+    top = cert.get("max_certifiable_radius")
+    for r, acc in (cert.get("certified_accuracy") or {}).items():
+        if acc is not None and (top is None or float(r) <= top):  # above the ceiling there is no number
+            rows[f"certified_accuracy[{r}]"] = (acc, None, None)
     return rows

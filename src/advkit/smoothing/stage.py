@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from ..progress import NULL, ProgressFn
 from .sequential import LookSchedule, certify_sequential
 from .smoothed import SmoothedClassifier, image_generators
+from .stats import max_radius
 
 FIELDS = ("index", "label", "prediction", "radius", "correct", "samples", "seconds")
 DEFAULT_RADII = (0.25, 0.5, 0.75, 1.0)
@@ -79,9 +80,13 @@ def summarize(records: dict | list[dict], *, radii: Sequence[float], sigma: floa
 
     samples = cols["samples"].astype(np.float64)
     fixed = n0 + n
+    ceiling = max_radius(sigma, n, alpha)
     out = {
         "sigma": sigma, "n0": n0, "n": n, "alpha": alpha, "mode": mode, "count": count,
         "radii": [float(r) for r in radii],
+        # σ·Φ⁻¹(α^(1/n)): no image can be certified beyond it with n samples, whatever the model
+        "max_certifiable_radius": ceiling,
+        "uncertifiable_radii": [float(r) for r in radii if r > ceiling],
         "certified_accuracy": {_key(r): acc(r) for r in radii},
         "accuracy": acc(0.0),
         "average_radius": float(np.mean(radius * correct)) if count else None,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import logging
 import pickle
 import sys
 from pathlib import Path
@@ -34,6 +35,8 @@ from torch import nn
 
 from ..errors import ConfigError, ModelError, UnsafeCheckpointError
 from ..model import Classifier
+
+log = logging.getLogger(__name__)
 
 REF_FORMS = ("zoo:NAME, FILE.safetensors, path/to/file.py:factory, pkg.module:factory, torchscript:FILE, "
              "onnx:FILE")
@@ -143,12 +146,24 @@ def _from_factory(ref: str) -> Classifier:
         obj = fn()
     except Exception as e:
         raise ModelError(f"model factory {ref!r} raised {type(e).__name__}: {e}") from e
+    if isinstance(obj, nn.Module) and not isinstance(obj, Classifier):
+        obj = Classifier(obj)
     if isinstance(obj, Classifier):
-        return obj
-    if isinstance(obj, nn.Module):
-        return Classifier(obj)
+        return _eval_mode(obj, ref)
     raise ModelError(f"model factory {ref!r} must return a torch.nn.Module or an advkit Classifier, "
                      f"got {type(obj).__name__}")
+
+
+def _eval_mode(clf: Classifier, ref: str) -> Classifier:
+    """A factory builds a fresh module, which PyTorch creates in train mode; nobody left it there on
+    purpose, so the loader puts it in eval mode (and says so at info level) instead of the pre-flight
+    check warning about a "model left in train mode"."""
+    if clf.net.training or clf.training:
+        log.info("model factory %s returned a module in train mode (as new modules are); evaluating it in "
+                 "eval mode", ref)
+        clf.eval()
+        clf.was_training = False
+    return clf
 
 
 # ------------------------------------------------------------------ weights

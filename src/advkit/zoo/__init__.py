@@ -6,11 +6,11 @@ file format.
 """
 from __future__ import annotations
 
-from .registry import CATALOGUE, CHECKPOINT_DIR, ZooEntry, list_zoo, load
+from .registry import CATALOGUE, CHECKPOINT_DIR, ZooEntry, entry, list_zoo, load
 
 DEFAULT_MODEL = "mnist5k-standard"
 DEFAULT_DATA = "mnist5k"
 DEFAULT_THREAT = "linf:0.3"
 
-__all__ = ["CATALOGUE", "CHECKPOINT_DIR", "DEFAULT_DATA", "DEFAULT_MODEL", "DEFAULT_THREAT", "ZooEntry", "list_zoo",
-           "load"]
+__all__ = ["CATALOGUE", "CHECKPOINT_DIR", "DEFAULT_DATA", "DEFAULT_MODEL", "DEFAULT_THREAT", "ZooEntry", "entry",
+           "list_zoo", "load"]

@@ -60,8 +60,13 @@ def _entry_from_file(name: str, path: Path) -> ZooEntry:
     planned = CATALOGUE.get(name)
     description = meta.get("description") or (planned.description if planned else "")
     data = meta.get("data") or (meta.get("recipe") or {}).get("data") or (planned.data if planned else "")
-    return ZooEntry(name, meta["arch"], data, description, dict(meta.get("metrics") or {}),
-                    dict(meta.get("recipe") or {}), path, True)
+    recipe = dict(meta.get("recipe") or {})
+    return ZooEntry(name, meta["arch"], data, description, dict(meta.get("metrics") or {}), recipe, path, True)
+
+
+def entry(name: str, directory: Path | None = None) -> ZooEntry | None:
+    """The zoo entry called ``name`` (trained or only planned), or None."""
+    return next((e for e in list_zoo(directory) if e.name == name), None)
 
 
 def list_zoo(directory: Path | None = None) -> list[ZooEntry]:
