@@ -151,7 +151,7 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
 
 def _aa_version(ctx: Context) -> str:
     v = ctx.spec.stages.autoattack.version
-    if ctx.mode == "naive" and v in ("auto", "rand"):
+    if getattr(ctx, "mode", "plain") == "naive" and v in ("auto", "rand"):
         return "standard"  # the naive attacker of a declared defense uses no EOT
     if v == "auto":
         return "rand" if ctx.randomized else "standard"
@@ -161,9 +161,9 @@ def _aa_version(ctx: Context) -> str:
 def attack_eot(ctx: Context, requested: int) -> int:
     """EOT draws for a gradient attack: 1 in the naive pass, AutoAttack's ``eot`` in the adaptive pass
     of a randomized defense (unless the spec asks for more), else what the spec asks."""
-    if ctx.mode == "naive":
+    if getattr(ctx, "mode", "plain") == "naive":
         return 1
-    if ctx.mode == "adaptive" and ctx.randomized:
+    if getattr(ctx, "mode", "plain") == "adaptive" and ctx.randomized:
         return max(requested, ctx.spec.stages.autoattack.eot)
     return requested
 
@@ -173,7 +173,7 @@ def autoattack_components(ctx: Context, threat: ThreatModel, version: str) -> li
     (:mod:`advkit.attacks.presets`, Croce & Hein 2020/2021).  The naive pass of a declared defense is
     autograd only: it leaves out the black-box Square, which belongs to the adaptive pass."""
     out = presets.components(threat, version, ctx.num_classes, _budget(ctx, version))
-    return [(n, a) for n, a in out if n != "square"] if ctx.mode == "naive" else out
+    return [(n, a) for n, a in out if n != "square"] if getattr(ctx, "mode", "plain") == "naive" else out
 
 
 def _budget(ctx: Context, version: str) -> presets.Budget:
@@ -188,7 +188,7 @@ def protocol_info(ctx: Context, threat: ThreatModel, version: str, skipped_why: 
         return {"name": None, "reference": False, "reasons": ["autoattack skipped"]}
     proto = presets.protocol(version, threat.norm)
     reasons = presets.budget_reasons(proto, _budget(ctx, version))
-    if ctx.mode == "naive":
+    if getattr(ctx, "mode", "plain") == "naive":
         reasons = reasons + ["naive pass of a declared defense: autograd only, no black-box attack"]
     name = presets.label(proto, reasons)
     if presets.is_reduced(reasons):
