@@ -161,6 +161,8 @@ class Store:
         """
         pid, host = this_process()
         with self._write() as c:
+            if self.backend == "postgresql":  # serialise acquirers on the run's row (SQLite: BEGIN IMMEDIATE does)
+                c.execute("SELECT run_id FROM runs WHERE run_id = ? FOR UPDATE", (int(run_id),))
             holder = self._holder(c, run_id)
             if holder is not None and holder.owner != owner and not is_stale(holder, stale_after=stale_after):
                 raise RunLockedError(locked_message(run_id, holder))
@@ -240,6 +242,10 @@ class Store:
                 name[len("robust_accuracy["):-1]: value for name, value in self.conn.execute(
                     "SELECT name, value FROM metrics WHERE run_id = ? AND name LIKE 'robust_accuracy[%'",
                     (r["run_id"],))}
+            r["reference_protocol"] = {
+                name[len("reference_protocol["):-1]: bool(value) for name, value in self.conn.execute(
+                    "SELECT name, value FROM metrics WHERE run_id = ? AND name LIKE 'reference_protocol[%'",
+                    (r["run_id"],))}
             r["certified_accuracy"] = {
                 name[len("certified_accuracy["):-1]: value for name, value in self.conn.execute(
                     "SELECT name, value FROM metrics WHERE run_id = ? AND name LIKE 'certified_accuracy[%'",
@@ -313,6 +319,8 @@ def _metric_rows(result: dict) -> dict[str, tuple]:
         rows["clean_accuracy"] = (clean["accuracy"], *(clean.get("ci") or (None, None)))
     for threat, t in (result.get("threats") or {}).items():
         rows[f"robust_accuracy[{threat}]"] = (t.get("robust_accuracy"), *(t.get("ci") or (None, None)))
+        if isinstance(t.get("protocol"), dict):  # 1 = reference AutoAttack, 0 = not (reduced, custom, skipped)
+            rows[f"reference_protocol[{threat}]"] = (1.0 if t["protocol"].get("reference") else 0.0, None, None)
         for name, a in (t.get("attacks") or {}).items():
             rows[f"attack_accuracy[{threat}][{name}]"] = (a.get("robust_accuracy"), *(a.get("ci") or (None, None)))
         for part in ("naive", "adaptive"):  # a declared defense: both passes, side by side in the history
