@@ -18,7 +18,7 @@ from ..model import resolve_classes
 from ..progress import NULL, rescaled
 from ..threat import ThreatModel, check_budget
 from . import render
-from .options import SEED, model_placement, parse_key_values, place_model
+from .options import SEED, defense_option, model_placement, parse_key_values, place_model, with_defense
 
 
 
@@ -81,10 +81,13 @@ def summarize(out: dict, y: torch.Tensor, clean_pred: torch.Tensor, targets) -> 
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Override an attack parameter (repeatable).")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write per-sample arrays to F.npz.")
 @click.option("--force-eps", is_flag=True, help="Accept an L∞ ε as large as the input range.")
+@defense_option
+@click.option("--naive", is_flag=True, help="With --defense: attack through autograd, without BPDA or EOT "
+                                          "(default: adaptive, BPDA through rounding steps, EOT through random ones).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @model_placement
 def attack(name, model_ref, weights, data_ref, split, threat_text, profile, targeted, n, batch_size, seed, params, save_path,
-           force_eps, as_json, device, mean, std):
+           force_eps, defense, naive, as_json, device, mean, std):
     """Run the registered attack NAME (see `advkit list attacks`) on a model and data."""
     from ..attacks import registry
     from ..sources.data import load_data
@@ -100,9 +103,13 @@ def attack(name, model_ref, weights, data_ref, split, threat_text, profile, targ
     place_model(clf, device, mean, std, ds)
     check_budget(threat, clf.bounds, force=force_eps)
     x, y = ds.x, ds.y
+    if naive and defense is None:
+        raise ConfigError("--naive needs --defense CHAIN (it says how to attack the defense)")
     num_classes, _ = resolve_classes(clf, x, y, ds.classes)
     clf.check_inputs(x, y)
     atk = registry.build(name, threat, num_classes=num_classes, **overrides)
+    clf, chain = with_defense(clf, defense, seed, adaptive=not naive)
+    atk = _eot_for(atk, chain, naive, overrides)
     gen = torch.Generator().manual_seed(seed)
     targets = random_targets(y, num_classes, gen) if targeted else None
     clean_pred = clf.predict(x, batch_size=batch_size)
@@ -110,10 +117,25 @@ def attack(name, model_ref, weights, data_ref, split, threat_text, profile, targ
         out = run_attack(atk, clf, x, y, targets=targets, generator=gen, batch_size=batch_size, progress=progress)
     summary = {"attack": name, "model": model_ref, "data": data_ref, "threat": str(threat), "targeted": targeted,
                "seed": seed, **summarize(out, y, clean_pred, targets), "config": out["config"]}
+    if chain is not None:
+        summary["defense"] = {"chain": chain.name, "mode": "naive" if naive else "adaptive",
+                              "method": "autograd, no EOT" if naive else chain.describe_adaptive(
+                                  getattr(atk, "eot", 1))}
     if save_path:
         _save(save_path, out, y, targets)
         summary["saved"] = str(save_path)
     _render(summary, as_json)
+
+
+def _eot_for(atk, chain, naive: bool, params: dict):
+    """Adaptive attacks on a randomized defense average gradients over ``EOT_DRAWS`` draws (unless --param eot=K)."""
+    from ..attacks.adaptive import supports_eot, with_eot
+    if chain is None or naive or not chain.randomized or "eot" in params or not supports_eot(atk):
+        return atk
+    return with_eot(atk, EOT_DRAWS)
+
+
+EOT_DRAWS = 20  # AutoAttack rand's EOT (Croce & Hein 2020)
 
 
 def resolve_threat(text: str | None, profile: str | None, model_ref: str, data_ref: str) -> ThreatModel:
@@ -153,6 +175,9 @@ def _render(s: dict, as_json: bool) -> None:
     title = f"{s['attack']} · {s['threat']}" + (" · targeted" if s["targeted"] else "")
     t = render.table(title, ["metric", "value"], rows)
     t.caption = f"model {s['model']} · data {s['data']} (n={s['n']}) · seed {s['seed']}"
+    if s.get("defense"):
+        d = s["defense"]
+        t.caption += f" · defense {d['chain']} attacked {d['mode']} ({d['method']})"
     render.console.print(t)
     if s.get("saved"):
         render.console.print(f"saved per-sample arrays to {s['saved']}")

@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..model import resolve_classes
 from .options import SEED, check_device, model_placement, place_model
 from ..smoothing.stage import DEFAULT_RADII, FIELDS, certify_records, summarize
+from .options import defense_option, parse_defense_text, with_defense
 
 HEADER = ",".join(FIELDS)
 _INT_FIELDS = ("index", "label", "prediction", "correct", "samples")
@@ -198,10 +199,11 @@ def _load(model_ref: str, weights, trust_pickle: bool, data_ref: str, split: str
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Noisy inputs per forward pass.")
 @click.option("--no-progress", is_flag=True)
+@defense_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @model_placement
 def certify(model_ref, weights, trust_pickle, data_ref, split, sigma, n0, n, alpha, radii, sequential, n_images, skip, seed,
-            out, batch_size, no_progress, as_json, device, mean, std):
+            out, batch_size, no_progress, defense, as_json, device, mean, std):
     """Certify L2 robustness by randomized smoothing (Cohen et al. 2019); resumable."""
     radii = parse_radii(radii)
     _check_options(sigma=sigma, n0=n0, n=n, alpha=alpha, skip=skip, n_images=n_images, batch_size=batch_size)
@@ -211,8 +213,11 @@ def certify(model_ref, weights, trust_pickle, data_ref, split, sigma, n0, n, alp
     mode = "sequential" if sequential else "fixed"
     config = {"model": model_ref, "data": data_ref, "split": split, "sigma": sigma, "n0": n0, "n": n,
               "alpha": alpha, "seed": seed, "mode": mode}
+    if defense is not None:
+        config["defense"] = parse_defense_text(defense)  # the base classifier is the model behind the defense
     clf, data = _load(model_ref, weights, trust_pickle, data_ref, split, None)
     place_model(clf, device, mean, std, data)
+    clf, _ = with_defense(clf, defense, seed)
     indices = np.arange(0, len(data), skip)[:n_images]
     # the classes are the model's outputs; a label outside them is refused, never counted as wrong
     num_classes, _ = resolve_classes(clf, data.x[indices].to(clf.device), data.y[indices])

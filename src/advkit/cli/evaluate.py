@@ -14,6 +14,7 @@ import click
 
 from ..atomic import atomic_write, check_writable
 from . import render
+from .options import defense_option
 
 
 @click.command("evaluate")
@@ -37,6 +38,7 @@ from . import render
 @click.option("--resume", is_flag=True, help="Continue the unfinished run of this spec (refused when the weights, "
               "data or code differ, or another process is still writing it).")
 @click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help="Write gates as JUnit XML.")
+@defense_option
 @click.option("--force-eps", is_flag=True, default=None, help="Accept an L∞ ε as large as the input range.")
 @click.option("--no-autoattack", is_flag=True, help="Skip AutoAttack (robust accuracy becomes an upper bound).")
 @click.option("--allow-upper-bound", is_flag=True, default=None,
@@ -49,7 +51,8 @@ from . import render
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
 def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, profile, threats, n, seed, batch_size, output,
-             db, resume, junit_file, force_eps, no_autoattack, allow_upper_bound, device, mean, std, as_json, quiet):
+             db, resume, junit_file, defense, force_eps, no_autoattack, allow_upper_bound, device, mean, std, as_json,
+             quiet):
     """Evaluate a model's robustness: clean, FGSM, PGD, AutoAttack, curve, per class, checks, gates.
 
     With no arguments it evaluates the built-in default model (zoo:mnist5k-standard) on mnist5k.
@@ -66,8 +69,9 @@ def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, profile,
     spec = load_spec(spec_file) if spec_file else EvaluationSpec()
     spec = with_options(spec, model=model, weights=weights, trust_pickle=trust_pickle, data=data, split=split,
                         profile=profile, threats=threats, n=n, seed=seed, batch_size=batch_size, output=output,
-                        db=db, no_autoattack=no_autoattack, allow_upper_bound=allow_upper_bound, force_eps=force_eps,
-                        device=device, mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"))
+                        db=db, defense=defense, no_autoattack=no_autoattack, allow_upper_bound=allow_upper_bound,
+                        force_eps=force_eps, device=device, mean=parse_floats(mean, "--mean"),
+                        std=parse_floats(std, "--std"))
     given = (spec_file_keys(spec_file) if spec_file else set()) | ({"data"} if data else set())
     spec, note = with_model_defaults(spec, given)
     distributed.init_from_env()
@@ -152,20 +156,42 @@ def _acc_cell(entry: dict | None) -> tuple[str, str]:
     return render.pct(acc), (f"{render.pct(lo)} – {render.pct(hi)}" if lo is not None else "")
 
 
+def _headline_cell(t: dict) -> tuple[str, str]:
+    acc, ci = _acc_cell(t)
+    return (f"[red]{acc} untrusted[/red]", ci) if t.get("trusted", True) is False else (f"[bold]{acc}[/bold]", ci)
+
+
+def _worst_label(t: dict) -> str:
+    not_reference = bool((t.get("protocol") or {}).get("name")) and not t["protocol"].get("reference")
+    notes = [n for n, on in (("adaptive", t.get("naive")), ("upper bound", t.get("upper_bound")),
+                             ("not reference AutoAttack", not_reference),
+                             ("UNTRUSTED: looks masked", t.get("trusted", True) is False)) if on]
+    return "[bold]worst case[/bold]" + (f" ({', '.join(notes)})" if notes else "")
+
+
 def summary_rows(result: dict) -> list[tuple]:
-    rows = [("clean", "", *_acc_cell(result["clean"]), "")]
+    """Rows of the summary table; with a declared defense each row has a naive and an adaptive column."""
+    side = any(t.get("naive") for t in result["threats"].values())
+    blank = ("",) if side else ()
+    rows = [("clean", "", *blank, *_acc_cell(result["clean"]), "")]
     for threat, t in result["threats"].items():
+        naive = (t.get("naive") or {}).get("attacks", {})
         for name in ("fgsm", "pgd", "autoattack"):
             a = t["attacks"].get(name)
             if a:
                 shown = (a.get("protocol") or name) if name == "autoattack" else name
                 label = shown + (" (cascade)" if a.get("cascade") else "")
-                rows.append((label, threat, *_acc_cell(a), f"{a.get('seconds', 0):.1f}s"))
-        bound = " (upper bound)" if t.get("upper_bound") else ""
-        if t.get("protocol", {}).get("name") and not t["protocol"].get("reference"):
-            bound += " (not reference AutoAttack)"
-        rows.append((f"[bold]worst case{bound}[/bold]", threat, *_acc_cell(t), ""))
+                left = (_acc_cell(naive.get(name))[0],) if side else ()
+                rows.append((label, threat, *left, *_acc_cell(a), f"{a.get('seconds', 0):.1f}s"))
+        left = (_acc_cell(t.get("naive"))[0],) if side else ()
+        rows.append((_worst_label(t), threat, *left, *_headline_cell(t), ""))
     return rows
+
+
+def summary_columns(result: dict) -> list[str]:
+    if any(t.get("naive") for t in result["threats"].values()):
+        return ["attack", "threat", "naive", "adaptive", "95% CI", "time"]
+    return ["attack", "threat", "accuracy", "95% CI", "time"]
 
 
 def certify_table(cert: dict):
@@ -186,8 +212,19 @@ def print_summary(result: dict, out_dir: Path) -> None:
     from .report import esc_rows
 
     con = render.console
-    con.print(render.table(f"{result['model']} on {result['data']} (n={result['n']}, seed={result['seed']})",
-                           ["attack", "threat", "accuracy", "95% CI", "time"], summary_rows(result)))
+    defense = (result.get("defense") or {}).get("chain")
+    title = f"{result['model']} on {result['data']} (n={result['n']}, seed={result['seed']})"
+    con.print(render.table(title + (f" behind defense {defense}" if defense else ""), summary_columns(result),
+                           summary_rows(result)))
+    for threat, t in result["threats"].items():
+        if t.get("naive"):
+            con.print(f"[dim]{threat}: naive = autograd through {defense}, no EOT, no black-box attack; "
+                      f"adaptive = {t['adaptive']['method']} + Square (black-box)[/dim]")
+        if t.get("trusted", True) is False:
+            con.print(f"[red]{threat}: the headline is not trustworthy[/red] (the model looks masked; gates treat "
+                      "it as an upper bound):")
+            for reason in t.get("untrusted_reasons", []):
+                con.print(f"  - {escape(reason)}")
     for threat, text in grade_lines(result):
         con.print(f"grade {escape(threat)} ({escape(str(result.get('profile')))} profile): {escape(text)}", soft_wrap=True)
     cert = result.get("certify")

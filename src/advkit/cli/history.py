@@ -84,6 +84,10 @@ def comparison_rows(a: dict, b: dict) -> list[tuple[str, float | None, float | N
         for name, att in attack_table(ta[t], components=False):
             if name in atts_b:
                 rows.append((f"  {name}[{t}]", att.get("robust_accuracy"), atts_b[name].get("robust_accuracy")))
+        for part in ("naive", "adaptive"):  # declared defenses: both passes
+            if isinstance(ta[t].get(part), dict) or isinstance(tb[t].get(part), dict):
+                rows.append((f"  {part}[{t}]", (ta[t].get(part) or {}).get("robust_accuracy"),
+                             (tb[t].get(part) or {}).get("robust_accuracy")))
     return rows
 
 

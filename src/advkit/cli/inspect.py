@@ -5,7 +5,7 @@ import click
 
 from ..errors import EvaluationAborted
 from . import render
-from .options import model_placement, place_model
+from .options import defense_option, model_placement, place_model, with_defense
 
 
 @click.command("inspect")
@@ -14,9 +14,11 @@ from .options import model_placement, place_model
 @click.option("--trust-pickle", is_flag=True, help="Allow checkpoints that need arbitrary code to load (unsafe).")
 @click.option("--data", "data_ref", default=None, help="Data REF (default: the built-in data).")
 @click.option("--n", type=click.IntRange(min=1), default=256, show_default=True, help="Number of test samples to check.")
+@click.option("--seed", default=0, show_default=True, help="Seed of a randomized --defense.")
+@defense_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @model_placement
-def inspect(model_ref, weights, trust_pickle, data_ref, n, as_json, device, mean, std):
+def inspect(model_ref, weights, trust_pickle, data_ref, n, seed, defense, as_json, device, mean, std):
     """Run the pre-flight model checks: input range, train mode, probability outputs, randomness."""
     from .. import zoo
     from ..model import resolve_classes
@@ -30,10 +32,12 @@ def inspect(model_ref, weights, trust_pickle, data_ref, n, as_json, device, mean
     x, y = data.x[:n], data.y[:n]
     dev = place_model(clf, device, mean, std, data)
     resolve_classes(clf, x.to(dev), y, data.classes)
+    clf, chain = with_defense(clf, defense, seed)
     findings = clf.preflight(x, warn=False)
     acc = float((clf.predict(x) == y).float().mean())
     info = {"model": clf.name, "model_hash": model_hash(clf), "data": data.name, "n": len(x),
             "input_shape": list(x.shape[1:]), "bounds": list(clf.bounds), "device": str(dev), "num_classes": clf.num_classes,
+            "defense": chain.name if chain is not None else None,
             "clean_accuracy": acc, "findings": [f.to_dict() for f in findings]}
     if as_json:
         render.print_json(info)

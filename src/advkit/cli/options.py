@@ -80,3 +80,36 @@ def place_model(clf, device, mean, std, data=None):
     from ..devices import place
     channels = int(data.x.shape[1]) if data is not None else None
     return place(clf, device=device, mean=mean, std=std, channels=channels)
+
+
+DEFENSE_HELP = ("Put a preprocessing defense in front of the model: jpeg:75, bits:3, median:3, noise:0.1, "
+                "resize-pad:0.9, or a comma-separated chain such as bits:3,median:3.")
+
+
+def defense_option(f):
+    """``--defense CHAIN`` (shared by evaluate, attack, inspect and certify)."""
+    import click
+    return click.option("--defense", "defense", default=None, metavar="CHAIN", help=DEFENSE_HELP)(f)
+
+
+def with_defense(clf, chain_text: str | None, seed: int, *, adaptive: bool = False):
+    """(model, chain or None): ``clf`` behind the defense (the adaptive attacker's view when ``adaptive``);
+    randomized steps are seeded from ``seed`` exactly as ``advkit evaluate`` seeds them."""
+    if chain_text is None:
+        return clf, None
+    from ..defenses.chain import defended_models
+    from ..evaluation.context import derive_seed
+    try:
+        naive, adapt, chain = defended_models(clf, chain_text, seed=derive_seed(seed, "defense"))
+    except ConfigError as e:
+        raise ConfigError(f"--defense: {e}") from None
+    return (adapt if adaptive else naive), chain
+
+
+def parse_defense_text(chain_text: str) -> str:
+    """The canonical text of a ``--defense`` chain (a ConfigError naming the option when invalid)."""
+    from ..defenses.chain import parse_defense
+    try:
+        return parse_defense(chain_text).text
+    except ConfigError as e:
+        raise ConfigError(f"--defense: {e}") from None

@@ -50,6 +50,9 @@ class Preprocessing(nn.Module):
 
     name: ClassVar[str] = "preprocessing"
     randomized: ClassVar[bool] = False
+    #: False when the transform's gradient is zero or uninformative almost everywhere (rounding,
+    #: order statistics): adaptive attacks then go through :meth:`surrogate` (BPDA).
+    differentiable: ClassVar[bool] = False
 
     def surrogate(self) -> Callable[[torch.Tensor], torch.Tensor]:
         return identity
@@ -158,6 +161,7 @@ class GaussianNoise(Preprocessing):
 
     name = "noise"
     randomized = True
+    differentiable = True
 
     def __init__(self, sigma: float = 0.1, seed: int | None = None):
         super().__init__()
@@ -186,6 +190,7 @@ class Defended(nn.Module):
         super().__init__()
         self.defense = defense
         self.classifier = classifier
+        self.training = classifier.training  # the wrapper's own flag follows the model's (children untouched)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.defense(x))

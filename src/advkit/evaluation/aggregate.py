@@ -43,7 +43,8 @@ def threat_summary(ctx: Context, threat, info: dict, curve_info: dict | None) ->
     eps_list = curve_info["eps"] if curve_info else []
     inner = [f"curve/{i}" for i, e in enumerate(eps_list) if 0 < e <= threat.eps + 1e-12]
     info["inner"] = inner
-    robust, broken_by = rec.worst_case(ctx.records, threat, names + inner)
+    # "extra": attacks of another pass on the same forward function (the naive pass of a declared defense)
+    robust, broken_by = rec.worst_case(ctx.records, threat, names + inner + list(info.get("extra", [])))
     ctx.records[rec.key(threat, "robust")] = robust
     ctx.records[rec.key(threat, "broken_by")] = broken_by
     _adv_outputs(ctx, threat, broken_by)

@@ -44,6 +44,11 @@ class Context:
     store: object | None = None
     run_id: int | None = None
     randomized: bool = False
+    #: "plain" (no declared defense), "naive" (autograd through a declared defense, no EOT) or
+    #: "adaptive" (BPDA through its non-differentiable steps, EOT through its random ones)
+    mode: str = "plain"
+    #: prepended to stage names in the history store and in generator seeds (the naive pass: "naive/")
+    store_prefix: str = ""
     records: dict = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
@@ -71,19 +76,21 @@ class Context:
         ``self.stats[stage]``; all other keys are per-sample records and go to ``self.records``.
         """
         start = time.perf_counter()
-        parts, batches, task = [], self.batches(), label or stage
+        parts, batches = [], self.batches()
+        skey = self.store_prefix + stage
+        task = f"{self.mode} {label or stage}" if self.mode != "plain" else (label or stage)
         for b, sl in enumerate(batches):
             if not sharding.owns(b):  # another rank's batch (torchrun); exchanged below
                 parts.append(None)
                 continue
-            payload = self._stored(stage, b)
+            payload = self._stored(skey, b)
             if payload is None:
                 t0 = time.perf_counter()
                 # the attack inside ``fn`` reports its iterations as a share of this batch's samples
                 self.batch_progress = rescaled(self.progress, task, sl.start, sl.stop - sl.start, self.n)
-                payload = {k: np.asarray(v) for k, v in fn(sl, self.generator(stage, b)).items()}
+                payload = {k: np.asarray(v) for k, v in fn(sl, self.generator(skey, b)).items()}
                 if self.store is not None and self.run_id is not None:
-                    self.store.save_batch(self.run_id, stage, b, payload, time.perf_counter() - t0)
+                    self.store.save_batch(self.run_id, skey, b, payload, time.perf_counter() - t0)
             else:
                 self.resumed_batches += 1
             parts.append(payload)

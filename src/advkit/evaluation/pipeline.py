@@ -20,7 +20,7 @@ from ..profiles import annotate as grade_result
 from ..progress import NULL, ProgressFn
 from ..results.locks import RunLock, is_stale, locked_message
 from ..threat import check_budget
-from . import aggregate, checks, sharding, stages
+from . import aggregate, checks, defended, sharding, stages, trust
 from .context import Context
 from .run_info import (check_resumable, code_version, data_digest, environment, gates_section, load_inputs,
                        model_digest, validate_gates)
@@ -65,14 +65,19 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
             "model_hash": model_digest(clf), "code_version": code_version(), "spec_hash": spec.spec_hash(),
             # the data's content hash is read on rank 0 only (streamed data: every file once)
             "data_hash": data_digest(ds.x, ds.y) if D.is_main() else None}
+    naive = None
+    if spec.defense is not None:
+        clf, naive, chain = defended.build_models(spec, clf)
+        meta["model"] = f"{meta['model']} + {chain.name}"  # its own line in the history and its own baselines
     run_id = sharding.share(_open_run(store, spec, meta, resume) if D.is_main() else None)
     locked = store is not None and D.is_main()  # rank 0 holds the run's lock; every rank writes its batches
     with RunLock(store, run_id) if locked else contextlib.nullcontext():
         if locked:
             store.set_status(run_id, "running")
-        ctx = Context(spec, clf, ds.x, ds.y, np.arange(len(ds.y)), num_classes, classes, progress, store, run_id)
+        ctx = Context(spec, clf, ds.x, ds.y, np.arange(len(ds.y)), num_classes, classes, progress, store, run_id,
+                      mode="plain" if naive is None else "adaptive")
         try:
-            result = _run_stages(ctx)
+            result = _run_stages(ctx, None if naive is None else (naive, chain))
             result.update(meta, run_id=run_id, data=spec.data, split=spec.split, n=ctx.n, seed=spec.seed,
                           weights=spec.weights, spec=spec.to_dict(),
                           resumed_batches=sharding.total(ctx.resumed_batches))
@@ -94,17 +99,24 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
     return EvaluationResult(result, samples, run_id)
 
 
-def _run_stages(ctx: Context) -> dict:
+def _run_stages(ctx: Context, defense=None) -> dict:
+    """The stages; with a declared ``defense`` = (naive model, chain), ``ctx.clf`` is the adaptive model
+    and the naive pass runs first (:mod:`advkit.evaluation.defended`)."""
     pre = stages.preflight(ctx)
     ctx.findings.extend(pre)
+    ctx.randomized = ctx.randomized or bool(defense and defense[1].randomized)
     stages.clean(ctx)
     ctx.findings.extend(checks.chance_findings(ctx.records["clean_correct"], ctx.records["label"], ctx.num_classes))
+    naive = defended.naive_pass(ctx, defense[0]) if defense else {}
     threats, infos = {}, {}
     for threat in ctx.spec.threats:
         info = infos[str(threat)] = stages.threat_attacks(ctx, threat)
         cinfo = stages.curve(ctx, threat) if ctx.spec.stages.curve.enabled else None
+        info["extra"] = naive[str(threat)]["names"] if naive else []
         threats[str(threat)] = summary = aggregate.threat_summary(ctx, threat, info, cinfo)
         aggregate.threat_findings(ctx, threat, summary, info)
+        if naive:
+            defended.attach(ctx, threat, summary, info, naive[str(threat)], defense[1])
         if ctx.spec.stages.checks.enabled:
             ctx.findings.extend(sharding.on_main(ctx, stages.unbounded, ctx, threat))
     if ctx.spec.stages.checks.enabled:
@@ -112,13 +124,24 @@ def _run_stages(ctx: Context) -> dict:
     aggregate.eot_findings(ctx, infos)
     certified = sharding.on_main(ctx, stages.certify, ctx)
     ctx.findings.extend(checks.certify_findings(certified, threats))
+    findings = _unique(ctx.findings)
+    trust.mark(threats, findings)
     return {"preflight": [f.to_dict() for f in pre], "clean": aggregate.clean_summary(ctx), "threats": threats,
+            "defense": _defense_section(defense),
             "robust_accuracy": {k: t["robust_accuracy"] for k, t in threats.items()},
             "curve": {k: dict(zip(map(str, t["curve"]["eps"]), t["curve"]["robust_accuracy"]))
                       for k, t in threats.items() if t["curve"]},
-            "certify": certified, "findings": _unique(ctx.findings), "timings": dict(ctx.timings),
+            "certify": certified, "findings": findings, "timings": dict(ctx.timings),
             "checks": {k: v for k, v in ctx.stats.items() if k.endswith("/unbounded")},
             "randomized_model": ctx.randomized, **environment()}
+
+
+def _defense_section(defense) -> dict | None:
+    if not defense:
+        return None
+    chain = defense[1]
+    return {"chain": chain.name, "randomized": bool(chain.randomized), "differentiable": bool(chain.differentiable),
+            "steps": [s.name for s in chain.steps]}
 
 
 def _unique(findings) -> list[dict]:

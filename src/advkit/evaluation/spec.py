@@ -23,6 +23,8 @@ Layout of a spec file (every key optional; see ``examples/*.toml``)::
     [gates]             require = ["robust_accuracy[linf:0.3] >= 0.85", "grade[linf:0.3] >= strong"],
                         max_drop = 0.02 | "2pp", clean_floor, per_class_min, allow_upper_bound
     [certify]           sigma, n0, n, alpha, radii, batch_size
+    [defense]           chain = "jpeg:75" (or "bits:3,median:3", a list of steps; see advkit.defenses.chain):
+                        evaluate the model behind this preprocessing, naively and adaptively (BPDA/EOT)
 """
 from __future__ import annotations
 
@@ -135,6 +137,13 @@ class CertifySpec:
 
 
 @dataclass(frozen=True)
+class DefenseSection:
+    """A declared preprocessing defense: ``chain`` is the canonical chain text (``"jpeg:75,median:3"``)."""
+
+    chain: str
+
+
+@dataclass(frozen=True)
 class EvaluationSpec:
     model: str = DEFAULT_MODEL
     weights: str | None = None
@@ -150,6 +159,7 @@ class EvaluationSpec:
     stages: StagesSpec = StagesSpec()
     gates: GatesSpec = GatesSpec()
     certify: CertifySpec | None = None
+    defense: DefenseSection | None = None
     output: str | None = None
     db: str | None = "advkit.db"
     device: str | None = None  # None → the rank's GPU under torchrun, else CUDA when available, else CPU
@@ -180,6 +190,8 @@ class EvaluationSpec:
         d = self.to_dict()
         for k in ("weights", "output", "db", "gates", "trust_pickle", "force_eps", "device"):
             d.pop(k, None)
+        if d.get("defense") is None:
+            d.pop("defense", None)  # specs without a defense keep the hash they had before [defense] existed
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     def curve_eps(self, threat: ThreatModel) -> tuple[float, ...]:
@@ -308,6 +320,20 @@ def _device(t: _Table) -> str | None:
     return text
 
 
+def _defense(t: _Table) -> DefenseSection:
+    from ..defenses.chain import SYNTAX, parse_defense
+    t.used.add("chain")
+    raw = t.data.get("chain")
+    if raw is None:
+        raise ConfigError(f"{t.key('chain')}: expected a defense chain ({SYNTAX}), got nothing")
+    try:
+        chain = parse_defense(raw)
+    except ConfigError as e:
+        raise ConfigError(f"{t.key('chain')}: {e}") from None
+    t.finish()
+    return DefenseSection(chain=chain.text)
+
+
 def spec_from_dict(data: dict) -> EvaluationSpec:
     """Validate a parsed TOML document (None values mean "default") into an :class:`EvaluationSpec`."""
     data = _drop_none(data)
@@ -322,12 +348,13 @@ def spec_from_dict(data: dict) -> EvaluationSpec:
         n=t.int("n", 1000, 1), seed=t.int("seed", 0, 0, MAX_SEED), batch_size=t.int("batch_size", 250, 1),
         threats=_threats(t, profile), stages=_stages(t.sub("stages")), gates=_gates(t.sub("gates")),
         certify=_certify(t.sub("certify")) if "certify" in data else None,
+        defense=_defense(t.sub("defense")) if "defense" in data else None,
         output=t.str("output", None), db=t.str("db", "advkit.db"), device=_device(t),
         mean=t.floats("mean", None), std=t.floats("std", None),
         resize=t.opt_int("resize", None, 1), crop=t.opt_int("crop", None, 1),
         profile=profile.name if profile else None, derived=derived,
     )
-    t.used.add("certify")
+    t.used.update(("certify", "defense"))
     t.finish()
     return spec
 
@@ -366,14 +393,17 @@ def load_spec(path: str | Path) -> EvaluationSpec:
 def with_options(spec: EvaluationSpec, **options) -> EvaluationSpec:
     """Apply CLI options (None = keep the spec's value) through the same validation as the file."""
     data = _spec_data(spec)  # not to_dict(): that masks a database URL's password
-    if data.get("certify") is None:
-        data.pop("certify")
+    for k in ("certify", "defense"):
+        if data.get(k) is None:
+            data.pop(k, None)
     if any(options.get(k) not in (None, ()) for k in ("model", "data", "profile")):
         _forget_derived(spec, data, options)
     for k, v in options.items():
         if v is None or v == ():
             continue
-        if k == "no_autoattack" and v:
+        if k == "defense":
+            data["defense"] = {"chain": v}
+        elif k == "no_autoattack" and v:
             data["stages"]["autoattack"]["version"] = "off"
         elif k == "allow_upper_bound" and v:
             data["gates"]["allow_upper_bound"] = True

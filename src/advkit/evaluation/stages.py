@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..attacks import presets, registry
+from ..attacks.adaptive import supports_eot, with_eot
 from ..attacks.fgsm import FGSM
 from ..attacks.pgd import PGD
 from ..attacks.restarts import BestOf
@@ -117,12 +118,12 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
     everyone = ctx.mask("clean_correct")
     fgsm_ok = None
     if st.fgsm.enabled:
-        attack_stage(ctx, threat, "fgsm", FGSM(threat), everyone)
+        attack_stage(ctx, threat, "fgsm", FGSM(threat, eot=attack_eot(ctx, 1)), everyone)
         ran.append("fgsm")
         fgsm_ok = float(robust_so_far(ctx, threat, ["fgsm"]).mean())
     if st.pgd.enabled:
         # on a randomized model the per-sample best iterate would freeze a lucky draw: last iterate
-        pgd = PGD(threat, steps=st.pgd.steps, step_size=st.pgd.step_size, eot=st.pgd.eot,
+        pgd = PGD(threat, steps=st.pgd.steps, step_size=st.pgd.step_size, eot=attack_eot(ctx, st.pgd.eot),
                   keep_best=not ctx.randomized)
         attack_stage(ctx, threat, "pgd", BestOf(pgd, restarts=st.pgd.restarts), everyone)
         ran.append("pgd")
@@ -145,7 +146,7 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
         ctx.findings.append(Finding("autoattack-skipped", "info",
                                     f"{threat}: AutoAttack {why}; the robust accuracy is an upper bound"))
     q = st.checks.blackbox_queries
-    if st.checks.enabled and "square" not in ran and q > 0:
+    if st.checks.enabled and "square" not in ran and q > 0 and ctx.mode != "naive":
         attack_stage(ctx, threat, "square", registry.build("square", threat, n_queries=q),
                      robust_so_far(ctx, threat, ran))
         ran.append("square")
@@ -155,6 +156,8 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
 
 def _aa_version(ctx: Context) -> str:
     v = ctx.spec.stages.autoattack.version
+    if getattr(ctx, "mode", "plain") == "naive" and v in ("auto", "rand"):
+        return "standard"  # the naive attacker of a declared defense uses no EOT
     if v == "auto":
         return "rand" if ctx.randomized else "standard"
     return v
@@ -180,10 +183,22 @@ def _report_dropped(ctx: Context, threat: ThreatModel, version: str, names: list
                                 "an upper bound"))
 
 
+def attack_eot(ctx: Context, requested: int) -> int:
+    """EOT draws for a gradient attack: 1 in the naive pass, AutoAttack's ``eot`` in the adaptive pass
+    of a randomized defense (unless the spec asks for more), else what the spec asks."""
+    if getattr(ctx, "mode", "plain") == "naive":
+        return 1
+    if getattr(ctx, "mode", "plain") == "adaptive" and ctx.randomized:
+        return max(requested, ctx.spec.stages.autoattack.eot)
+    return requested
+
+
 def autoattack_components(ctx: Context, threat: ThreatModel, version: str) -> list[tuple[str, object]]:
     """AutoAttack's attacks with the spec's budgets, in cascade order, from the one protocol object
-    (:mod:`advkit.attacks.presets`, Croce & Hein 2020/2021)."""
-    return presets.components(threat, version, ctx.num_classes, _budget(ctx, version))
+    (:mod:`advkit.attacks.presets`, Croce & Hein 2020/2021).  The naive pass of a declared defense is
+    autograd only: it leaves out the black-box Square, which belongs to the adaptive pass."""
+    out = presets.components(threat, version, ctx.num_classes, _budget(ctx, version))
+    return [(n, a) for n, a in out if n != "square"] if getattr(ctx, "mode", "plain") == "naive" else out
 
 
 def _budget(ctx: Context, version: str) -> presets.Budget:
@@ -198,6 +213,8 @@ def protocol_info(ctx: Context, threat: ThreatModel, version: str, skipped_why: 
         return {"name": None, "reference": False, "reasons": ["autoattack skipped"]}
     proto = presets.protocol(version, threat.norm)
     reasons = presets.budget_reasons(proto, _budget(ctx, version))
+    if getattr(ctx, "mode", "plain") == "naive":
+        reasons = reasons + ["naive pass of a declared defense: autograd only, no black-box attack"]
     name = presets.label(proto, reasons)
     if presets.is_reduced(reasons):
         ctx.findings.append(Finding("reduced-budget", "warning",
@@ -236,7 +253,9 @@ def _curve_attack(ctx: Context, name: str, threat: ThreatModel):
     if name == "apgd-t":
         kw["n_targets"] = min(9, ctx.num_classes - 1)
     try:
-        return registry.build(name, threat, **kw)
+        attack = registry.build(name, threat, **kw)
+        eot = attack_eot(ctx, 1)
+        return with_eot(attack, eot) if eot > 1 and supports_eot(attack) else attack
     except ConfigError as e:
         raise ConfigError(f"stages.curve.attacks: {e}") from None
 

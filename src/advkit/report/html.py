@@ -17,7 +17,7 @@ from ..atomic import atomic_write
 from ..profiles.grading import grade_label, grade_lines
 from . import (NOT_CERTIFIABLE, accuracy_ci, attack_table, certified, certify_ceiling, class_names,
                clean_accuracy, data_name, findings, model_name, per_class, threats)
-from . import plots
+from . import defense, plots
 
 __all__ = ["render_html", "render_dashboard"]
 
@@ -102,6 +102,11 @@ def _summary(result: dict) -> str:
         proto = s.get("protocol") or {}
         if proto.get("name") and not proto.get("reference"):
             bound += f' <span class="badge warn">{_e(proto["name"])}</span>'
+        if s.get("trusted", True) is False:
+            why = "; ".join(s.get("untrusted_reasons") or [])
+            bound += f' <span class="badge bad" title="{_e(why)}">untrusted: looks masked</span>'
+        if isinstance(s.get("naive"), dict):
+            bound += f' <span class="badge info">adaptive; naive {_pct(s["naive"].get("robust_accuracy"))}</span>'
         bound += _grade_badge(s.get("grade"))
         rows.append(f"<tr><td><code>{_e(t)}</code></td><td>{clean}</td>{cells}"
                     f"<td class=\"worst\">{_pct(s.get('robust_accuracy'), accuracy_ci(s, n))}{bound}</td></tr>")
@@ -285,7 +290,8 @@ def _json(result: dict) -> str:
 
 def render_html(result: dict, samples: dict | None = None, path: str | Path | None = None) -> str:
     """The report page of ``result`` (and the gallery from ``samples``); written to ``path`` if given."""
-    body = [_summary(result), *_figures(result, samples), _findings(result), _gates(result), _config(result)]
+    body = [_summary(result), defense.html_section(result, _img), *_figures(result, samples), _findings(result),
+            _gates(result), _config(result)]
     page = _page(f"advkit report: {model_name(result)}", _header(result), body)
     if path is not None:
         atomic_write(path, page)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from . import defense
 from ..profiles.grading import grade_label, grade_lines
 from . import (NOT_CERTIFIABLE, accuracy_ci, attack_table, certified, certify_ceiling,
                clean_accuracy, data_name, findings, model_name, threats)
@@ -65,6 +66,7 @@ def _summary_table(result: dict) -> list[str]:
         worst = pct_ci(None if ra is None else float(ra), accuracy_ci(sec, n))
         note = " (upper bound)" if sec.get("upper_bound") else ""
         note += protocol_note(sec)
+        note += " ❌ untrusted (looks masked)" if sec.get("trusted", True) is False else ""
         note += f" \u00b7 {_md(grade_label(sec['grade']))}" if isinstance(sec.get("grade"), dict) else ""
         lines.append(f"| {_code(t, cell=True)} | {clean_cell} | " + " | ".join(cells) + f" | **{worst}**{note} |")
     if not threats(result):
@@ -152,6 +154,8 @@ def render_markdown(result: dict) -> str:
     lines = [title, "", meta, ""] + _summary_table(result)
     lines += ["", "Accuracies with 95% binomial confidence intervals; *robust* is the per-sample worst case "
               "over every attack run."]
+    lines += defense.untrusted_lines(result, _md)
+    lines += defense.markdown_lines(result, _md)
     lines += _grades(result)
     other = _other_attacks(result)
     if other:

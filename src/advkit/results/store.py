@@ -323,6 +323,10 @@ def _metric_rows(result: dict) -> dict[str, tuple]:
             rows[f"reference_protocol[{threat}]"] = (1.0 if t["protocol"].get("reference") else 0.0, None, None)
         for name, a in (t.get("attacks") or {}).items():
             rows[f"attack_accuracy[{threat}][{name}]"] = (a.get("robust_accuracy"), *(a.get("ci") or (None, None)))
+        for part in ("naive", "adaptive"):  # a declared defense: both passes, side by side in the history
+            sec = t.get(part)
+            if isinstance(sec, dict) and sec.get("robust_accuracy") is not None:
+                rows[f"{part}_robust_accuracy[{threat}]"] = (sec["robust_accuracy"], *(sec.get("ci") or (None, None)))
     cert = result.get("certify") or {}
     top = cert.get("max_certifiable_radius")
     for r, acc in (cert.get("certified_accuracy") or {}).items():
