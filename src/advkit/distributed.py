@@ -5,6 +5,7 @@ Everything here degrades to a single process when advkit is not launched by ``to
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 
@@ -32,8 +33,17 @@ def init_from_env(backend: str | None = None) -> bool:
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend)
+    atexit.register(_shutdown)  # a process group left alive at exit can abort the process (gloo threads)
     log.info("initialised %s process group: rank %d of %d", backend, rank(), world_size())
     return True
+
+
+def _shutdown() -> None:
+    try:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception as e:  # noqa: BLE001 - at exit: a peer may be gone already; nothing left to save
+        log.debug("process group shutdown: %s", e)
 
 
 def is_distributed() -> bool:

@@ -75,10 +75,23 @@ class SqliteConnection:
             self.raw = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                        check_same_thread=False)  # the lock heartbeat thread shares it
             self.raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self.raw.execute("PRAGMA journal_mode = WAL")
+            self._pragma("PRAGMA journal_mode = WAL")  # needs a moment alone with the file: retried
             self.raw.execute("PRAGMA synchronous = NORMAL")
         except (sqlite3.Error, OSError) as e:
             raise StoreError(f"cannot open history database {path!r}: {e}") from None
+
+    def _pragma(self, sql: str) -> None:
+        """Run ``sql``, retrying while another process holds the file (switching to WAL, or creating it,
+        takes a lock that the busy timeout does not wait for)."""
+        for attempt in range(100):
+            try:
+                self.raw.execute(sql)
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                time.sleep(0.02 * (attempt + 1))
+        self.raw.execute(sql)
 
     def execute(self, sql: str, args=()):
         try:
