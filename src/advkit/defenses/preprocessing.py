@@ -155,7 +155,23 @@ class MedianFilter(Preprocessing):
         return patches.median(dim=2).values.view(n, c, h, w)
 
 
-class GaussianNoise(Preprocessing):
+class SeededRandom:
+    """Mixin of the randomized defenses: one ``torch.Generator`` per device, seeded from ``self.seed``
+    (fresh entropy when None); the global RNG is never used. Subclasses set ``seed`` and ``_generators``."""
+
+    seed: int | None
+    _generators: dict
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        key = str(device)
+        if key not in self._generators:
+            g = torch.Generator(device=device)
+            g.manual_seed(self.seed) if self.seed is not None else g.seed()
+            self._generators[key] = g
+        return self._generators[key]
+
+
+class GaussianNoise(SeededRandom, Preprocessing):
     """x + N(0, σ²I), clipped to [0, 1]; randomized (attack with EOT).  ``seed`` seeds a private
     generator per device (fresh entropy when None); the global RNG is never used."""
 
@@ -169,14 +185,6 @@ class GaussianNoise(Preprocessing):
             raise ConfigError(f"noise sigma must be > 0, got {sigma}")
         self.sigma, self.seed = float(sigma), seed
         self._generators: dict[str, torch.Generator] = {}
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        key = str(device)
-        if key not in self._generators:
-            g = torch.Generator(device=device)
-            g.manual_seed(self.seed) if self.seed is not None else g.seed()
-            self._generators[key] = g
-        return self._generators[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         eps = torch.randn(x.shape, generator=self._generator(x.device), device=x.device, dtype=x.dtype)

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .preprocessing import Preprocessing
+from .preprocessing import Preprocessing, SeededRandom
 
 
-class RandomResizePad(Preprocessing):
+class RandomResizePad(SeededRandom, Preprocessing):
     """Shrink to a random size in [⌈ratio·H⌉, H] (nearest neighbour), zero-pad back at a random offset.
 
     ``seed`` seeds a private generator per device (fresh entropy when None); the global RNG is never used.
@@ -38,14 +38,6 @@ class RandomResizePad(Preprocessing):
             raise ConfigError(f"resize-pad ratio must be a number in (0, 1], got {ratio!r}")
         self.ratio, self.seed = float(ratio), seed
         self._generators: dict[str, torch.Generator] = {}
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        key = str(device)
-        if key not in self._generators:
-            g = torch.Generator(device=device)
-            g.manual_seed(self.seed) if self.seed is not None else g.seed()
-            self._generators[key] = g
-        return self._generators[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
