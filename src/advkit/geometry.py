@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from . import rng
+
 _TINY = 1e-12
 
 
@@ -103,23 +105,24 @@ def dual_norm(grad: torch.Tensor, p: str) -> torch.Tensor:
 
 
 def sample_ball(shape, p: str, eps, *, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Points drawn uniformly from the Lp ball of radius ``eps`` (per-sample or scalar)."""
+    """Points drawn uniformly from the Lp ball of radius ``eps`` (per-sample or scalar); ``generator`` is a
+    ``torch.Generator`` or per-sample streams (:mod:`advkit.rng`)."""
     b = shape[0]
     d = int(math.prod(shape[1:]))
     if p == "linf":
-        u = torch.rand(shape, generator=generator, device=device, dtype=dtype)
+        u = rng.rand(generator, shape, device=device, dtype=dtype)
         return (2 * u - 1) * _as_column(eps, u)
     if p == "l2":
-        g = torch.randn((b, d), generator=generator, device=device, dtype=dtype)
+        g = rng.randn(generator, (b, d), device=device, dtype=dtype)
         g = g / g.norm(dim=1, keepdim=True).clamp_min(_TINY)
-        r = torch.rand((b, 1), generator=generator, device=device, dtype=dtype) ** (1.0 / d)
+        r = rng.rand(generator, (b, 1), device=device, dtype=dtype) ** (1.0 / d)
         out = (g * r).view(shape)
         return out * _as_column(eps, out)
     if p == "l1":
         # Uniform in the L1 ball: |coords| ~ first d of a Dirichlet(1,...,1) over d+1 parts, random signs.
-        e = -torch.log(torch.rand((b, d + 1), generator=generator, device=device, dtype=dtype).clamp_min(1e-30))
+        e = -torch.log(rng.rand(generator, (b, d + 1), device=device, dtype=dtype).clamp_min(1e-30))
         mag = (e / e.sum(1, keepdim=True))[:, :d]
-        sign = torch.randint(0, 2, (b, d), generator=generator, device=device).to(dtype) * 2 - 1
+        sign = rng.randint(generator, 0, 2, (b, d), device=device).to(dtype) * 2 - 1
         out = (mag * sign).view(shape)
         return out * _as_column(eps, out)
     raise ValueError(f"unknown norm {p!r}")

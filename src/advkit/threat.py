@@ -98,8 +98,9 @@ class ThreatModel:
         in_box = (flat >= bounds[0] - tol).all(1) & (flat <= bounds[1] + tol).all(1)
         return in_ball & in_box
 
-    def sample(self, x: torch.Tensor, generator: torch.Generator | None = None, bounds=(0.0, 1.0)) -> torch.Tensor:
-        """A point drawn uniformly from the ε-ball around ``x``, clipped to the box."""
+    def sample(self, x: torch.Tensor, generator=None, bounds=(0.0, 1.0)) -> torch.Tensor:
+        """A point drawn uniformly from the ε-ball around ``x``, clipped to the box (``generator``: a
+        ``torch.Generator`` or per-sample streams, :mod:`advkit.rng`)."""
         delta = geometry.sample_ball(x.shape, self.norm, self.eps, generator=generator, device=x.device, dtype=x.dtype)
         return (x + delta).clamp(*bounds)
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .. import geometry, losses
+from .. import geometry, losses, rng
 from ..errors import ConfigError
 from .base import BudgetedAttack, check_n_targets, require_int
 from .pgd import check_gradient_config, validate_eot
@@ -124,20 +124,20 @@ class APGD(BudgetedAttack):
                 return
             sel = lambda t: None if t is None else t[todo]  # noqa: E731
             run = self._large_eps_run if self.large_eps else self._single_run
-            adv, ok = run(oracle, x[todo], y[todo], sel(t_loss), sel(goal), gen, bounds)[:2]
+            adv, ok = run(oracle, x[todo], y[todo], sel(t_loss), sel(goal), rng.take(gen, todo), bounds)[:2]
             out[todo[ok]] = adv[ok]
             found[todo[ok]] = True
 
     # ------------------------------------------------------------------ one run
     def _start(self, x, gen, bounds):
         if self.norm == "linf":
-            u = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) * 2 - 1
+            u = rng.rand(gen, x.shape, device=x.device, dtype=x.dtype) * 2 - 1
             delta = u / u.flatten(1).abs().amax(1).clamp_min(1e-12).view(-1, 1, 1, 1) * self.eps
         elif self.norm == "l2":
-            g = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+            g = rng.randn(gen, x.shape, device=x.device, dtype=x.dtype)
             delta = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1) * self.eps
         else:
-            g = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+            g = rng.randn(gen, x.shape, device=x.device, dtype=x.dtype)
             return x + project_l1_box(g, x, self.eps, bounds)
         return (x + delta).clamp(*bounds)
 
@@ -149,7 +149,7 @@ class APGD(BudgetedAttack):
     def _large_eps_run(self, oracle, x, y, t_loss, goal, gen, bounds):
         """One l1-AutoAttack run: stages at 3ε, 2ε, ε; returns (points, success) of the last stage."""
         stages = apgd_large_eps(self.steps)
-        g = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+        g = rng.randn(gen, x.shape, device=x.device, dtype=x.dtype)
         x_init = x + project_l1_box(g, x, stages[0][0] * self.eps, bounds)
         for k, (mult, n_iter) in enumerate(stages):
             stage = replace(self, threat=self.threat.with_eps(mult * self.eps), steps=n_iter, large_eps=False,

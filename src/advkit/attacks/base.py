@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import torch
 
+from .. import rng
 from ..errors import AttackBug, ConfigError, InputError
 from ..model import Classifier, as_classifier
 from ..progress import NULL, ProgressFn
@@ -99,8 +100,11 @@ def default_batch_size(device: torch.device, n: int) -> int:
     return max(1, min(n, CPU_BATCH_SIZE) if device.type == "cpu" else n)
 
 
-def derive_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
-    """A generator on ``device`` seeded from ``generator`` (or fresh entropy); never the global RNG."""
+def derive_generator(generator, device: torch.device):
+    """A generator on ``device`` seeded from ``generator`` (or fresh entropy); never the global RNG.
+    Per-sample streams (:class:`advkit.rng.SampleStreams`) spawn fresh per-sample streams on ``device``."""
+    if rng.is_stream(generator):
+        return generator.to(device).spawn()
     g = torch.Generator(device=device)
     if generator is None:
         g.seed()
@@ -154,11 +158,14 @@ class Attack:
         return max(1, iters * max(1, f("restarts")) * max(1, f("n_targets")))
 
     def __call__(self, model, x: torch.Tensor, y: torch.Tensor, *, targets: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None, batch_size: int | None = None,
+                 generator: torch.Generator | rng.SampleStreams | None = None, batch_size: int | None = None,
                  progress: ProgressFn = NULL) -> AttackResult:
         """Attack ``x`` (labels ``y``; ``targets`` for targeted attacks) in batches of ``batch_size``
-        (default :func:`default_batch_size`); randomness only from ``generator``.  ``progress(name,
-        done, len(x))`` hears about every iteration (``done`` counts samples, fractional within a batch)."""
+        (default :func:`default_batch_size`); randomness only from ``generator``: a ``torch.Generator``
+        (one stream for the batch), or :class:`advkit.rng.SampleStreams` over the ``len(x)`` samples (one
+        stream per sample: each sample's result is then the same alone, in any batch and at any batch
+        size, on a deterministic model).  ``progress(name, done, len(x))`` hears about every iteration
+        (``done`` counts samples, fractional within a batch)."""
         clf = as_classifier(model)
         clf.check_inputs(x, y, targets=targets)
         num_classes = clf.infer_num_classes(x)
@@ -166,6 +173,7 @@ class Attack:
         if targets is not None:
             clf._check_labels("targets", targets, len(x))
         self._validate(num_classes, targets)
+        rng.check_length(generator, len(x))
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         device = clf.device
@@ -176,7 +184,9 @@ class Attack:
         def one(sl: slice):
             tb = None if targets is None else targets[sl].to(device)
             oracle.on_pass = self._reporter(progress, oracle, sl.start, sl.stop - sl.start, len(x))
-            out = self._attack_batch(oracle, clf, x[sl].to(device, clf.dtype), y[sl].to(device), tb, gen)
+            # per-sample streams: a copy per attempt, so a batch retried after out-of-memory replays its draws
+            g = gen.subset(sl).copy() if rng.is_stream(gen) else gen
+            out = self._attack_batch(oracle, clf, x[sl].to(device, clf.dtype), y[sl].to(device), tb, g)
             progress(self.name, sl.stop, len(x))
             return out
         with clf.inference():  # on out-of-memory the batch is halved (batching.py)
@@ -213,7 +223,7 @@ class Attack:
         todo = (~done).nonzero().flatten()
         if len(todo):
             tt = None if targets is None else targets[todo]
-            cand = self._run(oracle, x[todo], y[todo], tt, gen) if first is None else first[1][todo]
+            cand = self._run(oracle, x[todo], y[todo], tt, rng.take(gen, todo)) if first is None else first[1][todo]
             x_adv[todo] = self._finalize(cand.detach(), x[todo], clf.bounds)
         z = oracle.draw(x_adv)
         success = self._checked_success(oracle, x_adv, z, y, targets)
@@ -255,8 +265,10 @@ class Attack:
         return proj
 
     def _run(self, oracle: Oracle, x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None,
-             generator: torch.Generator | None) -> torch.Tensor:
-        """The algorithm: return candidate adversarial points for the (not yet broken) batch."""
+             generator) -> torch.Tensor:
+        """The algorithm: return candidate adversarial points for the (not yet broken) batch.  ``generator``
+        is a ``torch.Generator`` or per-sample streams over the rows of ``x``: draw through :mod:`advkit.rng`
+        and pass ``rng.take(generator, rows)`` along with any subset of the rows."""
         raise NotImplementedError
 
 

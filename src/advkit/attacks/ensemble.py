@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .. import rng
 from ..errors import ConfigError
 from ..model import as_classifier
 from ..progress import NULL, ProgressFn, rescaled
@@ -86,6 +87,7 @@ class Ensemble(Attack):
                  progress: ProgressFn = NULL) -> EnsembleResult:
         clf = as_classifier(model)
         clf.check_inputs(x, y, targets=targets)
+        rng.check_length(generator, len(x))
         start = time.perf_counter()
         clean = clf.predict(x, batch_size=batch_size or 256)
         ok = clean != y if targets is None else clean == targets.to(clean.device)
@@ -98,7 +100,7 @@ class Ensemble(Attack):
             stats = {"attacked": len(idx), "broken": 0, "seconds": 0.0, "model_calls": 0, "gradient_calls": 0}
             if len(idx):
                 tb = None if targets is None else targets[idx]
-                res = attack(clf, x[idx], y[idx], targets=tb, generator=generator, batch_size=batch_size,
+                res = attack(clf, x[idx], y[idx], targets=tb, generator=rng.take(generator, idx), batch_size=batch_size,
                              progress=rescaled(progress, f"{self.label}: {name}", k, 1, len(self.attacks)))
                 hit = idx[res.success.to(idx.device)]
                 x_adv[hit], preds[hit] = res.x_adv[res.success], res.predictions[res.success]

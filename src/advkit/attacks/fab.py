@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import torch
 
-from .. import geometry
+from .. import geometry, rng
 from ..errors import ConfigError
 from .base import BudgetedAttack, check_n_targets, require_int
 
@@ -131,7 +131,7 @@ class FAB(BudgetedAttack):
             if not len(todo):
                 return
             sel = lambda v: None if v is None else v[todo]  # noqa: E731
-            start = x[todo] if r == 0 else self._random_start(x[todo], dist[todo], gen, bounds)
+            start = x[todo] if r == 0 else self._random_start(x[todo], dist[todo], rng.take(gen, todo), bounds)
             self._single_run(oracle, x[todo], y[todo], sel(t), sel(goal), start, bounds, best, dist, todo)
 
     def _random_start(self, x, dist, gen, bounds):

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import torch
 
-from .. import losses
+from .. import losses, rng
 from ..errors import ConfigError
 from ..threat import ThreatModel
 from .base import Attack, require_int
@@ -77,7 +77,7 @@ class BestOf(Attack):
             if not len(todo):
                 break
             tt = None if targets is None else targets[todo]
-            cand = self.attack._finalize(self.attack._run(oracle, x[todo], y[todo], tt, generator).detach(),
+            cand = self.attack._finalize(self.attack._run(oracle, x[todo], y[todo], tt, rng.take(generator, todo)).detach(),
                                          x[todo], bounds)
             z = oracle.logits(cand)
             ok = self._checked_success(oracle, cand, z, y[todo], tt)

@@ -21,7 +21,9 @@ adversarial attack via random search", Algorithms 1–3.  Only ``oracle.logits``
   code does, W₂ is zeroed, and every point (the initial grid too, which is not rescaled first) is
   projected onto the L1 ball of radius ε(1 − 10⁻⁶) ∩ box (the exact projection of l1-APGD).
 
-Windows are drawn per sample (the official code shares one window across the batch).  A candidate
+Windows are drawn per sample (the official code shares one window across the batch).  The coin that
+transposes the L2/L1 bump is one per batch with a ``torch.Generator`` (as the official code) and one per
+sample with per-sample streams (:mod:`advkit.rng`), so that a sample's run never depends on its batch.  A candidate
 replaces the current point when it lowers L (or is already adversarial); successful samples leave
 the working batch.
 """
@@ -34,7 +36,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from .. import losses
+from .. import losses, rng
 from ..errors import ConfigError
 from .apgd import project_l1_box
 from .base import BudgetedAttack, require_int
@@ -67,15 +69,23 @@ def bump(s: int, device=None, dtype=torch.float32, norm: str = "l2") -> torch.Te
 
 def _windows(n: int, s: int, h: int, w: int, gen, device) -> torch.Tensor:
     """(n,1,h,w) boolean masks of one random s×s window per sample."""
-    vh = torch.randint(0, h - s + 1, (n, 1, 1, 1), generator=gen, device=device)
-    vw = torch.randint(0, w - s + 1, (n, 1, 1, 1), generator=gen, device=device)
+    vh = rng.randint(gen, 0, h - s + 1, (n, 1, 1, 1), device=device)
+    vw = rng.randint(gen, 0, w - s + 1, (n, 1, 1, 1), device=device)
     rows = torch.arange(h, device=device).view(1, 1, h, 1)
     cols = torch.arange(w, device=device).view(1, 1, 1, w)
     return (rows >= vh) & (rows < vh + s) & (cols >= vw) & (cols < vw + s)
 
 
 def _signs(shape, gen, device, dtype) -> torch.Tensor:
-    return torch.randint(0, 2, shape, generator=gen, device=device).to(dtype) * 2 - 1
+    return rng.randint(gen, 0, 2, shape, device=device).to(dtype) * 2 - 1
+
+
+def _oriented(eta: torch.Tensor, gen, device) -> torch.Tensor:
+    """η or its transpose by a coin: one coin for the batch from a ``torch.Generator`` (as the official
+    code; η stays (s, s)), one per sample from per-sample streams (:mod:`advkit.rng`; η becomes (n,1,s,s))."""
+    if rng.is_stream(gen):
+        return torch.where(gen.coin().to(device).view(-1, 1, 1, 1), eta.T, eta)
+    return eta.T if torch.rand(1, generator=gen, device=device).item() > 0.5 else eta
 
 
 @dataclass(frozen=True)
@@ -112,10 +122,11 @@ class Square(BudgetedAttack):
         # only when a sample succeeds, and x_best is written back then and at the end
         xa, ya, xb, la = x[active], y[active], x_best[active], l[active]
         ta = None if targets is None else targets[active]
+        ga = rng.take(generator, active)  # per-sample streams of the active rows
         for i in range(self.n_queries - 1):
             if not len(active):
                 break
-            cand = step(xa, xb, self._side(i, x), generator, bounds)
+            cand = step(xa, xb, self._side(i, x), ga, bounds)
             m_new, l_new = self._scores(oracle, cand, ya, ta)
             take = (l_new < la) | (m_new > 0)
             xb = torch.where(take.view(-1, *([1] * (x.dim() - 1))), cand, xb)
@@ -126,6 +137,7 @@ class Square(BudgetedAttack):
                 keep = ~done
                 active, xa, ya, xb, la = active[keep], xa[keep], ya[keep], xb[keep], la[keep]
                 ta = None if ta is None else ta[keep]
+                ga = rng.take(generator, active)
         x_best[active] = xb
         return x_best
 
@@ -181,9 +193,7 @@ class Square(BudgetedAttack):
         norm_w1 = win1.pow(2).sum((-2, -1), keepdim=True).sqrt()
         norm_union = (delta * (w1 | w2)).pow(2).sum((-2, -1), keepdim=True).sqrt()
         unused = (self.eps ** 2 - delta.flatten(1).pow(2).sum(1)).clamp_min(0).view(-1, 1, 1, 1)
-        eta = bump(s, x.device, x.dtype)
-        if torch.rand(1, generator=gen, device=x.device).item() > 0.5:
-            eta = eta.T
+        eta = _oriented(bump(s, x.device, x.dtype), gen, x.device)
         new = eta * _signs((n, c, 1, 1), gen, x.device, x.dtype) + win1 / (norm_w1 + 1e-12)
         new = new / new.pow(2).sum((-2, -1), keepdim=True).sqrt().clamp_min(1e-12)
         new = new * (unused / c + norm_union ** 2).sqrt()
@@ -206,9 +216,7 @@ class Square(BudgetedAttack):
         mass_w1 = win1.abs().sum((-2, -1), keepdim=True)
         mass_union = (delta * (w1 | w2)).abs().sum((-2, -1), keepdim=True)
         unused = (self.eps - delta.flatten(1).abs().sum(1)).clamp_min(0).view(-1, 1, 1, 1)
-        eta = bump(s, x.device, x.dtype, "l1")
-        if torch.rand(1, generator=gen, device=x.device).item() > 0.5:
-            eta = eta.T
+        eta = _oriented(bump(s, x.device, x.dtype, "l1"), gen, x.device)
         new = eta * _signs((n, c, 1, 1), gen, x.device, x.dtype) + win1 / (mass_w1 + 1e-12)
         new = new / new.abs().sum((-2, -1), keepdim=True).clamp_min(1e-12) * (unused / c + mass_union) * c
         delta = delta.masked_fill(w2, 0.0).masked_scatter(w1.expand_as(delta), new)

@@ -1,10 +1,12 @@
 """The state an evaluation's stages share, and the batched, resumable stage runner.
 
-Every stage works in fixed batches of the evaluated samples.  Each batch gets its own
-``torch.Generator`` seeded from (spec seed, stage name, batch index), so a batch's result does not
-depend on which batches ran before it in this process: a run killed after batch k and resumed
-(``--resume``) ends with exactly the records of an uninterrupted run, and under ``torchrun`` each
-rank computes its share of the batches (:mod:`advkit.evaluation.sharding`).  When a history
+Every stage works in fixed batches of the evaluated samples.  Each sample gets its own random stream
+(:class:`advkit.rng.SampleStreams`) keyed by (spec seed, stage name, the sample's index in the
+selection), so a sample's result depends neither on the batches that ran before it in this process nor
+on its batch mates: a run killed after batch k and resumed (``--resume``) ends with exactly the records
+of an uninterrupted run, the per-sample records are the same for any ``batch_size`` (on a deterministic
+model, up to the float rounding of the model's own batched kernels), and under ``torchrun`` each rank
+computes its share of the batches (:mod:`advkit.evaluation.sharding`).  When a history
 :class:`~advkit.results.store.Store` is attached, each finished batch is written to it at once.
 """
 from __future__ import annotations
@@ -19,10 +21,11 @@ import torch
 
 from ..model import Classifier
 from ..progress import NULL, ProgressFn, rescaled
+from ..rng import SampleStreams
 from . import sharding
 from .spec import EvaluationSpec
 
-BatchFn = Callable[[slice, torch.Generator], dict]
+BatchFn = Callable[[slice, SampleStreams], dict]
 
 
 def derive_seed(seed: int, *parts) -> int:
@@ -65,12 +68,19 @@ class Context:
         return [slice(i, min(i + bs, self.n)) for i in range(0, self.n, bs)]
 
     def generator(self, stage: str, batch: int) -> torch.Generator:
+        """One ``torch.Generator`` for a whole-set step (certification), seeded from (seed, stage, batch)."""
         g = torch.Generator(device=self.clf.device)
         g.manual_seed(derive_seed(self.spec.seed, stage, batch))
         return g
 
+    def streams(self, stage: str, rows) -> SampleStreams:
+        """Per-sample random streams of the selected samples ``rows`` (a slice or positions), keyed by
+        (spec seed, stage, each sample's index in the selection): the same in any batch and any process."""
+        return SampleStreams.for_samples(self.spec.seed, stage, self.index[rows], device=self.clf.device)
+
     def run_batched(self, stage: str, fn: BatchFn, *, label: str | None = None) -> dict:
-        """Run ``fn(slice, generator)`` per batch (or load the stored batch) and concatenate.
+        """Run ``fn(slice, streams)`` per batch (or load the stored batch) and concatenate; ``streams``
+        are the per-sample random streams of the batch's samples (:meth:`streams`).
 
         Keys starting with ``_`` are per-batch extras (counters, gallery rows) and go to
         ``self.stats[stage]``; all other keys are per-sample records and go to ``self.records``.
@@ -88,7 +98,7 @@ class Context:
                 t0 = time.perf_counter()
                 # the attack inside ``fn`` reports its iterations as a share of this batch's samples
                 self.batch_progress = rescaled(self.progress, task, sl.start, sl.stop - sl.start, self.n)
-                payload = {k: np.asarray(v) for k, v in fn(sl, self.generator(skey, b)).items()}
+                payload = {k: np.asarray(v) for k, v in fn(sl, self.streams(skey, sl)).items()}
                 if self.store is not None and self.run_id is not None:
                     self.store.save_batch(self.run_id, skey, b, payload, time.perf_counter() - t0)
             else:

@@ -85,10 +85,13 @@ def git_commit() -> str | None:
 
 
 def code_version() -> str:
-    """``advkit <version>`` plus ``+g<commit>`` when the source is a git checkout: part of a run's identity."""
+    """``<advkit version>+<random-stream scheme>``, plus ``.g<commit>`` when the source is a git checkout:
+    part of a run's identity.  The scheme (:data:`advkit.rng.SCHEME`) is there for installs without git:
+    batches stored under another scheme drew other random numbers, so ``--resume`` must not mix them in."""
     from .. import __version__
+    from ..rng import SCHEME
     commit = git_commit()
-    return f"{__version__}+g{commit[:12]}" if commit else str(__version__)
+    return f"{__version__}+{SCHEME}" + (f".g{commit[:12]}" if commit else "")
 
 
 IDENTITY = (("model_hash", "the model weights"), ("data_hash", "the data"), ("code_version", "the advkit code"))

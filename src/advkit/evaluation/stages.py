@@ -79,7 +79,7 @@ def attack_stage(ctx: Context, threat: ThreatModel, name: str, attack, todo: np.
     with ``gallery`` the adversarial examples it found go to ``ctx.stats`` (``_adv_index``, ``_adv``)."""
     correct = ctx.mask("clean_correct")
 
-    def batch(sl, gen):
+    def batch(sl, streams):
         size = sl.stop - sl.start
         success, pred = ~correct[sl].copy(), ctx.records["clean_pred"][sl].copy()
         conf = ctx.records["clean_conf"][sl].copy()
@@ -87,7 +87,8 @@ def attack_stage(ctx: Context, threat: ThreatModel, name: str, attack, todo: np.
         extra = {"_seconds": [0.0], "_model_calls": [0], "_gradient_calls": [0],
                  "_adv_index": np.zeros(0, np.int64), "_adv": np.zeros((0, *ctx.x.shape[1:]), np.float32)}
         if len(pos):
-            r = attack(ctx.clf, xb, yb, generator=gen, progress=ctx.batch_progress)
+            # each sample's own random stream: its result does not depend on its batch mates
+            r = attack(ctx.clf, xb, yb, generator=streams.subset(pos), progress=ctx.batch_progress)
             success[pos], pred[pos] = r.success.numpy(), r.predictions.numpy()
             conf[pos] = _confidence(ctx, r.x_adv)
             # every adversarial example found (samples.npz keeps them all; the gallery picks a few)
@@ -273,7 +274,7 @@ def unbounded(ctx: Context, threat: ThreatModel) -> list[Finding]:
     t = torch.as_tensor(idx)
     eot = max(ctx.spec.stages.pgd.eot, ctx.spec.stages.autoattack.eot if ctx.randomized else 1)
     attack = PGD(threat.with_eps(eps), steps=ch.unbounded_steps, loss="margin", eot=eot)
-    r = attack(ctx.clf, ctx.x[t], ctx.y[t], generator=ctx.generator(f"{threat}/unbounded", 0),
+    r = attack(ctx.clf, ctx.x[t], ctx.y[t], generator=ctx.streams(f"{threat}/unbounded", idx),
                progress=rescaled(ctx.progress, f"{threat} unbounded check", 0, len(idx), len(idx)))
     acc = float((~r.success).float().mean())
     ctx.stats[f"{threat}/unbounded"] = {"eps": eps, "robust_accuracy": acc, "n": len(idx)}

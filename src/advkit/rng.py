@@ -1,0 +1,210 @@
+"""Per-sample random streams: counter-based, vectorised, on any device.
+
+An attack run with a ``torch.Generator`` draws its random numbers for the whole batch from one
+sequential stream, so a sample's draws depend on its batch mates (and on the batch size).
+:class:`SampleStreams` gives every sample its own stream instead: sample *i* has a 64-bit key
+(derived from a seed, a label such as the evaluation stage, and the sample's global index) and a
+draw counter; its k-th random word is ``mix(k·γ ⊕ key_i)``, where ``mix`` is the SplitMix64
+finaliser (Steele, Lea & Flood 2014, "Fast splittable pseudorandom number generators"; the
+variant-13 constants of Stafford 2011) and γ the golden-ratio increment.  The hash is written with
+int64 torch ops (wrap-around multiplication; right shifts are masked so that the sign extension of
+an arithmetic shift does not leak in), so draws run on the samples' device with no host round trip.
+
+Every draw returns a tensor whose leading dimension is the samples, and advances only the counters of
+the samples it drew for: :meth:`SampleStreams.subset` views a subset (an attack's still-active
+samples) whose draws move only those samples' counters.  So a sample's draws depend only on its own
+key and its own history of draws: an attack whose per-sample decisions depend only on that sample
+gives the same result for a sample alone, in any batch, in any order, in any number of processes.
+
+Attacks accept either kind through their ``generator=`` argument; the functions :func:`rand`,
+:func:`randn`, :func:`randint` and :func:`take` dispatch: a ``torch.Generator`` (or
+None) gets exactly the ``torch`` call it always got, a :class:`SampleStreams` its own draw.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+#: the random-stream scheme of evaluations (part of ``code_version``: stored batches of another scheme
+#: are never mixed into a resumed run)
+SCHEME = "ps1"
+
+_GAMMA = 0x9E3779B97F4A7C15 - 2**64
+_M1 = 0xBF58476D1CE4E5B9 - 2**64
+_M2 = 0x94D049BB133111EB - 2**64
+_SPAWN = 0x5851F42D4C957F2D  # decorrelates a spawned stream's keys from its parent's words
+
+
+def mix(z: torch.Tensor) -> torch.Tensor:
+    """The SplitMix64 finaliser on int64 tensors (bijective; wrap-around arithmetic)."""
+    z = z ^ ((z >> 30) & ((1 << 34) - 1))
+    z = z * _M1
+    z = z ^ ((z >> 27) & ((1 << 37) - 1))
+    z = z * _M2
+    return z ^ ((z >> 31) & ((1 << 33) - 1))
+
+
+def label_key(seed: int, label: str) -> int:
+    """A 63-bit key from a seed and a label (stable across processes and platforms)."""
+    return int.from_bytes(hashlib.sha256(f"{int(seed)}/{label}".encode()).digest()[:8], "big") >> 1
+
+
+def _mantissa_bits(dtype: torch.dtype) -> int:
+    return round(-math.log2(torch.finfo(dtype).eps)) + 1  # float32: 24, float64: 53
+
+
+class SampleStreams:
+    """One random stream per sample (see the module docstring).  ``len`` is the number of samples."""
+
+    def __init__(self, keys: torch.Tensor, counters: torch.Tensor | None = None,
+                 rows: torch.Tensor | None = None):
+        self._keys = keys  # the root's keys (int64)
+        self._counters = torch.zeros_like(keys) if counters is None else counters  # shared with views
+        self._rows = rows  # None (all of the root) or indices into the root
+        self._sub_keys = keys if rows is None else keys[rows]
+
+    @classmethod
+    def for_samples(cls, seed: int, label: str, index, device=None) -> "SampleStreams":
+        """Streams of the samples with global indices ``index`` (ints), keyed by (seed, label, index)."""
+        if not isinstance(index, torch.Tensor):
+            index = np.asarray(index, dtype=np.int64)
+        idx = torch.as_tensor(index, dtype=torch.int64, device=device).flatten()
+        return cls(mix(mix((idx * _GAMMA) ^ label_key(seed, label)) + _GAMMA))
+
+    # ------------------------------------------------------------------ views
+    def __len__(self) -> int:
+        return len(self._sub_keys)
+
+    @property
+    def device(self) -> torch.device:
+        return self._keys.device
+
+    def subset(self, idx) -> "SampleStreams":
+        """A view of the samples ``idx`` (indices, a bool mask or a slice into this stream's samples);
+        its draws advance these samples' counters here too."""
+        here = torch.arange(len(self), device=self.device) if self._rows is None else self._rows
+        if isinstance(idx, slice):
+            rows = here[idx]
+        else:
+            idx = torch.as_tensor(idx, device=self.device)
+            rows = here[idx.nonzero().flatten() if idx.dtype == torch.bool else idx.long().flatten()]
+        return SampleStreams(self._keys, self._counters, rows)
+
+    def copy(self) -> "SampleStreams":
+        """An independent copy at the current counters (draws from it leave this stream as it is)."""
+        return SampleStreams(self._sub_keys.clone(), self._state().clone())
+
+    def spawn(self) -> "SampleStreams":
+        """A fresh stream per sample keyed by one word of this one (advances each counter by one): the
+        per-sample analogue of seeding a new generator from a draw of the caller's."""
+        return SampleStreams(mix(self.bits(1)[:, 0] ^ _SPAWN))
+
+    def to(self, device) -> "SampleStreams":
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        return SampleStreams(self._sub_keys.to(device), self._state().to(device))
+
+    # ------------------------------------------------------------------ draws
+    def _state(self) -> torch.Tensor:
+        return self._counters if self._rows is None else self._counters[self._rows]
+
+    def bits(self, m: int) -> torch.Tensor:
+        """(n, m) random int64 words; advances each sample's counter by ``m``."""
+        ctr = self._state()
+        pos = ctr[:, None] + torch.arange(m, device=self.device)
+        out = mix((pos * _GAMMA) ^ self._sub_keys[:, None])
+        if self._rows is None:
+            self._counters += m
+        else:
+            self._counters[self._rows] = ctr + m
+        return out
+
+    def _per_sample(self, shape) -> tuple[tuple[int, ...], int]:
+        shape = tuple(int(s) for s in shape)
+        if not shape or shape[0] != len(self):
+            raise InputError(f"a per-sample draw needs a shape whose first dimension is the {len(self)} samples, "
+                             f"got {shape}")
+        return shape, math.prod(shape[1:])
+
+    def _unit(self, words: torch.Tensor, dtype: torch.dtype, shift: int = 0) -> torch.Tensor:
+        """Uniform [0, 1) in ``dtype`` from the top mantissa bits of ``words`` (below ``shift`` bits)."""
+        p = _mantissa_bits(dtype)
+        top = (words >> (64 - shift - p)) & ((1 << p) - 1)
+        return top.to(dtype) * (2.0 ** -p)
+
+    def uniform(self, shape, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Uniform on [0, 1)."""
+        shape, m = self._per_sample(shape)
+        return self._unit(self.bits(m), dtype).view(shape)
+
+    def normal(self, shape, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Standard normal (Box–Muller; two 24-bit uniforms from one word, or two words for float64)."""
+        shape, m = self._per_sample(shape)
+        if dtype == torch.float64:
+            w = self.bits(2 * m)
+            u1, u2 = self._unit(w[:, :m], dtype), self._unit(w[:, m:], dtype)
+            work = dtype
+        else:
+            w, work = self.bits(m), torch.float32
+            u1, u2 = self._unit(w, work), self._unit(w, work, shift=32)
+        r = (-2.0 * torch.log1p(-u1)).sqrt()  # 1 − u1 ∈ (0, 1]
+        return (r * torch.cos(2 * math.pi * u2)).to(dtype).view(shape)
+
+    def integers(self, low, high, shape) -> torch.Tensor:
+        """Integers in [low, high) (int64); ``low``/``high`` are ints or per-sample tensors."""
+        shape, m = self._per_sample(shape)
+        low = torch.as_tensor(low, dtype=torch.int64, device=self.device).reshape(-1, 1)
+        span = torch.as_tensor(high, dtype=torch.int64, device=self.device).reshape(-1, 1) - low
+        w = (self.bits(m) >> 11) & ((1 << 53) - 1)  # 53 uniform bits; the modulo bias is below span/2^53
+        return (w % span.clamp_min(1) + low).view(shape)
+
+    def coin(self) -> torch.Tensor:
+        """(n,) bool, each True with probability 1/2."""
+        return self.bits(1)[:, 0] < 0
+
+
+def is_stream(gen) -> bool:
+    return isinstance(gen, SampleStreams)
+
+
+def rand(gen, shape, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``torch.rand`` from a generator, or per-sample uniforms from :class:`SampleStreams`."""
+    if is_stream(gen):
+        return gen.uniform(shape, dtype).to(device)
+    return torch.rand(shape, generator=gen, device=device, dtype=dtype)
+
+
+def randn(gen, shape, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``torch.randn`` from a generator, or per-sample normals from :class:`SampleStreams`."""
+    if is_stream(gen):
+        return gen.normal(shape, dtype).to(device)
+    return torch.randn(shape, generator=gen, device=device, dtype=dtype)
+
+
+def randint(gen, low: int, high: int, shape, *, device=None) -> torch.Tensor:
+    """``torch.randint`` from a generator, or per-sample integers from :class:`SampleStreams`."""
+    if is_stream(gen):
+        return gen.integers(low, high, shape).to(device)
+    return torch.randint(low, high, shape, generator=gen, device=device)
+
+
+def take(gen, idx):
+    """The streams of the samples ``idx`` (a view); a generator (or None) is returned as it is."""
+    return gen.subset(idx) if is_stream(gen) else gen
+
+
+def check_length(gen, n: int, what: str = "inputs") -> None:
+    """Refuse per-sample streams whose number of samples is not ``n``."""
+    if is_stream(gen) and len(gen) != n:
+        raise InputError(f"generator: expected per-sample streams for the {n} {what}, got streams for "
+                         f"{len(gen)} samples")
+
+
+__all__ = ["SampleStreams", "SCHEME", "mix", "label_key", "is_stream", "rand", "randn", "randint", "take",
+           "check_length"]
