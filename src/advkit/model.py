@@ -97,16 +97,15 @@ class Classifier(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 256, *, logits: bool = False) -> torch.Tensor:
-        """Labels (or logits with ``logits=True``) for ``x`` in batches, on ``x``'s device."""
+        """Labels (or logits with ``logits=True``) for ``x`` in batches (halved on out-of-memory), on
+        ``x``'s device."""
+        from .attacks.batching import forward_in_batches
         self.check_inputs(x)
-        outs = []
+        if len(x) == 0:
+            return torch.empty(0).to(x.device)
         with self.inference():
-            for i in range(0, len(x), batch_size):
-                xb = x[i:i + batch_size].to(self.device, self.dtype)
-                out = self(xb)
-                outs.append(out if logits else out.argmax(1))
-        res = torch.cat(outs) if outs else torch.empty(0)
-        return res.to(x.device)
+            z = forward_in_batches(self, x, batch_size=batch_size, what="predict")
+        return (z if logits else z.argmax(1)).to(x.device)
 
     def infer_num_classes(self, x: torch.Tensor) -> int:
         if self.num_classes is None:
@@ -186,9 +185,9 @@ class Classifier(nn.Module):
             findings.append(Finding("train-mode", "warning",
                                     f"the model was in train mode and has {', '.join(sorted(set(mode_layers)))} layers; "
                                     "advkit evaluates it in eval mode"))
-        xb = x[:32].to(self.device, self.dtype)
-        with self.inference(), torch.no_grad():
-            draws = [self(xb) for _ in range(RANDOMNESS_DRAWS)]
+        from .attacks.batching import forward_in_batches
+        with self.inference():  # halved on out-of-memory (attacks/batching.py)
+            draws = [forward_in_batches(self, x[:32], what="pre-flight check") for _ in range(RANDOMNESS_DRAWS)]
         a = draws[0]
         if a.dim() != 2:
             raise ModelError(f"the model must return logits of shape (N, classes), got shape {tuple(a.shape)}")

@@ -2,6 +2,7 @@
 out-of-memory halving of attack batches (a mocked CUDA OOM)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -122,3 +123,38 @@ def test_other_errors_and_single_sample_ooms_are_not_swallowed():
         FGSM(ThreatModel("linf", 0.1))(Classifier(_OOMNet(limit=0), accelerate=False), x, y, batch_size=2)
     from advkit.attacks.batching import is_out_of_memory
     assert not is_out_of_memory(RuntimeError("shape mismatch")) and is_out_of_memory(RuntimeError("CUDA out of memory"))
+
+
+def test_plain_forward_passes_halve_on_out_of_memory_too(caplog):
+    """Classifier.predict, the pre-flight check and the evaluation's clean-accuracy stage and confidences
+    (attacks/batching.forward_in_batches) halve the batch like the attacks do, and say so."""
+    from advkit.evaluation.stages import _confidence, clean
+    torch.manual_seed(0)  # test data only
+    x, y = torch.rand(12, 1, 4, 4), torch.randint(0, 4, (12,))
+    ref = Classifier(_OOMNet(limit=99), accelerate=False)
+    clf = Classifier(_OOMNet(limit=3), accelerate=False)
+    clf.load_state_dict(ref.state_dict())
+    with pytest.warns(BatchSizeReducedWarning, match="predict: out of memory on cpu with a batch of 12"):
+        assert torch.equal(clf.predict(x, batch_size=12, logits=True), ref.predict(x, batch_size=12, logits=True))
+    with pytest.warns(BatchSizeReducedWarning, match="pre-flight check: out of memory"):
+        clf.preflight(x, warn=False)
+
+    class Ctx:  # the part of evaluation.context.Context that the clean stage uses
+        def __init__(self, model):
+            self.clf, self.x, self.y, self.index, self.records = model, x, y, np.arange(12), {}
+
+        def run_batched(self, stage, fn, label=None):  # one batch of all 12 samples
+            out = {k: np.asarray(v) for k, v in fn(slice(0, 12), None).items()}
+            self.records.update({k: v for k, v in out.items() if not k.startswith("_")})
+            return out
+    ctx, want = Ctx(clf), Ctx(ref)
+    caplog.set_level("WARNING", logger="advkit.attacks.batching")
+    with pytest.warns(BatchSizeReducedWarning, match="clean accuracy: out of memory on cpu with a batch of 12; "
+                                                     "continuing with batches of 6"):
+        got = clean(ctx)
+    assert "clean accuracy: out of memory" in caplog.text  # in the log too
+    expected = clean(want)
+    for k in ("clean_pred", "clean_conf", "clean_correct", "top5_correct"):
+        assert np.array_equal(got[k], expected[k]), k
+    with pytest.warns(BatchSizeReducedWarning, match="confidence of adversarial examples"):
+        assert np.array_equal(_confidence(ctx, x), _confidence(want, x))

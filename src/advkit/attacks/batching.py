@@ -1,7 +1,9 @@
 """Batches that fit the device: on out-of-memory, halve the batch and continue (and say so).
 
 An attack (or any batched model work) on an accelerator starts with the whole input as one batch
-(:func:`advkit.attacks.base.default_batch_size`); when a batch does not fit, the device's
+(:func:`advkit.attacks.base.default_batch_size`); plain forward passes over data (the evaluation's
+clean-accuracy stage and confidences, ``Classifier.predict``, the pre-flight check) go through
+:func:`forward_in_batches`, which starts with the batch it is given.  When a batch does not fit, the device's
 out-of-memory error is caught, the cache is emptied, the batch size is halved and the same samples
 are tried again, down to one sample per batch.  Every halving is reported once, as a
 :class:`~advkit.errors.BatchSizeReducedWarning` and a log line.  Randomness drawn by the failed attempt
@@ -58,4 +60,20 @@ def run_in_batches(fn: Callable[[slice], object], n: int, batch_size: int, devic
     return outs
 
 
-__all__ = ["run_in_batches", "is_out_of_memory"]
+def forward_in_batches(model, x: torch.Tensor, *, batch_size: int | None = None,
+                       what: str = "forward pass") -> torch.Tensor:
+    """``model(x)`` without gradients, on the model's device and dtype, in batches of ``batch_size`` (all of
+    ``x`` by default), halved on out-of-memory like the attacks' batches (``what`` names it in the warning)."""
+    device = getattr(model, "device", x.device)
+    dtype = getattr(model, "dtype", x.dtype)
+
+    def one(sl: slice) -> torch.Tensor:
+        with torch.no_grad():
+            return model(x[sl].to(device, dtype))
+    if len(x) == 0:
+        return one(slice(0, 0))
+    outs = run_in_batches(one, len(x), batch_size or len(x), device, what=what)
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
+__all__ = ["run_in_batches", "is_out_of_memory", "forward_in_batches"]

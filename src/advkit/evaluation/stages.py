@@ -20,6 +20,7 @@ import torch
 
 from ..attacks import presets, registry
 from ..attacks.adaptive import supports_eot, with_eot
+from ..attacks.batching import forward_in_batches
 from ..attacks.fgsm import FGSM
 from ..attacks.pgd import PGD
 from ..attacks.restarts import BestOf
@@ -59,8 +60,8 @@ def _remedy(code: str) -> str:
 
 def clean(ctx: Context) -> dict:
     def batch(sl, gen):
-        with torch.no_grad(), ctx.clf.inference():
-            z = ctx.clf(ctx.x[sl].to(ctx.clf.device, ctx.clf.dtype)).float().cpu()
+        with ctx.clf.inference():  # halved on out-of-memory (attacks/batching.py)
+            z = forward_in_batches(ctx.clf, ctx.x[sl], what="clean accuracy").float().cpu()
         p = z.softmax(1)
         y = ctx.y[sl]
         k = min(5, z.shape[1])
@@ -105,8 +106,9 @@ def attack_stage(ctx: Context, threat: ThreatModel, name: str, attack, todo: np.
 
 
 def _confidence(ctx: Context, x_adv: torch.Tensor) -> np.ndarray:
-    with torch.no_grad(), ctx.clf.inference():
-        return ctx.clf(x_adv.to(ctx.clf.device, ctx.clf.dtype)).float().softmax(1).max(1).values.cpu().numpy()
+    with ctx.clf.inference():
+        z = forward_in_batches(ctx.clf, x_adv, what="confidence of adversarial examples")
+    return z.float().softmax(1).max(1).values.cpu().numpy()
 
 
 def robust_so_far(ctx: Context, threat, names: list[str]) -> np.ndarray:
