@@ -112,17 +112,17 @@ class SampleStreams:
 
     # ------------------------------------------------------------------ draws
     def _state(self) -> torch.Tensor:
-        return self._counters if self._rows is None else self._counters[self._rows]
+        return self._counters if self._rows is None else self._counters.index_select(0, self._rows)
 
     def bits(self, m: int) -> torch.Tensor:
         """(n, m) random int64 words; advances each sample's counter by ``m``."""
         ctr = self._state()
-        pos = ctr[:, None] + torch.arange(m, device=self.device)
+        pos = ctr[:, None] if m == 1 else ctr[:, None] + torch.arange(m, device=self.device)
         out = mix((pos * _GAMMA) ^ self._sub_keys[:, None])
         if self._rows is None:
             self._counters += m
         else:
-            self._counters[self._rows] = ctr + m
+            self._counters.index_copy_(0, self._rows, ctr + m)
         return out
 
     def _per_sample(self, shape) -> tuple[tuple[int, ...], int]:
@@ -159,9 +159,11 @@ class SampleStreams:
     def integers(self, low, high, shape) -> torch.Tensor:
         """Integers in [low, high) (int64); ``low``/``high`` are ints or per-sample tensors."""
         shape, m = self._per_sample(shape)
+        w = (self.bits(m) >> 11) & ((1 << 53) - 1)  # 53 uniform bits; the modulo bias is below span/2^53
+        if isinstance(low, int) and isinstance(high, int):  # the common case: no bound tensors to build
+            return (w % max(high - low, 1) + low).view(shape)
         low = torch.as_tensor(low, dtype=torch.int64, device=self.device).reshape(-1, 1)
         span = torch.as_tensor(high, dtype=torch.int64, device=self.device).reshape(-1, 1) - low
-        w = (self.bits(m) >> 11) & ((1 << 53) - 1)  # 53 uniform bits; the modulo bias is below span/2^53
         return (w % span.clamp_min(1) + low).view(shape)
 
     def coin(self) -> torch.Tensor:

@@ -6,8 +6,10 @@ clean-accuracy stage and confidences, ``Classifier.predict``, the pre-flight che
 :func:`forward_in_batches`, which starts with the batch it is given.  When a batch does not fit, the device's
 out-of-memory error is caught, the cache is emptied, the batch size is halved and the same samples
 are tried again, down to one sample per batch.  Every halving is reported once, as a
-:class:`~advkit.errors.BatchSizeReducedWarning` and a log line.  Randomness drawn by the failed attempt
-is not replayed, so a halved run's random draws differ from an unhalved one (its numbers are as valid).
+:class:`~advkit.errors.BatchSizeReducedWarning` and a log line.  With per-sample streams
+(:mod:`advkit.rng`) the retried samples replay their draws (``Attack.__call__`` gives each attempt a copy
+of their streams); with a ``torch.Generator`` the failed attempt's draws are not replayed, so a halved
+run's random draws differ from an unhalved one (its numbers are as valid).
 """
 from __future__ import annotations
 

@@ -2,11 +2,14 @@
 
 The unit of work is the evaluation batch: the samples are cut into fixed batches of
 ``spec.batch_size`` (batch ``b`` holds samples ``b·bs … (b+1)·bs − 1`` of the selection), and rank
-``r`` of ``W`` computes batches ``r, r + W, r + 2W, …``.  Each batch's random stream is seeded from
-(spec seed, stage, batch index) (:func:`advkit.evaluation.context.derive_seed`), i.e. from the seed and
-the indices of the samples it holds, never from the rank or the number of ranks; every decision an
-attack stage makes about a sample depends only on that sample's earlier records.  So the per-sample
-records are identical for 1, 2 or 3 processes (at the same ``batch_size``).
+``r`` of ``W`` computes batches ``r, r + W, r + 2W, …``.  Every sample draws its random numbers from its
+own stream keyed by (spec seed, stage, the sample's index in the selection)
+(:meth:`advkit.evaluation.context.Context.streams`, :class:`advkit.rng.SampleStreams`), never from the
+rank, the number of ranks or its batch mates; every decision an attack stage makes about a sample
+depends only on that sample's earlier records.  So the per-sample records are identical for any number
+of processes and any batch size, for a deterministic model (a randomized model's own noise, e.g. a noise
+defense, is drawn by the model and is not per-sample; and a model's batched kernels may round differently
+at another batch size, which can move a float in its last bits).
 
 After each stage the ranks exchange their batches (``all_gather_object``), so every rank holds every
 per-sample record (scalars per sample: small) and global decisions (FGSM's survivors, the samples of
