@@ -1,5 +1,5 @@
 """The sharding rule in-process: each simulated rank computes only its batches (r, r+W, ...), with the
-same per-batch random streams as one process, so the merged records equal the single-process ones."""
+same per-sample random streams as one process, so the merged records equal the single-process ones."""
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +19,14 @@ def _ctx(n=23, bs=4):
     return Context(EvaluationSpec(batch_size=bs), Classifier(nn.Flatten()), x, y, np.arange(n), 4)
 
 
-def _stage(sl, gen):
-    return {"draw": torch.rand(sl.stop - sl.start, generator=gen), "_count": [sl.stop - sl.start]}
+def _stage(sl, streams):
+    return {"draw": streams.uniform((sl.stop - sl.start,)), "_count": [sl.stop - sl.start]}
+
+
+def test_a_samples_draws_do_not_depend_on_the_batch_size():
+    four, five = _ctx(bs=4).run_batched("s", _stage)["draw"], _ctx(bs=5).run_batched("s", _stage)["draw"]
+    assert len(four) == 23 and np.array_equal(four, five)
+    assert not np.array_equal(_ctx(bs=4).run_batched("other stage", _stage)["draw"], four)
 
 
 @pytest.mark.parametrize("world", [2, 3])

@@ -104,7 +104,7 @@ def derive_generator(generator, device: torch.device):
     """A generator on ``device`` seeded from ``generator`` (or fresh entropy); never the global RNG.
     Per-sample streams (:class:`advkit.rng.SampleStreams`) spawn fresh per-sample streams on ``device``."""
     if rng.is_stream(generator):
-        return generator.to(device).spawn()
+        return generator.spawn().to(device)  # spawned where the caller holds it: its counters advance
     g = torch.Generator(device=device)
     if generator is None:
         g.seed()
