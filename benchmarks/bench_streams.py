@@ -6,9 +6,12 @@ the attack that draws every iteration.
 Two measurements per norm, each the median of ``--reps`` runs, the two kinds of randomness interleaved in
 one process (so machine load affects both alike):
 
-* a whole Square run (``--queries`` iterations on ``--batch`` images of an adversarially trained model, most
-  of which stay active): seconds per iteration with each kind and their ratio;
-* one Square step without the model (windows, signs, bump orientation and the candidate): the draws' own cost.
+* a whole Square run (``--queries`` iterations on ``--batch`` images of an adversarially trained model, at
+  budgets so small that no image breaks, so both runs do the same work every iteration): seconds per
+  iteration with each kind and their ratio;
+* one Square step without the model (windows, signs, bump orientation and the candidate);
+* the random draws of one step alone (two window corners, or four for L2/L1, the bump's coin and the
+  signs), the only work that differs: ``overhead`` = their extra cost over a whole iteration's cost.
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    from advkit import rng
     from advkit.attacks.square import Square
     from advkit.rng import SampleStreams
     from advkit.sources.data import load_data
@@ -60,12 +64,14 @@ def main(argv=None) -> int:
 
     print(f"model {args.model}, {len(x)} images {tuple(x.shape[1:])}, {args.queries} queries, "
           f"{torch.get_num_threads()} thread(s), median of {args.reps}")
-    print("| norm | run s/iter generator | run s/iter streams | ratio | step-only ms generator | "
-          "step-only ms streams |")
-    print("|---|---|---|---|---|---|")
-    eps = {"linf": 0.3, "l2": 2.0, "l1": 10.0}
+    print("| norm | run ms/iter generator | run ms/iter streams | ratio | step-only ms generator | "
+          "step-only ms streams | draws ms generator | draws ms streams | overhead |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    n, c = len(x), x.shape[1]
+    eps = {"linf": 0.01, "l2": 0.05, "l1": 0.2}  # nothing breaks: every iteration works on every image
     for norm in ("linf", "l2", "l1"):
         sq = Square(f"{norm}:{eps[norm]}", n_queries=args.queries)
+        broken = [int(sq(clf, x, y, generator=gen(kind)).success.sum()) for kind in ("generator", "streams")]
         run_g, run_s = _pair(lambda kind: (lambda: sq(clf, x, y, generator=gen(kind))), args.reps)
         step = {"linf": sq._step_linf, "l2": sq._step_l2, "l1": sq._step_l1}[norm]
         xb = sq._init_linf(x, gen("generator"), (0.0, 1.0)) if norm == "linf" else \
@@ -76,9 +82,24 @@ def main(argv=None) -> int:
             g = gen(kind)
             return lambda: [step(x, xb, side, g, (0.0, 1.0)) for _ in range(20)]
         st_g, st_s = _pair(steps, args.reps)
+
+        def draws(kind, corners=2 if norm == "linf" else 4):
+            g = gen(kind) if kind == "generator" else rng.take(gen(kind), rows)  # Square draws for a subset
+
+            def one_step():
+                if rng.is_stream(g):  # as Square does: the step's words in one draw
+                    g.prefetch(corners + (norm != "linf") + c)
+                for _ in range(corners):
+                    rng.randint(g, 0, 20, (n, 1, 1, 1))
+                if norm != "linf":
+                    g.coin() if rng.is_stream(g) else torch.rand(1, generator=g).item()
+                rng.randint(g, 0, 2, (n, c, 1, 1))
+            return lambda: [one_step() for _ in range(20)]
+        dr_g, dr_s = _pair(draws, args.reps)
         q = args.queries
-        print(f"| {norm} | {run_g / q:.5f} | {run_s / q:.5f} | {run_s / run_g:.3f} | {st_g / 20 * 1e3:.3f} | "
-              f"{st_s / 20 * 1e3:.3f} |")
+        print(f"| {norm} (broken {broken[0]}/{broken[1]}) | {run_g / q * 1e3:.2f} | {run_s / q * 1e3:.2f} | "
+              f"{run_s / run_g:.3f} | {st_g / 20 * 1e3:.3f} | {st_s / 20 * 1e3:.3f} | {dr_g / 20 * 1e3:.3f} | "
+              f"{dr_s / 20 * 1e3:.3f} | {(dr_s - dr_g) / 20 / (run_g / q):+.1%} |")
     return 0
 
 

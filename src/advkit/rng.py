@@ -67,6 +67,8 @@ class SampleStreams:
         self._counters = torch.zeros_like(keys) if counters is None else counters  # shared with views
         self._rows = rows  # None (all of the root) or indices into the root
         self._sub_keys = keys if rows is None else keys[rows]
+        self._buf: torch.Tensor | None = None  # words drawn ahead by prefetch(), served in order
+        self._used = 0
 
     @classmethod
     def for_samples(cls, seed: int, label: str, index, device=None) -> "SampleStreams":
@@ -114,8 +116,20 @@ class SampleStreams:
     def _state(self) -> torch.Tensor:
         return self._counters if self._rows is None else self._counters.index_select(0, self._rows)
 
+    def prefetch(self, m: int) -> None:
+        """Draw each sample's next ``m`` words now; the following draws of this object take them in order
+        (the same numbers as drawing them one by one, in fewer tensor operations: for a loop that draws a
+        few small tensors per iteration).  A draw that no longer fits draws afresh, after them."""
+        self._buf, self._used = None, 0
+        self._buf = self.bits(m)
+
     def bits(self, m: int) -> torch.Tensor:
         """(n, m) random int64 words; advances each sample's counter by ``m``."""
+        if self._buf is not None:
+            if self._used + m <= self._buf.shape[1]:
+                self._used += m
+                return self._buf[:, self._used - m:self._used]
+            self._buf = None
         ctr = self._state()
         pos = ctr[:, None] if m == 1 else ctr[:, None] + torch.arange(m, device=self.device)
         out = mix((pos * _GAMMA) ^ self._sub_keys[:, None])

@@ -126,3 +126,14 @@ def test_streams_for_other_samples_are_refused(problem):
     clf, x, y = problem
     with pytest.raises(InputError, match="expected per-sample streams for the 10 inputs, got streams for 4"):
         PGD("linf:0.03", steps=1)(clf, x, y, generator=SampleStreams.for_samples(0, "t", range(4)))
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
+def test_square_prefetches_exactly_the_words_a_step_draws(norm, problem):
+    x = problem[1][:6].repeat(1, 3, 1, 1)  # 3 channels: c signs per step
+    sq = Square(f"{norm}:0.5", n_queries=5)
+    streams = SampleStreams.for_samples(0, "words", range(6)).subset(torch.arange(6))
+    words = sq._words_per_step(3)
+    streams.prefetch(words)
+    getattr(sq, f"_step_{norm}")(x, x.clone(), 3, streams, (0.0, 1.0))
+    assert streams._buf is not None and streams._used == words == streams._buf.shape[1]

@@ -142,3 +142,29 @@ def test_cuda_draws_equal_cpu_draws():
     assert torch.equal(cpu.integers(0, 5, (8, 4)), gpu.integers(0, 5, (8, 4)).cpu())
     assert torch.allclose(cpu.normal((8, 4)), gpu.normal((8, 4)).cpu(), atol=1e-6)
     assert math.isclose(float(gpu.subset([1, 2]).uniform((2, 1)).sum()), float(cpu.subset([1, 2]).uniform((2, 1)).sum()))
+
+
+def test_the_stream_scheme_is_part_of_the_code_version_that_resume_compares():
+    """Batches stored before per-sample streams (code_version "0.1.0" on an install without git) drew other
+    random numbers: the scheme in code_version makes --resume refuse to mix them in."""
+    from advkit import __version__
+    from advkit.evaluation.run_info import check_resumable, code_version
+    from advkit.errors import ConfigError
+    assert code_version().startswith(f"{__version__}+{rng.SCHEME}")
+    old = {"run_id": 3, "model_hash": "m", "data_hash": "d", "code_version": __version__}
+    with pytest.raises(ConfigError, match="the advkit code"):
+        check_resumable(old, {"model_hash": "m", "data_hash": "d", "code_version": code_version()})
+
+
+def test_prefetched_words_are_the_words_drawn_one_by_one():
+    a, b = _streams(), _streams()
+    a.prefetch(7)
+    got = [a.integers(0, 9, (4, 1)), a.coin(), a.uniform((4, 2)), a.normal((4, 3))]  # 1 + 1 + 2 + 3 words
+    want = [b.integers(0, 9, (4, 1)), b.coin(), b.uniform((4, 2)), b.normal((4, 3))]
+    assert all(torch.equal(g, w) for g, w in zip(got, want))
+    assert torch.equal(a.uniform((4, 5)), b.uniform((4, 5)))  # past the buffer: afresh, in step
+    c, d = _streams(), _streams()
+    c.prefetch(3)
+    c.uniform((4, 1))
+    d.bits(3)
+    assert torch.equal(c.uniform((4, 4)), d.uniform((4, 4)))  # 2 words left do not fit 4: drawn after them

@@ -23,9 +23,9 @@ adversarial attack via random search", Algorithms 1–3.  Only ``oracle.logits``
 
 Windows are drawn per sample (the official code shares one window across the batch).  The coin that
 transposes the L2/L1 bump is one per batch with a ``torch.Generator`` (as the official code) and one per
-sample with per-sample streams (:mod:`advkit.rng`), so that a sample's run never depends on its batch.  A candidate
-replaces the current point when it lowers L (or is already adversarial); successful samples leave
-the working batch.
+sample with per-sample streams (:mod:`advkit.rng`), so that a sample's run never depends on its batch.
+A candidate replaces the current point when it lowers L (or is already adversarial); successful samples
+leave the working batch.
 """
 from __future__ import annotations
 
@@ -126,6 +126,8 @@ class Square(BudgetedAttack):
         for i in range(self.n_queries - 1):
             if not len(active):
                 break
+            if rng.is_stream(ga):  # this step's draws in one go (see _words_per_step)
+                ga.prefetch(self._words_per_step(x.shape[1]))
             cand = step(xa, xb, self._side(i, x), ga, bounds)
             m_new, l_new = self._scores(oracle, cand, ya, ta)
             take = (l_new < la) | (m_new > 0)
@@ -140,6 +142,11 @@ class Square(BudgetedAttack):
                 ga = rng.take(generator, active)
         x_best[active] = xb
         return x_best
+
+    def _words_per_step(self, c: int) -> int:
+        """Random words per sample that one step draws: a window corner (2 numbers; two windows for
+        L2/L1), the bump's coin (L2/L1) and c signs."""
+        return 2 + c if self.norm == "linf" else 4 + 1 + c
 
     def _side(self, i: int, x) -> int:
         c, h, w = x.shape[1:]
