@@ -107,6 +107,7 @@ class SampleStreams:
         return SampleStreams(mix(self.bits(1)[:, 0] ^ _SPAWN))
 
     def to(self, device) -> "SampleStreams":
+        """These streams on ``device``: the same object on its own device, else a copy at the current counters."""
         device = torch.device(device)
         if device == self.device:
             return self
