@@ -123,6 +123,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--cases", nargs="+", default=["digits:l1", "pgdat:l1"])
+    ap.add_argument("--eps", type=float, default=None, help="ε for every case (default: EPS per model and norm).")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", default=None, help="Comma-separated subset of the cascade, e.g. apgd-ce,apgd-t.")
     ap.add_argument("--out", default=None, help="Append one JSON line per (case, seed).")
@@ -132,7 +133,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     for case in args.cases:
         model, norm = case.split(":")
-        eps = EPS[("pgdat" if model == "pgdat" else "digits", norm)]
+        eps = args.eps if args.eps is not None else EPS[("pgdat" if model == "pgdat" else "digits", norm)]
         net, x, y = load_case(model, args.n)
         rows = []
         for seed in args.seeds:

@@ -46,3 +46,32 @@ def test_pgd_keeps_the_last_iterate_on_a_randomized_model(digits_model):
     assert cfg["attack"]["keep_best"] is False
     cfg = evaluate(spec, model=clf, data=(x, y)).result["threats"]["linf:0.1"]["attacks"]["pgd"]["config"]
     assert cfg["attack"]["keep_best"] is True
+
+
+class _SeededNoise(nn.Module):
+    """Gaussian input noise σ from its own generator (reproducible draws)."""
+
+    def __init__(self, sigma: float, seed: int):
+        super().__init__()
+        self.sigma, self.g = sigma, torch.Generator().manual_seed(seed)
+
+    def forward(self, x):
+        return x + self.sigma * torch.randn(x.shape, generator=self.g)
+
+
+def test_apgd_eot_runs_the_whole_budget_on_every_sample(digits_model):
+    """Official AutoAttack rand: APGD with EOT never stops a sample at its first (lucky) success, and
+    returns the latest iterate a draw misclassified.  Stopping early returned points that fresh draws
+    classified correctly far more often (issue 12: 106.8 vs the official 75.1 expected correct of 200
+    behind noise:0.1; benchmarks/README.md).  Deterministic APGD (eot 1) keeps its early stop."""
+    clf, x, y = digits_model
+    x, y = x[:40], y[:40]
+    noisy = Classifier(nn.Sequential(_SeededNoise(0.3, 7), clf.net), num_classes=10, input_shape=(1, 8, 8))
+    steps, eot = 20, 4
+    res = APGD("linf:0.15", steps=steps, eot=eot)(noisy, x, y, generator=torch.Generator().manual_seed(0))
+    assert res.success.sum() >= 10
+    # every attacked sample runs every iteration: (steps + 1) EOT gradient passes each
+    assert res.gradient_calls > 0 and res.gradient_calls % (eot * (steps + 1)) == 0, res.gradient_calls
+    det = APGD("linf:0.15", steps=steps)(clf, x, y, generator=torch.Generator().manual_seed(0))
+    attacked = int((clf.predict(x) == y).sum())
+    assert det.success.sum() >= 10 and det.gradient_calls < attacked * (steps + 1)

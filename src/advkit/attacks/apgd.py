@@ -27,6 +27,15 @@ sparsity of x_max dropped by ≥5% (restarting from x_max), else divided by 1.5 
 Random start (as the official code): L∞ ε·u/‖u‖∞ with u ~ U[−1,1]^d, L2 ε·g/‖g‖₂ with g Gaussian,
 L1 the projection of x + g onto the L1 ball ∩ box.  Samples leave the working batch as soon as they
 are misclassified (per-sample early stop), which changes no other sample's trajectory.
+
+With EOT (``eot`` > 1, randomized models; Athalye et al. 2018) the gradient is averaged over ``eot``
+draws and the run follows the official AutoAttack rand version: every sample runs the whole budget
+(no early stop), a sample counts as broken at an iteration when the last single draw of that
+iteration misclassifies it, and the point returned is the latest such iterate.  Stopping a sample at
+its first success (a lucky draw, or the EOT-averaged logits barely across the boundary) returned
+points a fresh draw classified correctly far more often: on ``zoo:mnist5k-pgdat`` behind
+``noise:0.1`` (200 images, L∞ 0.3) the expected number of correct images over 20 fresh draws was
+106.8 at advkit's points vs 75.1 at the official code's (``benchmarks/bench_defenses.py``).
 """
 from __future__ import annotations
 
@@ -172,12 +181,14 @@ class APGD(BudgetedAttack):
 
         def evaluate(st):
             l, g, z = oracle.value_and_grad(st.x_adv, lambda zz: loss_fn(zz, st.y, st.t if has_t else None))
+            if self.eot > 1:  # randomized model: one draw decides, as in the official code (module docstring)
+                z = oracle.last_draw
             done = self._is_success(z, st.y, st.goal if has_goal else None)
             if not final:
                 done = torch.zeros_like(done)
             out[st.idx[done]] = st.x_adv[done]
             ok[st.idx[done]] = True
-            return l, g, done
+            return l, g, (done if self.eot == 1 else torch.zeros_like(done))
 
         l, g, done = evaluate(s)
         one = torch.ones(n, device=x.device, dtype=x.dtype)

@@ -35,6 +35,8 @@ class Oracle:
         #: drives progress reports; ``on_pass`` (if set) is called after each one
         self.passes = 0
         self.on_pass: Callable[[], None] | None = None
+        #: logits of the last single forward pass made by ``value_and_grad``
+        self.last_draw: torch.Tensor | None = None
         self.paths = FastPaths(model, accelerate_allowed(model, eot))
 
     def _tick(self) -> None:
@@ -65,12 +67,16 @@ class Oracle:
             return self.model(x)
 
     def value_and_grad(self, x: torch.Tensor, loss: Loss) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(per-sample loss, ∂ sum(loss)/∂x, logits), each averaged over ``eot`` draws."""
+        """(per-sample loss, ∂ sum(loss)/∂x, logits), each averaged over ``eot`` draws.  With ``eot`` > 1
+        the logits of the last single draw are kept in ``last_draw`` (the official AutoAttack decides
+        success inside APGD-EOT on that draw)."""
         self._tick()
         if self.eot == 1:
             self.calls += len(x)
             self.grads += len(x)
-            return self.paths.value_and_grad(x, loss)
+            out = self.paths.value_and_grad(x, loss)
+            self.last_draw = out[2]
+            return out
         total_l, total_g, total_z = None, None, None
         for _ in range(self.eot):
             xg = x.detach().requires_grad_(True)
@@ -84,6 +90,7 @@ class Oracle:
             total_z = z if total_z is None else total_z + z
         self.calls += len(x) * self.eot
         self.grads += len(x) * self.eot
+        self.last_draw = z
         return total_l / self.eot, total_g / self.eot, total_z / self.eot
 
     def exact_logits(self, x: torch.Tensor) -> torch.Tensor:
