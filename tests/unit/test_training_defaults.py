@@ -48,7 +48,8 @@ def test_old_defaults_are_gone_and_the_new_ones_are_documented():
 
 def test_task_defaults_follow_data_method_epochs_and_optimizer():
     d = TrainConfig.for_task(data="digits", method="pgd-at", epochs=3)
-    assert d.eps == 0.125 and d.arch_kwargs == {"padding": 1} and (d.val_size, d.batch_size, d.lr) == (200, 8, 2e-3)
+    assert d.eps == 0.125 and d.arch_kwargs == {"padding": 1} and (d.val_size, d.batch_size, d.lr) == (0, 4, 2e-3)
+    assert (d.mean, d.std) == ((0.305,), (0.376,))
     assert d.warmup_epochs == pytest.approx(0.9) and d.warmup_epochs < d.epochs
     long = TrainConfig.for_task(data="mnist5k", method="trades", epochs=40)
     assert long.eps == 0.3 and long.warmup_epochs == 5.0 and long.lr_warmup_epochs == 1.0
@@ -181,3 +182,24 @@ def test_cli_untrainable_setting_exits_5_without_a_model_file(tmp_path, capsys, 
     assert code == 5 and not out.exists()
     assert "training stalled at chance level" in err and "too small" in err and "No model was written" in err
     assert "Traceback" not in err
+
+
+def test_mean_std_are_part_of_the_trained_model(tmp_path):
+    """A recipe's mean/std normalise inside the model (ε stays in pixel units) and are saved with it."""
+    from advkit.errors import ConfigError
+    from advkit.sources.models import load_model
+    from advkit.training.run import build_model, save
+    c = TrainConfig.for_task(data="digits", method="standard", epochs=1)
+    clf = build_model(c, (1, 8, 8), 10)
+    x = torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(clf(x), clf.net((x - 0.305) / 0.376))
+    path = save(clf, c, {}, tmp_path / "m.safetensors")
+    back = load_model(str(path))
+    with torch.no_grad():
+        assert torch.allclose(back(x), clf(x))
+    assert c.to_dict()["mean"] == [0.305]
+    with pytest.raises(ConfigError, match="std"):
+        TrainConfig(std=(0.0,))
+    with pytest.raises(ConfigError, match="mean"):
+        TrainConfig(mean="a,b")

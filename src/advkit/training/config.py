@@ -49,7 +49,9 @@ class TrainConfig:
     steps at the training ε (noisy accuracy at σ for ``gaussian``); ``keep`` = best (by robust
     validation accuracy, Rice et al. 2020) or last.  Stall check: ``chance_patience`` epochs (0 = off)
     after which a run whose accuracy never left chance level stops with
-    :class:`~advkit.errors.TrainingStalled` (see :mod:`.stall`).
+    :class:`~advkit.errors.TrainingStalled` (see :mod:`.stall`).  Input normalisation: ``mean``/``std``
+    (per channel, or one value) are part of the model (its Classifier subtracts and divides before the
+    network, and the model file records them), so ε stays in pixel units.
     """
 
     arch: str = "smallcnn"
@@ -82,10 +84,17 @@ class TrainConfig:
     augment_shift: int = 0
     keep: str = "best"
     chance_patience: int = 2
+    mean: tuple | None = None
+    std: tuple | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
         object.__setattr__(self, "arch_kwargs", dict(self.arch_kwargs))
+        from ..devices import parse_floats
+        for name in ("mean", "std"):
+            object.__setattr__(self, name, parse_floats(getattr(self, name), name))
+        if self.std is not None and any(v <= 0 for v in self.std):
+            raise ConfigError(f"std: expected positive numbers, got {list(self.std)}")
         self._check_choice("method", METHODS)
         self._check_choice("schedule", SCHEDULES)
         self._check_choice("optimizer", OPTIMIZERS)
@@ -128,6 +137,8 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["milestones"] = list(self.milestones)
+        for name in ("mean", "std"):
+            d[name] = None if d[name] is None else list(d[name])
         return d
 
     def replace(self, **overrides) -> "TrainConfig":

@@ -48,6 +48,9 @@ def build_model(config: TrainConfig, input_shape: tuple[int, int, int], num_clas
         torch.manual_seed(derive_seed(config.seed, "init"))
         net = build(config.arch, num_classes=num_classes, in_channels=c, input_size=h, **config.arch_kwargs)
     clf = Classifier(net, num_classes=num_classes, input_shape=input_shape, name=config.arch)
+    if config.mean is not None or config.std is not None:
+        from ..devices import set_normalization
+        set_normalization(clf, config.mean, config.std, channels=c)
     return clf.to(device) if device is not None else clf
 
 
