@@ -146,6 +146,9 @@ CASES = [
     Case("train-empty-data", "train --arch smallcnn --data npz:{d}/empty.npz --epochs 1 --val-size 0", 2,
          r"no (images|samples)"),
     Case("train-epochs-zero", TRAIN + " --epochs 0", 2, r"epochs"),
+    Case("train-mean-not-numbers", TRAIN + " --mean a,b", 2, r"mean: expected comma-separated numbers"),
+    Case("train-std-zero", TRAIN + " --std 0", 2, r"std: expected positive"),
+    Case("train-mean-wrong-channels", TRAIN + " --mean 0.1,0.2,0.3", 2, r"mean: expected 1 value, got 3"),
     Case("train-seed-2-63", TRAIN + " --seed 9223372036854775808", 2, r"seed.*2\^63"),
     Case("train-out-not-safetensors", TRAIN + " --out {t}/model.pt", 2, r"\.safetensors"),
     # ---------------------------------------------------------------- gate
