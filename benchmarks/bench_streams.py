@@ -19,24 +19,15 @@ import argparse
 import time
 
 import torch
-
-
-def _median(fn, reps: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2]
+from bench_passes import _median_seconds  # run as a script: benchmarks/ is on sys.path
 
 
 def _pair(make_gen_fn, reps: int) -> tuple[float, float]:
     """Medians of fn(torch.Generator) and fn(SampleStreams), interleaved run by run."""
     a, b = [], []
     for _ in range(reps):
-        a.append(_median(make_gen_fn("generator"), 1))
-        b.append(_median(make_gen_fn("streams"), 1))
+        a.append(_median_seconds(make_gen_fn("generator"), 1))
+        b.append(_median_seconds(make_gen_fn("streams"), 1))
     return sorted(a)[len(a) // 2], sorted(b)[len(b) // 2]
 
 
