@@ -79,6 +79,14 @@ def parse_floats(text: str | Sequence[float] | None, name: str) -> tuple[float, 
     return out
 
 
+def parse_mean_std(mean, std) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """``(mean, std)`` parsed by :func:`parse_floats`; a std that is not positive is refused."""
+    mean, std = parse_floats(mean, "mean"), parse_floats(std, "std")
+    if std is not None and any(s <= 0 for s in std):
+        raise ConfigError(f"std: expected positive numbers, got {list(std)}")
+    return mean, std
+
+
 def set_normalization(clf, mean: Sequence[float] | None, std: Sequence[float] | None,
                       channels: int | None = None) -> None:
     """Give ``clf`` (an :class:`~advkit.model.Classifier`) per-channel ``mean``/``std`` buffers.
@@ -88,7 +96,7 @@ def set_normalization(clf, mean: Sequence[float] | None, std: Sequence[float] | 
     """
     if mean is None and std is None:
         return
-    mean, std = parse_floats(mean, "mean"), parse_floats(std, "std")
+    mean, std = parse_mean_std(mean, std)
     if clf.mean is not None or clf.std is not None:
         raise ConfigError("mean/std given, but the model already normalises its input (its Classifier has "
                           "mean/std buffers); drop --mean/--std or return the bare network from the factory")
@@ -96,8 +104,6 @@ def set_normalization(clf, mean: Sequence[float] | None, std: Sequence[float] | 
         if vals is not None and channels is not None and len(vals) not in (1, channels):
             want = "1 value" if channels == 1 else f"1 or {channels} values (one per input channel)"
             raise ConfigError(f"{name}: expected {want}, got {len(vals)}")
-    if std is not None and any(s <= 0 for s in std):
-        raise ConfigError(f"std: expected positive numbers, got {list(std)}")
     device = clf.device
     for name, vals in (("mean", mean), ("std", std)):
         if vals is not None:

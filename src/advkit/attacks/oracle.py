@@ -35,7 +35,7 @@ class Oracle:
         #: drives progress reports; ``on_pass`` (if set) is called after each one
         self.passes = 0
         self.on_pass: Callable[[], None] | None = None
-        #: logits of the last single forward pass made by ``value_and_grad``
+        #: with ``eot`` > 1: logits of the last single forward pass made by ``value_and_grad``
         self.last_draw: torch.Tensor | None = None
         self.paths = FastPaths(model, accelerate_allowed(model, eot))
 
@@ -74,9 +74,7 @@ class Oracle:
         if self.eot == 1:
             self.calls += len(x)
             self.grads += len(x)
-            out = self.paths.value_and_grad(x, loss)
-            self.last_draw = out[2]
-            return out
+            return self.paths.value_and_grad(x, loss)
         total_l, total_g, total_z = None, None, None
         for _ in range(self.eot):
             xg = x.detach().requires_grad_(True)

@@ -90,11 +90,10 @@ class TrainConfig:
     def __post_init__(self):
         object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
         object.__setattr__(self, "arch_kwargs", dict(self.arch_kwargs))
-        from ..devices import parse_floats
-        for name in ("mean", "std"):
-            object.__setattr__(self, name, parse_floats(getattr(self, name), name))
-        if self.std is not None and any(v <= 0 for v in self.std):
-            raise ConfigError(f"std: expected positive numbers, got {list(self.std)}")
+        from ..devices import parse_mean_std
+        mean, std = parse_mean_std(self.mean, self.std)
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
         self._check_choice("method", METHODS)
         self._check_choice("schedule", SCHEDULES)
         self._check_choice("optimizer", OPTIMIZERS)
