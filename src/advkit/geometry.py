@@ -11,6 +11,7 @@ import math
 import torch
 
 from . import rng
+from .sync import sync_free
 
 _TINY = 1e-12
 
@@ -51,7 +52,7 @@ def project_l1(delta: torch.Tensor, eps) -> torch.Tensor:
     eps_v = _as_column(eps, flat).view(-1).expand(b)
     u = flat.abs()
     outside = u.sum(1) > eps_v
-    if not outside.any():
+    if not sync_free(delta.device) and not outside.any():  # a shortcut that reads the mask on the host
         return delta.clone()
     mu, _ = torch.sort(u, dim=1, descending=True)
     cssv = mu.cumsum(1) - eps_v.unsqueeze(1)

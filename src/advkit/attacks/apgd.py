@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .. import geometry, losses, rng
+from .. import geometry, losses, rng, sync
 from ..errors import ConfigError
 from .base import BudgetedAttack, check_n_targets, require_int
 from .pgd import check_gradient_config, validate_eot
@@ -69,16 +69,28 @@ def project_l1_box(delta: torch.Tensor, x: torch.Tensor, eps: float, bounds, ite
     return torch.where(inside[:, None], clipped, shrunk).view_as(delta)
 
 
+def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-row mask shaped to broadcast against ``like`` (n, ...)."""
+    return mask.view(-1, *([1] * (like.dim() - 1)))
+
+
 class _State:
     """Per-sample tensors of one run over the shrinking working batch; ``idx`` maps to the caller."""
 
     def __init__(self, **tensors):
         self.__dict__.update(tensors)
 
-    def keep(self, mask: torch.Tensor) -> None:
+    def keep(self, mask: torch.Tensor) -> bool:
+        """Keep the rows where ``mask`` holds; False when that is every row (nothing changes).  One host
+        sync (``nonzero``), then index tensors (advkit/sync.py)."""
+        rows = mask.nonzero().flatten()
+        n = len(mask)
+        if len(rows) == n:
+            return False
         for k, v in list(self.__dict__.items()):
-            if isinstance(v, torch.Tensor) and v.dim() and len(v) == len(mask):
-                setattr(self, k, v[mask])
+            if isinstance(v, torch.Tensor) and v.dim() and len(v) == n:
+                setattr(self, k, v[rows])
+        return True
 
 
 @dataclass(frozen=True)
@@ -186,8 +198,11 @@ class APGD(BudgetedAttack):
             done = self._is_success(z, st.y, st.goal if has_goal else None)
             if not final:
                 done = torch.zeros_like(done)
-            out[st.idx[done]] = st.x_adv[done]
-            ok[st.idx[done]] = True
+            elif self.eot == 1:  # first success is final (rows waiting for compaction stay frozen)
+                done = done & ~ok[st.idx]
+            # masked writes, no host sync (advkit/sync.py)
+            out[st.idx] = torch.where(_rows(done, st.x_adv), st.x_adv, out[st.idx])
+            ok[st.idx] = ok[st.idx] | done
             return l, g, (done if self.eot == 1 else torch.zeros_like(done))
 
         l, g, done = evaluate(s)
@@ -202,12 +217,15 @@ class APGD(BudgetedAttack):
                           step=one * step0, l_prev=l.clone(), n_inc=torch.zeros_like(l), l_best_cp=l.clone(),
                           reduced=torch.ones(n, dtype=torch.bool, device=x.device), topk=topk, sp_old=sp_old)
         s.keep(~done)
-        self._iterate(s, evaluate, bounds)
+        self._iterate(s, evaluate, bounds, stops=final and self.eot == 1)
         return out, ok, s.x_best
 
-    def _iterate(self, s, evaluate, bounds) -> None:
+    def _iterate(self, s, evaluate, bounds, stops: bool = True) -> None:
+        """The APGD iterations on the working batch ``s``; with ``stops`` a broken sample leaves it
+        (at every iteration on CPU, at the compaction points of advkit/sync.py on accelerators)."""
         cps = set(apgd_l1_checkpoints(self.steps) if self.norm == "l1" else apgd_checkpoints(self.steps))
         last_cp = 0
+        broken = torch.zeros(len(s.idx), dtype=torch.bool, device=s.x.device)
         for i in range(self.steps):
             if not len(s.idx):
                 return
@@ -217,12 +235,15 @@ class APGD(BudgetedAttack):
             s.n_inc += (l > s.l_prev).to(l.dtype)
             s.l_prev, s.g = l, g
             better = l > s.l_best
-            s.x_best[better], s.g_best[better], s.l_best[better] = s.x_adv[better], g[better], l[better]
+            s.x_best = torch.where(_rows(better, s.x_adv), s.x_adv, s.x_best)
+            s.g_best = torch.where(_rows(better, g), g, s.g_best)
+            s.l_best = torch.where(better, l, s.l_best)
             if i + 1 in cps:
                 self._checkpoint(s, i + 1 - last_cp)
                 last_cp = i + 1
-            if done.any():
-                s.keep(~done)
+            broken = broken | done
+            if stops and i + 1 < self.steps and sync.compacts_at(i + 1, s.x.device) and s.keep(~broken):
+                broken = torch.zeros(len(s.idx), dtype=torch.bool, device=s.x.device)
 
     def _step(self, s, bounds, first: bool):
         if self.norm == "l1":
@@ -250,7 +271,7 @@ class APGD(BudgetedAttack):
         no_improve = ~s.reduced & (s.l_best <= s.l_best_cp)
         halve = osc | no_improve
         s.step = torch.where(halve, s.step / 2, s.step)
-        s.x_adv[halve], s.g[halve] = s.x_best[halve], s.g_best[halve]
+        s.x_adv, s.g = torch.where(_rows(halve, s.x_adv), s.x_best, s.x_adv), torch.where(_rows(halve, s.g), s.g_best, s.g)
         s.l_prev = torch.where(halve, s.l_best, s.l_prev)
         s.reduced, s.l_best_cp, s.n_inc = halve, s.l_best.clone(), torch.zeros_like(s.n_inc)
 
@@ -262,4 +283,4 @@ class APGD(BudgetedAttack):
         base = self.eps
         s.step = torch.where(reset, torch.full_like(s.step, base), s.step / 1.5).clamp(base / 10, base)
         s.sp_old = sp
-        s.x_adv[reset], s.g[reset] = s.x_best[reset], s.g_best[reset]
+        s.x_adv, s.g = torch.where(_rows(reset, s.x_adv), s.x_best, s.x_adv), torch.where(_rows(reset, s.g), s.g_best, s.g)

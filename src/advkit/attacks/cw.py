@@ -79,7 +79,7 @@ class CarliniWagnerL2(MinNormAttack):
             const = torch.where(bracketed, (lower + upper) / 2, const * 10)
         if self.max_eps is not None:  # outside the budget counts as a failure: return x
             far = best_d2.sqrt() > self.max_eps
-            best_x[far] = x[far]
+            best_x = torch.where(far.view(-1, *([1] * (x.dim() - 1))), x, best_x)
         return best_x
 
     def _minimise(self, oracle, x, y, targets, w0, const, best_x, best_d2, bounds) -> torch.Tensor:
@@ -92,8 +92,10 @@ class CarliniWagnerL2(MinNormAttack):
         alive = torch.ones_like(found)
         check_every = max(1, math.ceil(self.max_iterations / 10))
         kappa = float(self.confidence)
+        idx = alive.nonzero().flatten()
         for it in range(self.max_iterations):
-            idx = alive.nonzero().flatten()
+            if it and it % check_every == 0:  # ``alive`` changes only at the checks: one host sync per check
+                idx = alive.nonzero().flatten()
             if not len(idx):
                 break
             ya, ta, ca = y[idx], None if targets is None else targets[idx], const[idx]
@@ -109,16 +111,16 @@ class CarliniWagnerL2(MinNormAttack):
                 obj = d2 + fl
                 stalled = obj > 0.9999 * prev[idx]
                 prev[idx] = obj
-                alive[idx[stalled]] = False
+                alive[idx] = alive[idx] & ~stalled
         return found
 
     @staticmethod
     def _record(idx, xa, d2, ok, best_x, best_d2, found) -> None:
-        found[idx[ok]] = True
+        """Masked writes by index (no host sync)."""
+        found[idx] = found[idx] | ok
         better = ok & (d2 < best_d2[idx])
-        sel = idx[better]
-        best_x[sel] = xa[better].detach()
-        best_d2[sel] = d2[better]
+        best_x[idx] = torch.where(better.view(-1, *([1] * (xa.dim() - 1))), xa.detach(), best_x[idx])
+        best_d2[idx] = torch.where(better, d2, best_d2[idx])
 
     def _adam(self, w, m, v, idx, g, t, beta1=0.9, beta2=0.999, eps=1e-8) -> None:
         """One Adam step (Kingma & Ba 2015) on the rows ``idx`` of w, in place."""

@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import torch
 
-from .. import geometry, rng
+from .. import geometry, rng, sync
 from ..errors import ConfigError
 from .base import BudgetedAttack, check_n_targets, require_int
 
@@ -144,7 +144,7 @@ class FAB(BudgetedAttack):
     def _single_run(self, oracle, x0, y, t, goal, x1, bounds, best, dist, idx) -> None:
         lo_b, hi_b = bounds
         x0f = x0.flatten(1)
-        for _ in range(self.steps):
+        for it in range(self.steps):
             f, w = self._closest_hyperplane(oracle, x1, y, t)
             x1f = x1.flatten(1)
             b = (w * x1f).sum(1) - f  # π: ⟨w, u⟩ = b
@@ -157,11 +157,10 @@ class FAB(BudgetedAttack):
             x1 = new.view_as(x0)
             z = oracle.logits(x1)
             adv = self._is_success(z, y, goal)
-            if adv.any():
-                x1 = self._record(x0, x1, adv, best, dist, idx)
-            if self.early_stop:
-                keep = dist[idx] > self.eps
-                if not keep.all():
+            x1 = self._record(x0, x1, adv, best, dist, idx)
+            if self.early_stop and sync.compacts_at(it + 1, x0.device):  # advkit/sync.py
+                keep = (dist[idx] > self.eps).nonzero().flatten()  # the compaction's one host sync
+                if len(keep) < len(idx):
                     x0, x0f, x1, y, idx = x0[keep], x0f[keep], x1[keep], y[keep], idx[keep]
                     t = None if t is None else t[keep]
                     goal = None if goal is None else goal[keep]
@@ -169,10 +168,16 @@ class FAB(BudgetedAttack):
                 return
 
     def _record(self, x0, x1, adv, best, dist, idx):
+        """Keep the adversarial rows of ``x1`` that are closer than the best so far (masked writes, no
+        host sync); with ``early_stop`` a row already within ε is final (it waits, frozen, for the next
+        compaction).  Returns x1 with its adversarial rows pulled back towards x0 by β."""
         d = geometry.norm(x1 - x0, self.norm)
-        closer = adv & (d < dist[idx])
-        best[idx[closer]] = x1[closer]
-        dist[idx[closer]] = d[closer]
+        dist_i = dist[idx]
+        closer = adv & (d < dist_i)
+        if self.early_stop:
+            closer = closer & (dist_i > self.eps)
+        best[idx] = torch.where(closer.view(-1, *([1] * (x1.dim() - 1))), x1, best[idx])
+        dist[idx] = torch.where(closer, d, dist_i)
         back = x0 + self.beta * (x1 - x0)
         return torch.where(adv.view(-1, 1, 1, 1), back, x1)
 

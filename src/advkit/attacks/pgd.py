@@ -30,7 +30,7 @@ from typing import ClassVar
 
 import torch
 
-from .. import geometry, losses
+from .. import geometry, losses, sync
 from ..errors import ConfigError
 from .base import BudgetedAttack, require_int
 
@@ -90,7 +90,7 @@ class PGD(BudgetedAttack):
         best_s = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         active = torch.arange(len(x), device=x.device)
         for t in range(self.steps):
-            if self.keep_best:
+            if self.keep_best and t > 0 and sync.compacts_at(t, x.device):  # advkit/sync.py
                 active = (~best_s).nonzero().flatten()
                 if not len(active):
                     break
@@ -112,12 +112,13 @@ class PGD(BudgetedAttack):
 
     @staticmethod
     def _update_best(best_x, best_l, best_s, idx, xa, l, s) -> None:
-        """In place: a success beats a failure, then the larger loss wins."""
-        better = (s & ~best_s[idx]) | ((s == best_s[idx]) & (l > best_l[idx]))
-        sel = idx[better]
-        best_x[sel] = xa[better]
-        best_l[sel] = l[better]
-        best_s[sel] = s[better]
+        """In place: a success beats a failure, then the larger loss wins; a sample's first success is
+        final (rows already broken wait, frozen, for the next compaction: sync.py).  No host sync."""
+        bs, bl = best_s[idx], best_l[idx]
+        better = ~bs & (s | (l > bl))
+        best_x[idx] = torch.where(better.view(-1, *([1] * (xa.dim() - 1))), xa, best_x[idx])
+        best_l[idx] = torch.where(better, l, bl)
+        best_s[idx] = bs | (better & s)
 
     def _direction(self, g, xa, bounds, t: int) -> torch.Tensor:
         if self.norm != "l1":

@@ -36,7 +36,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from .. import losses, rng
+from .. import losses, rng, sync
 from ..errors import ConfigError
 from .apgd import project_l1_box
 from .base import BudgetedAttack, require_int
@@ -67,13 +67,34 @@ def bump(s: int, device=None, dtype=torch.float32, norm: str = "l2") -> torch.Te
     return unit(torch.cat([unit(top), -unit(bot)], 0))
 
 
-def _windows(n: int, s: int, h: int, w: int, gen, device) -> torch.Tensor:
-    """(n,1,h,w) boolean masks of one random s×s window per sample."""
+def _corners(n: int, s: int, h: int, w: int, gen, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top-left corners (rows, columns; each (n,1,1,1)) of one random s×s window per sample."""
     vh = rng.randint(gen, 0, h - s + 1, (n, 1, 1, 1), device=device)
     vw = rng.randint(gen, 0, w - s + 1, (n, 1, 1, 1), device=device)
-    rows = torch.arange(h, device=device).view(1, 1, h, 1)
-    cols = torch.arange(w, device=device).view(1, 1, 1, w)
+    return vh, vw
+
+
+def _mask(corner, s: int, h: int, w: int) -> torch.Tensor:
+    """(n,1,h,w) boolean masks of the s×s windows at ``corner``."""
+    vh, vw = corner
+    rows = torch.arange(h, device=vh.device).view(1, 1, h, 1)
+    cols = torch.arange(w, device=vh.device).view(1, 1, 1, w)
     return (rows >= vh) & (rows < vh + s) & (cols >= vw) & (cols < vw + s)
+
+
+def _windows(n: int, s: int, h: int, w: int, gen, device) -> torch.Tensor:
+    """(n,1,h,w) boolean masks of one random s×s window per sample."""
+    return _mask(_corners(n, s, h, w, gen, device), s, h, w)
+
+
+def _index(corner, c: int, s: int) -> tuple:
+    """Index tensors that address the (n, c, s, s) contents of the windows at ``corner`` (gather and
+    scatter by index: no host sync, unlike a boolean mask)."""
+    vh, vw = corner
+    ar = torch.arange(s, device=vh.device)
+    n = len(vh)
+    return (torch.arange(n, device=vh.device).view(n, 1, 1, 1), torch.arange(c, device=vh.device).view(1, c, 1, 1),
+            vh + ar.view(1, 1, s, 1), vw + ar.view(1, 1, 1, s))
 
 
 def _signs(shape, gen, device, dtype) -> torch.Tensor:
@@ -85,7 +106,7 @@ def _oriented(eta: torch.Tensor, gen, device) -> torch.Tensor:
     code; η stays (s, s)), one per sample from per-sample streams (:mod:`advkit.rng`; η becomes (n,1,s,s))."""
     if rng.is_stream(gen):
         return torch.where(gen.coin().to(device).view(-1, 1, 1, 1), eta.T, eta)
-    return eta.T if torch.rand(1, generator=gen, device=device).item() > 0.5 else eta
+    return torch.where(torch.rand(1, generator=gen, device=device) > 0.5, eta.T, eta)  # no host sync
 
 
 @dataclass(frozen=True)
@@ -123,6 +144,9 @@ class Square(BudgetedAttack):
         xa, ya, xb, la = x[active], y[active], x_best[active], l[active]
         ta = None if targets is None else targets[active]
         ga = rng.take(generator, active)  # per-sample streams of the active rows
+        # ``won``: working rows already successful; on accelerators they wait, frozen, for the next
+        # compaction (advkit/sync.py)
+        won = torch.zeros(len(active), dtype=torch.bool, device=x.device)
         for i in range(self.n_queries - 1):
             if not len(active):
                 break
@@ -130,14 +154,16 @@ class Square(BudgetedAttack):
                 ga.prefetch(self._words_per_step(x.shape[1]))
             cand = step(xa, xb, self._side(i, x), ga, bounds)
             m_new, l_new = self._scores(oracle, cand, ya, ta)
-            take = (l_new < la) | (m_new > 0)
+            take = ((l_new < la) | (m_new > 0)) & ~won  # successes are always taken
             xb = torch.where(take.view(-1, *([1] * (x.dim() - 1))), cand, xb)
             la = torch.where(take, l_new, la)
-            done = m_new > 0  # successes are always taken
-            if done.any():
-                x_best[active[done]] = xb[done]
-                keep = ~done
-                active, xa, ya, xb, la = active[keep], xa[keep], ya[keep], xb[keep], la[keep]
+            won = won | (take & (m_new > 0))
+            if sync.compacts_at(i + 1, x.device):
+                keep = (~won).nonzero().flatten()  # the compaction's one host sync
+                if len(keep) == len(won):
+                    continue
+                x_best[active] = xb  # the rows that stay are written again later
+                active, xa, ya, xb, la, won = active[keep], xa[keep], ya[keep], xb[keep], la[keep], won[keep]
                 ta = None if ta is None else ta[keep]
                 ga = rng.take(generator, active)
         x_best[active] = xb
@@ -195,8 +221,9 @@ class Square(BudgetedAttack):
     def _step_l2(self, x, x_best, s, gen, bounds):
         n, c, h, w = x.shape
         delta = x_best - x
-        w1, w2 = _windows(n, s, h, w, gen, x.device), _windows(n, s, h, w, gen, x.device)
-        win1 = delta[w1.expand_as(delta)].view(n, c, s, s)
+        c1, c2 = _corners(n, s, h, w, gen, x.device), _corners(n, s, h, w, gen, x.device)
+        w1, w2, at1 = _mask(c1, s, h, w), _mask(c2, s, h, w), _index(c1, c, s)
+        win1 = delta[at1]
         norm_w1 = win1.pow(2).sum((-2, -1), keepdim=True).sqrt()
         norm_union = (delta * (w1 | w2)).pow(2).sum((-2, -1), keepdim=True).sqrt()
         unused = (self.eps ** 2 - delta.flatten(1).pow(2).sum(1)).clamp_min(0).view(-1, 1, 1, 1)
@@ -204,7 +231,7 @@ class Square(BudgetedAttack):
         new = eta * _signs((n, c, 1, 1), gen, x.device, x.dtype) + win1 / (norm_w1 + 1e-12)
         new = new / new.pow(2).sum((-2, -1), keepdim=True).sqrt().clamp_min(1e-12)
         new = new * (unused / c + norm_union ** 2).sqrt()
-        delta = delta.masked_fill(w2, 0.0).masked_scatter(w1.expand_as(delta), new)
+        delta = delta.masked_fill(w2, 0.0).index_put(at1, new)
         return self._rescaled(x, delta, bounds)
 
     # ------------------------------------------------------------------ L1
@@ -218,13 +245,14 @@ class Square(BudgetedAttack):
     def _step_l1(self, x, x_best, s, gen, bounds):
         n, c, h, w = x.shape
         delta = x_best - x
-        w1, w2 = _windows(n, s, h, w, gen, x.device), _windows(n, s, h, w, gen, x.device)
-        win1 = delta[w1.expand_as(delta)].view(n, c, s, s)
+        c1, c2 = _corners(n, s, h, w, gen, x.device), _corners(n, s, h, w, gen, x.device)
+        w1, w2, at1 = _mask(c1, s, h, w), _mask(c2, s, h, w), _index(c1, c, s)
+        win1 = delta[at1]
         mass_w1 = win1.abs().sum((-2, -1), keepdim=True)
         mass_union = (delta * (w1 | w2)).abs().sum((-2, -1), keepdim=True)
         unused = (self.eps - delta.flatten(1).abs().sum(1)).clamp_min(0).view(-1, 1, 1, 1)
         eta = _oriented(bump(s, x.device, x.dtype, "l1"), gen, x.device)
         new = eta * _signs((n, c, 1, 1), gen, x.device, x.dtype) + win1 / (mass_w1 + 1e-12)
         new = new / new.abs().sum((-2, -1), keepdim=True).clamp_min(1e-12) * (unused / c + mass_union) * c
-        delta = delta.masked_fill(w2, 0.0).masked_scatter(w1.expand_as(delta), new)
+        delta = delta.masked_fill(w2, 0.0).index_put(at1, new)
         return self._project_l1(x, delta, bounds)

@@ -1,0 +1,96 @@
+"""Host synchronisation in attack inner loops: when the working batch is compacted, and a detector.
+
+Attacks drop samples that are already broken from their working batch, so that the remaining
+iterations only pay for the samples still being attacked.  Finding those samples
+(``mask.nonzero()``, boolean indexing, ``if mask.any():``) needs the mask's *values* on the host: on an
+accelerator that is a host synchronisation, which stalls the queue of kernels the host has launched
+ahead and leaves the device idle while the host catches up.  One per iteration costs little against a
+ResNet pass, but a lot against the small models and batches many evaluations use.
+
+The rule (:func:`sync_free`):
+
+* on CPU there is nothing to synchronise with: loops compact after every iteration (every saved
+  row is saved work);
+* on accelerators (any device that is not the CPU) loops compact only at the iterations
+  :func:`compacts_at` names — 1, 2, 4, 8, 16 and then every 16th (``log2`` points early, where weak
+  models lose most of their samples, then a fixed cadence) — and between them update every row with
+  masked tensor operations (``torch.where``, index tensors), never reading a value on the host.  A
+  broken sample waits in the batch until the next compaction, frozen: its result is fixed at its first
+  success, so the returned points are those of the compacting loop (exactly, with per-sample random
+  streams; with one ``torch.Generator`` per batch the frozen rows still consume draws).
+
+``ADVKIT_SYNC_FREE=1`` forces the accelerator behaviour on CPU (how the tests check it), ``0`` forces
+per-iteration compaction everywhere.  :class:`HostSyncCounter` counts the operations that synchronise
+on an accelerator, on any device (it watches the dispatched ATen operations), so a CPU test can prove
+a loop free of them.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+#: accelerator loops compact at these iterations and then every COMPACT_EVERY-th
+EARLY_POINTS = (1, 2, 4, 8, 16)
+COMPACT_EVERY = 16
+
+
+def sync_free(device: torch.device | str) -> bool:
+    """Whether loops on ``device`` avoid host synchronisation between compaction points (module docstring)."""
+    mode = os.environ.get("ADVKIT_SYNC_FREE", "auto").strip().lower()
+    if mode in ("1", "true", "yes"):
+        return True
+    if mode in ("0", "false", "no"):
+        return False
+    return torch.device(device).type != "cpu"
+
+
+def compacts_at(iteration: int, device: torch.device | str) -> bool:
+    """Whether a loop compacts its working batch after ``iteration`` iterations (counted from 1)."""
+    if not sync_free(device):
+        return True
+    return iteration in EARLY_POINTS or (iteration > 0 and iteration % COMPACT_EVERY == 0)
+
+
+def compaction_points(steps: int) -> int:
+    """How many accelerator compaction points a loop of ``steps`` iterations passes (for tests/docs)."""
+    return sum(1 for i in range(1, steps + 1) if i in EARLY_POINTS or i % COMPACT_EVERY == 0)
+
+
+def _has_bool_index(args) -> bool:
+    for a in args:
+        if isinstance(a, (list, tuple)):
+            if any(isinstance(t, torch.Tensor) and t.dtype in (torch.bool, torch.uint8) for t in a):
+                return True
+    return False
+
+
+#: ATen operations whose result size or value must reach the host (they synchronise on CUDA)
+_SYNCING = {"aten::nonzero", "aten::argwhere", "aten::_local_scalar_dense", "aten::is_nonzero",
+            "aten::masked_select", "aten::equal", "aten::unique_dim", "aten::_unique2",
+            "aten::unique_consecutive", "aten::item"}
+#: ... and these when indexed by a boolean mask
+_SYNCING_WITH_MASK = {"aten::index", "aten::index_put_", "aten::index_put", "aten::_index_put_impl_"}
+
+
+class HostSyncCounter(TorchDispatchMode):
+    """Context manager counting the dispatched operations that need a host synchronisation on an
+    accelerator: ``nonzero``, reading a scalar (``.item()``, ``bool(t)``, ``if t.any():``), boolean-mask
+    indexing and assignment, ``masked_select``, ``torch.equal``, ``unique``.  ``counts`` maps each
+    operation to its count; ``total`` is their sum.  Works on CPU tensors, where nothing actually waits."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts: Counter = Counter()
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func._schema.name
+        if name in _SYNCING or (name in _SYNCING_WITH_MASK and _has_bool_index(args)):
+            self.counts[name] += 1
+        return func(*args, **(kwargs or {}))
