@@ -72,3 +72,26 @@ def test_batch_sizes_4_and_7_give_identical_per_sample_records(tmp_path):
     for k in s4:
         assert np.array_equal(s4[k], s7[k]), k
     assert r7["robust_accuracy"] == r4["robust_accuracy"] and r7["clean"] == r4["clean"]
+
+
+def test_sync_free_attack_loops_give_identical_per_sample_records(tmp_path, monkeypatch):
+    """The accelerator loops (no host sync between compaction points, advkit/sync.py), selected on CPU by
+    ADVKIT_SYNC_FREE=1, give the records of the per-iteration compacting loops through the whole pipeline."""
+    factory = tmp_path / "rowwise_factory.py"
+    factory.write_text(FACTORY)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    (tmp_path / "compacting").mkdir()
+    (tmp_path / "sync-free").mkdir()
+    try:
+        monkeypatch.setenv("ADVKIT_SYNC_FREE", "0")
+        r0, s0 = _evaluate(tmp_path / "compacting", factory, 7)
+        monkeypatch.setenv("ADVKIT_SYNC_FREE", "1")
+        r1, s1 = _evaluate(tmp_path / "sync-free", factory, 7)
+    finally:
+        torch.set_num_threads(saved)
+    assert 0 < r0["robust_accuracy"][THREAT] < r0["clean"]["accuracy"]
+    assert s0.keys() == s1.keys()
+    for k in s0:
+        assert np.array_equal(s0[k], s1[k]), k
+    assert r1["robust_accuracy"] == r0["robust_accuracy"]
