@@ -197,7 +197,7 @@ def passes(args) -> dict:
         print("PreActResNet-18 (CIFAR-10 mean/std), 3×32×32, µs per image:")
         bench_passes.main(["--model", f"{work / 'cifar_factory.py'}:normalised", "--data", f"npz:{work / 'x.npz'}",
                            "--threads", str(torch.get_num_threads()), "--batches", args.batches,
-                           "--reps", str(args.reps)])
+                           "--reps", str(args.reps), "--device", args.device])
     return {}
 
 
@@ -210,6 +210,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", default="32,128")
     ap.add_argument("--reps", type=int, default=5, help="passes: timed repetitions per cell (median)")
     ap.add_argument("--json", default=None, help="Also write the numbers to this JSON file.")
+    ap.add_argument("--device", default="cpu", help="passes: cpu or cuda")
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(1)

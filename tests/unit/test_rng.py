@@ -134,6 +134,7 @@ def test_dispatch_gives_generators_exactly_the_torch_call():
     assert rng.take(g1, torch.tensor([0])) is g1 and rng.take(None, [1]) is None
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_draws_equal_cpu_draws():
     cpu = SampleStreams.for_samples(0, "dev", range(8))
