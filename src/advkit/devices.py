@@ -65,6 +65,20 @@ def resolve_device(text: str | torch.device | None) -> torch.device:
     return dev
 
 
+def describe(device: torch.device | str) -> str:
+    """The device a run computed on, with what changes its float rounding: ``cpu``, or e.g.
+    ``cuda:0 (NVIDIA H200, CUDA 13.0; TF32 convolutions on, float32 matmuls 'highest')`` — on GPUs
+    PyTorch runs convolutions in TF32 by default, so logits differ from a CPU run's in the 3rd–4th digit."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return str(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    name = torch.cuda.get_device_name(index)
+    tf32 = "on" if torch.backends.cudnn.allow_tf32 else "off"
+    return (f"cuda:{index} ({name}, CUDA {torch.version.cuda}; TF32 convolutions {tf32}, "
+            f"float32 matmuls '{torch.get_float32_matmul_precision()}')")
+
+
 def parse_floats(text: str | Sequence[float] | None, name: str) -> tuple[float, ...] | None:
     """``"0.49,0.48,0.45"`` or a list → a tuple of floats (``None`` stays ``None``)."""
     if text is None:

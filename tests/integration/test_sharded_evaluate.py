@@ -105,6 +105,7 @@ def test_one_two_three_processes_and_a_killed_rank_resumed(tmp_path, digits_mode
         torch.set_num_threads(saved)
     one = _load(tmp_path / "one")
     assert one[0]["environment"]["processes"] == 1
+    assert one[0]["environment"]["device"] == "cpu"  # what the numbers were computed on
 
     two = _torchrun(2, spec, tmp_path / "two.db", tmp_path / "two")
     assert two.returncode == 0, two.stderr[-3000:]

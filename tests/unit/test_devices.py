@@ -162,3 +162,16 @@ def test_plain_forward_passes_halve_on_out_of_memory_too(caplog):
         assert np.array_equal(got[k], expected[k]), k
     with pytest.warns(BatchSizeReducedWarning, match="confidence of adversarial examples"):
         assert np.array_equal(_confidence(ctx, x), _confidence(want, x))
+
+
+def test_a_gpu_run_records_the_device_and_its_tf32_setting(monkeypatch):
+    """GPU convolutions run in TF32 by default: result.json says so beside the device's name."""
+    assert devices.describe("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    text = devices.describe("cuda")
+    assert text.startswith("cuda:0 (NVIDIA H200, CUDA 13.0; TF32 convolutions on, float32 matmuls '")
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    assert "TF32 convolutions off" in devices.describe("cuda:0")

@@ -69,7 +69,7 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
     if spec.defense is not None:
         clf, naive, chain = defended.build_models(spec, clf)
         meta["model"] = f"{meta['model']} + {chain.name}"  # its own line in the history and its own baselines
-    run_id = sharding.share(_open_run(store, spec, meta, resume) if D.is_main() else None)
+    run_id = sharding.share(_open_run(store, spec, meta, resume, clf.device) if D.is_main() else None)
     locked = store is not None and D.is_main()  # rank 0 holds the run's lock; every rank writes its batches
     with RunLock(store, run_id) if locked else contextlib.nullcontext():
         if locked:
@@ -133,7 +133,7 @@ def _run_stages(ctx: Context, defense=None) -> dict:
                       for k, t in threats.items() if t["curve"]},
             "certify": certified, "findings": findings, "timings": dict(ctx.timings),
             "checks": {k: v for k, v in ctx.stats.items() if k.endswith("/unbounded")},
-            "randomized_model": ctx.randomized, **environment()}
+            "randomized_model": ctx.randomized, **environment(ctx.clf.device)}
 
 
 def _defense_section(defense) -> dict | None:
@@ -154,7 +154,7 @@ def _unique(findings) -> list[dict]:
     return out
 
 
-def _open_run(store, spec: EvaluationSpec, meta: dict, resume: bool) -> int | None:
+def _open_run(store, spec: EvaluationSpec, meta: dict, resume: bool, device=None) -> int | None:
     """The run to write into: with ``resume``, the unfinished run of this spec (same weights, data and code
     or a ConfigError); else, or when there is none, a new run."""
     if store is None:
@@ -168,7 +168,7 @@ def _open_run(store, spec: EvaluationSpec, meta: dict, resume: bool) -> int | No
             check_resumable(row, meta)
             log.info("resuming run %s (%d batches stored)", row["run_id"], store.count_batches(row["run_id"]))
             return int(row["run_id"])
-    env = environment()
+    env = environment(device)
     return store.begin_run(model=meta["model"], model_ref=spec.model, model_hash=meta["model_hash"],
                            spec_hash=meta["spec_hash"], seed=spec.seed, spec=spec.to_dict(),
                            versions=env["environment"], git_commit=env["environment"].get("git_commit"),

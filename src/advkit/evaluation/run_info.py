@@ -113,14 +113,19 @@ def _short(v) -> str:
     return v[:12] if len(str(v)) == 64 else str(v)
 
 
-def environment() -> dict:
+def environment(device: torch.device | str | None = None) -> dict:
+    """Versions and the machine a run computed on; ``device`` (the model's) is described with what changes
+    its float rounding (:func:`advkit.devices.describe`)."""
     from .. import __version__
+    from ..devices import describe
+    env = {"python": platform.python_version(), "torch": torch.__version__,
+           "numpy": np.__version__, "advkit": __version__, "platform": platform.platform(),
+           "threads": torch.get_num_threads(), "processes": _processes(),
+           "git_commit": git_commit(), "code_version": code_version()}
+    if device is not None:
+        env["device"] = describe(device)
     return {"schema_version": SCHEMA_VERSION, "advkit_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                            "numpy": np.__version__, "advkit": __version__, "platform": platform.platform(),
-                            "threads": torch.get_num_threads(), "processes": _processes(),
-                            "git_commit": git_commit(), "code_version": code_version()}}
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "environment": env}
 
 
 def _processes() -> int:
