@@ -135,4 +135,5 @@ def _as_column(eps, like: torch.Tensor) -> torch.Tensor:
         if eps.dim() == 0:
             return eps
         return _view(eps, like)
-    return torch.tensor(float(eps), device=like.device, dtype=like.dtype)
+    # a fill on the device, not torch.tensor(): copying a Python number to a GPU waits for its queue
+    return torch.full((), float(eps), device=like.device, dtype=like.dtype)

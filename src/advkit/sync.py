@@ -70,7 +70,10 @@ def _has_bool_index(args) -> bool:
 #: ATen operations whose result size or value must reach the host (they synchronise on CUDA)
 _SYNCING = {"aten::nonzero", "aten::argwhere", "aten::_local_scalar_dense", "aten::is_nonzero",
             "aten::masked_select", "aten::equal", "aten::unique_dim", "aten::_unique2",
-            "aten::unique_consecutive", "aten::item"}
+            "aten::unique_consecutive", "aten::item",
+            # a tensor built from Python data (torch.tensor(0.3, device=...)) is a host-to-device copy on
+            # a GPU, which PyTorch completes synchronously; build constants with torch.full instead
+            "aten::lift_fresh"}
 #: ... and these when indexed by a boolean mask
 _SYNCING_WITH_MASK = {"aten::index", "aten::index_put_", "aten::index_put", "aten::_index_put_impl_"}
 
@@ -78,7 +81,8 @@ _SYNCING_WITH_MASK = {"aten::index", "aten::index_put_", "aten::index_put", "ate
 class HostSyncCounter(TorchDispatchMode):
     """Context manager counting the dispatched operations that need a host synchronisation on an
     accelerator: ``nonzero``, reading a scalar (``.item()``, ``bool(t)``, ``if t.any():``), boolean-mask
-    indexing and assignment, ``masked_select``, ``torch.equal``, ``unique``.  ``counts`` maps each
+    indexing and assignment, ``masked_select``, ``torch.equal``, ``unique``, and tensors built from Python
+    data (``torch.tensor(...)``: a host-to-device copy there).  ``counts`` maps each
     operation to its count; ``total`` is their sum.  Works on CPU tensors, where nothing actually waits."""
 
     def __init__(self):

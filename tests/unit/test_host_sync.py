@@ -122,14 +122,17 @@ def test_counter_sees_syncing_operations_and_not_masked_ones():
         x[idx] = x[idx] * 2
         x.index_select(0, idx)
         mask.any()  # a tensor: no host read until it is used as a Python bool
+        torch.full((), 0.3, device=x.device)  # a fill on the device
     assert free.total == 0, free.counts
     with HostSyncCounter() as c:
         mask.nonzero()
         x[mask]
-        x[mask] = 0.0
+        x[mask] = x[mask] * 0
         bool(mask.any())
         x.sum().item()
-    assert c.counts == {"aten::nonzero": 1, "aten::index": 1, "aten::index_put_": 1, "aten::_local_scalar_dense": 2}
+        torch.tensor(0.3, device=x.device)  # a host-to-device copy on a GPU
+    assert c.counts == {"aten::nonzero": 1, "aten::index": 2, "aten::index_put_": 1, "aten::_local_scalar_dense": 2,
+                        "aten::lift_fresh": 1}
 
 
 def test_compaction_schedule(monkeypatch):
