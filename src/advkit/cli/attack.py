@@ -98,11 +98,12 @@ def attack(name, model_ref, weights, data_ref, split, threat_text, profile, targ
     registry.get(name)  # an unknown name fails before any loading
     if save_path:
         check_writable(save_path)  # fail before the attack, not after it
-    ds = load_data(data_ref, split).subset(n)
+    # image folders and torchvision files are read per image: only the --n selected ones are decoded
+    ds = load_data(data_ref, split, stream=True).subset(n)
     clf = load_model(model_ref, weights=weights)
     place_model(clf, device, mean, std, ds)
     check_budget(threat, clf.bounds, force=force_eps)
-    x, y = ds.x, ds.y
+    x, y = (ds.x if not ds.streamed else ds.x.materialize()), ds.y
     if naive and defense is None:
         raise ConfigError("--naive needs --defense CHAIN (it says how to attack the defense)")
     num_classes, _ = resolve_classes(clf, x, y, ds.classes)

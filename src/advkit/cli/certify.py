@@ -178,7 +178,9 @@ def _identity(clf, data) -> dict:
 def _load(model_ref: str, weights, trust_pickle: bool, data_ref: str, split: str, device):
     from ..sources.data import load_data
     from ..sources.models import load_model
-    return load_model(model_ref, weights=weights, trust_pickle=trust_pickle, device=device), load_data(data_ref, split)
+    # streamed (image folders, torchvision files): only the selected images are decoded
+    return (load_model(model_ref, weights=weights, trust_pickle=trust_pickle, device=device),
+            load_data(data_ref, split, stream=True))
 
 
 @click.command("certify")

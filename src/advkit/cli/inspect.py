@@ -28,7 +28,8 @@ def inspect(model_ref, weights, trust_pickle, data_ref, n, seed, defense, as_jso
     clf = load_model(model_ref or f"zoo:{zoo.DEFAULT_MODEL}", weights=weights, trust_pickle=trust_pickle)
     ref = model_ref or f"zoo:{zoo.DEFAULT_MODEL}"
     own = zoo.entry(ref[4:]) if ref.startswith("zoo:") and data_ref is None else None
-    data = load_data(data_ref or (own.data if own else zoo.DEFAULT_DATA), split="test")
+    # streamed (image folders, torchvision files): only the first n images are decoded
+    data = load_data(data_ref or (own.data if own else zoo.DEFAULT_DATA), split="test", stream=True)
     x, y = data.x[:n], data.y[:n]
     dev = place_model(clf, device, mean, std, data)
     resolve_classes(clf, x.to(dev), y, data.classes)
