@@ -37,14 +37,35 @@ EARLY_POINTS = (1, 2, 4, 8, 16)
 COMPACT_EVERY = 16
 
 
+def env_switch(name: str) -> bool | None:
+    """An on/off environment variable: True (1/true/yes/on), False (0/false/no/off), None (unset, empty or
+    ``auto``); anything else is a :class:`~advkit.errors.ConfigError` (a typo must not pick a default)."""
+    raw = os.environ.get(name, "")
+    mode = raw.strip().lower()
+    if mode in ("1", "true", "yes", "on"):
+        return True
+    if mode in ("0", "false", "no", "off"):
+        return False
+    if mode in ("", "auto"):
+        return None
+    from .errors import ConfigError
+    raise ConfigError(f"{name} must be 1 (on), 0 (off) or auto, got {raw!r}")
+
+
+#: the on/off environment switches of the attack loops (sync.py, attacks/fastpath.py)
+SWITCHES = ("ADVKIT_SYNC_FREE", "ADVKIT_ACCELERATE")
+
+
+def check_switches() -> None:
+    """Raise :class:`~advkit.errors.ConfigError` when a switch of :data:`SWITCHES` holds an unknown value."""
+    for name in SWITCHES:
+        env_switch(name)
+
+
 def sync_free(device: torch.device | str) -> bool:
     """Whether loops on ``device`` avoid host synchronisation between compaction points (module docstring)."""
-    mode = os.environ.get("ADVKIT_SYNC_FREE", "auto").strip().lower()
-    if mode in ("1", "true", "yes"):
-        return True
-    if mode in ("0", "false", "no"):
-        return False
-    return torch.device(device).type != "cpu"
+    forced = env_switch("ADVKIT_SYNC_FREE")
+    return forced if forced is not None else torch.device(device).type != "cpu"
 
 
 def compacts_at(iteration: int, device: torch.device | str) -> bool:

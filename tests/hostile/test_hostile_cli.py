@@ -40,6 +40,7 @@ class Case:
     code: int
     message: str  # a regex the one-line error must match (case-insensitive)
     gpu_only_skip: bool = False
+    env: tuple = ()  # (name, value) environment variables set for the case
 
 
 CASES = [
@@ -89,6 +90,11 @@ CASES = [
     Case("eval-junit-unwritable", EVAL + " --junit {d}/afile/j.xml", 2, r"cannot write.*afile"),
     # ---------------------------------------------------------------- attack
     Case("attack-truncated-npz", ATT + " --data npz:{d}/trunc.npz", 2, r"trunc\.npz"),
+    Case("attack-typo-in-sync-free-switch", ATT + " --data npz:{d}/good.npz", 2,
+         r"ADVKIT_SYNC_FREE must be 1 \(on\), 0 \(off\) or auto, got 'sometimes'",
+         env=(("ADVKIT_SYNC_FREE", "sometimes"),)),
+    Case("eval-typo-in-accelerate-switch", EVAL, 2, r"ADVKIT_ACCELERATE must be 1 \(on\), 0 \(off\) or auto, got 'of'",
+         env=(("ADVKIT_ACCELERATE", "of"),)),
     Case("attack-zero-byte-npz", ATT + " --data npz:{d}/zero.npz", 2, r"zero\.npz.*empty"),
     Case("attack-empty-data", ATT + " --data npz:{d}/empty.npz", 2, r"no (images|samples)"),
     Case("attack-nan-pixels", ATT + " --data npz:{d}/nan.npz", 2, r"NaN"),
@@ -226,6 +232,8 @@ def test_hostile_input(case: Case, env, tmp_path, capsys, monkeypatch):
     if case.gpu_only_skip and torch.cuda.is_available():
         pytest.skip("the machine has CUDA: --device cuda is valid here")
     monkeypatch.chdir(tmp_path)
+    for name, value in case.env:
+        monkeypatch.setenv(name, value)
     before_inputs = _files(Path(env["d"]))
     argv = _prepare(case, env, tmp_path)
     code = main(argv)

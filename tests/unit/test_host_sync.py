@@ -16,6 +16,7 @@ from advkit.attacks.cw import CarliniWagnerL2
 from advkit.attacks.fab import FAB
 from advkit.attacks.pgd import PGD
 from advkit.attacks.square import Square
+from advkit.errors import ConfigError
 from advkit.sync import HostSyncCounter
 
 
@@ -146,3 +147,6 @@ def test_compaction_schedule(monkeypatch):
     assert not sync.sync_free("cuda") and sync.compacts_at(3, "cuda")
     monkeypatch.setenv("ADVKIT_SYNC_FREE", "1")
     assert sync.sync_free("cpu") and not sync.compacts_at(3, "cpu")
+    monkeypatch.setenv("ADVKIT_SYNC_FREE", "sometimes")  # a typo is an error, not a silent default
+    with pytest.raises(ConfigError, match=r"ADVKIT_SYNC_FREE must be 1 \(on\), 0 \(off\) or auto, got 'sometimes'"):
+        sync.sync_free("cpu")

@@ -32,6 +32,8 @@ import weakref
 import torch
 from torch import nn
 
+from ..sync import env_switch
+
 log = logging.getLogger(__name__)
 
 #: a copy is used only when its logits agree with the module's to FWD_TOL·max(1, max |z|)
@@ -50,7 +52,7 @@ _UNSET = object()
 
 def accelerate_allowed(model: nn.Module, eot: int = 1) -> bool:
     """Whether faster copies of ``model`` may be tried at all (see the module docstring)."""
-    if os.environ.get("ADVKIT_ACCELERATE", "1").strip() in ("0", "false", "no"):
+    if env_switch("ADVKIT_ACCELERATE") is False:
         return False
     if not getattr(model, "accelerate", True) or eot != 1:
         return False

@@ -88,6 +88,8 @@ def _internal_error(e: BaseException, argv) -> int:
 def main(argv=None) -> int:
     """Entry point: maps advkit errors to exit codes and one-line messages (module docstring)."""
     try:
+        from ..sync import check_switches
+        check_switches()  # a typo in ADVKIT_ACCELERATE / ADVKIT_SYNC_FREE fails every command up front
         # In non-standalone mode click returns the code of ``ctx.exit(code)`` instead of raising it.
         rv = cli.main(args=argv, prog_name="advkit", standalone_mode=False)
     except click.exceptions.Exit as e:
