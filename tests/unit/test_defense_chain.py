@@ -143,3 +143,45 @@ def test_jpeg_agrees_with_libjpeg_on_mnist_predictions(quality):
     assert (ours - ref).abs().mean() * 255 <= 0.25  # measured 0.09-0.15 (benchmarks/bench_defenses.py)
     clf = load_model("zoo:mnist5k-standard")
     assert (clf.predict(ours) == clf.predict(ref)).float().mean() >= 0.99  # measured 100% on 1000 images
+
+
+def _resize_pad_by_size_groups(x, sizes, u, h, w):
+    """The straightforward form of resize-pad (one F.interpolate per drawn size): the reference for the
+    batched gather, which must give the same image for the same draws."""
+    import torch.nn.functional as F
+    out = torch.zeros_like(x)
+    for s in torch.unique(sizes).tolist():
+        idx = torch.nonzero(sizes == s).flatten()
+        sw = max(1, min(w, round(s * w / h)))
+        small = F.interpolate(x[idx], size=(s, sw), mode="nearest")
+        top = (u[idx, 0] * (h - s + 1)).long().clamp(max=h - s)
+        left = (u[idx, 1] * (w - sw + 1)).long().clamp(max=w - sw)
+        for k, i in enumerate(idx.tolist()):
+            out[i, :, top[k]:top[k] + s, left[k]:left[k] + sw] = small[k]
+    return out
+
+
+@pytest.mark.parametrize("shape,ratio", [((1, 28, 28), 0.9), ((3, 32, 32), 0.5), ((3, 24, 40), 0.75),
+                                         ((1, 7, 5), 0.3), ((2, 9, 9), 1.0)])
+def test_resize_pad_gather_equals_interpolate_per_size_and_needs_no_host_sync(shape, ratio):
+    import math
+
+    from advkit.defenses.randomization import RandomResizePad
+    from advkit.sync import HostSyncCounter
+    c, h, w = shape
+    x = torch.rand(64, c, h, w, generator=torch.Generator().manual_seed(1))
+    d = RandomResizePad(ratio, seed=3)
+    with HostSyncCounter() as counter:
+        got = d(x)
+    assert counter.total == 0, counter.counts
+    g = torch.Generator().manual_seed(3)  # the defense's draws, replayed
+    lo = min(h, max(1, math.ceil(ratio * h - 1e-9)))
+    sizes = torch.randint(lo, h + 1, (64,), generator=g)
+    u = torch.rand(64, 2, generator=g)
+    assert torch.equal(got, _resize_pad_by_size_groups(x, sizes, u, h, w))
+    # the gradient is the gather's: pixel j receives x_j once per output pixel copied from it, so
+    # Σ_j x_j·∂/∂x_j Σ out·out.detach() = Σ out²
+    xg = x.clone().requires_grad_(True)
+    out = RandomResizePad(ratio, seed=3)(xg)
+    gx, = torch.autograd.grad((out * out.detach()).sum(), xg)
+    assert torch.isclose((gx * x).sum(), (out.detach() ** 2).sum(), rtol=1e-5)

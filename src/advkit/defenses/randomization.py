@@ -45,27 +45,32 @@ class RandomResizePad(SeededRandom, Preprocessing):
         lo = min(h, max(1, math.ceil(self.ratio * h - 1e-9)))
         sizes = torch.randint(lo, h + 1, (n,), generator=g, device=x.device)
         u = torch.rand(n, 2, generator=g, device=x.device)
-        out = torch.zeros_like(x)
-        for s in torch.unique(sizes).tolist():
-            idx = torch.nonzero(sizes == s).flatten()
-            sw = max(1, min(w, round(s * w / h)))
-            small = F.interpolate(x[idx], size=(s, sw), mode="nearest")
-            top = (u[idx, 0] * (h - s + 1)).long().clamp(max=h - s)
-            left = (u[idx, 1] * (w - sw + 1)).long().clamp(max=w - sw)
-            out[idx] = _place(small, top, left, h, w)
-        return out
+        widths = (sizes.double() * w / h).round().long().clamp(1, w)  # round(s·W/H), as Python's round: ties to even
+        top = (u[:, 0] * (h - sizes + 1)).long().clamp(max=h - sizes)
+        left = (u[:, 1] * (w - widths + 1)).long().clamp(max=w - widths)
+        return _resize_place(x, sizes, widths, top, left)
 
 
-def _place(small: torch.Tensor, top: torch.Tensor, left: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Zero canvas of size h×w with each image of ``small`` pasted at its own (top, left) offset."""
-    n, c, s, sw = small.shape
-    rows = torch.arange(h, device=small.device)[None, :] - top[:, None]  # (n, h): source row or out of range
-    cols = torch.arange(w, device=small.device)[None, :] - left[:, None]
-    rvalid = (rows >= 0) & (rows < s)
-    cvalid = (cols >= 0) & (cols < sw)
-    r_idx = rows.clamp(0, s - 1)[:, None, :, None].expand(n, c, h, sw)
-    tall = small.gather(2, r_idx)  # (n, c, h, sw)
-    c_idx = cols.clamp(0, sw - 1)[:, None, None, :].expand(n, c, h, w)
-    wide = tall.gather(3, c_idx)  # (n, c, h, w)
-    mask = (rvalid[:, None, :, None] & cvalid[:, None, None, :]).to(small.dtype)
+def _source_index(dst: torch.Tensor, in_size: int, out_size: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour source index of output position ``dst`` (n, k) when ``in_size`` pixels shrink to
+    ``out_size`` (n,): min(⌊dst·(in/out)⌋, in − 1) with the scale in float32, as ``F.interpolate(mode="nearest")``."""
+    scale = torch.full_like(out_size, in_size, dtype=torch.float32) / out_size.float()
+    return (dst.float() * scale[:, None]).floor().long().clamp(max=in_size - 1)
+
+
+def _resize_place(x: torch.Tensor, sizes: torch.Tensor, widths: torch.Tensor, top: torch.Tensor,
+                  left: torch.Tensor) -> torch.Tensor:
+    """Each image of ``x`` shrunk (nearest neighbour) to sizes[i]×widths[i] and pasted on a zero canvas of
+    x's size at (top[i], left[i]): one gather per axis for the whole batch, with per-image index maps, so
+    no host synchronisation (no grouping by size) and a gradient that is the gather's."""
+    n, c, h, w = x.shape
+    rows = torch.arange(h, device=x.device)[None, :] - top[:, None]  # (n, h): row in the shrunk image
+    cols = torch.arange(w, device=x.device)[None, :] - left[:, None]
+    rvalid = (rows >= 0) & (rows < sizes[:, None])
+    cvalid = (cols >= 0) & (cols < widths[:, None])
+    src_r = _source_index(rows.clamp(min=0), h, sizes)
+    src_c = _source_index(cols.clamp(min=0), w, widths)
+    tall = x.gather(2, src_r[:, None, :, None].expand(n, c, h, w))  # rows picked per image
+    wide = tall.gather(3, src_c[:, None, None, :].expand(n, c, h, w))
+    mask = (rvalid[:, None, :, None] & cvalid[:, None, None, :]).to(x.dtype)
     return wide * mask
