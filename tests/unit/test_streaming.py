@@ -70,3 +70,14 @@ def test_array_images_convert_per_batch():
     ds = make_dataset(x, np.arange(4), name="t", split="test", classes=tuple("abcd"), scale=255.0, stream=True)
     ref = make_dataset(x, np.arange(4), name="t", split="test", classes=tuple("abcd"), scale=255.0)
     assert ds.streamed and torch.equal(ds.x[1:3], ref.x[1:3]) and torch.equal(ds.subset(2).x[:], ref.x[:2])
+
+
+def test_reading_a_folder_for_its_content_hash_reports_progress(tmp_path):
+    root = _folder(tmp_path / "f", per_class=100)  # 300 files: two reports on the way, one at the end
+    lazy = load_data(f"imagefolder:{root}", stream=True)
+    seen = []
+    digest = lazy.x.content_digest(lambda task, done, total: seen.append((task, done, total)))
+    assert digest == lazy.x.content_digest()  # reporting changes nothing
+    assert {t for t, _, _ in seen} == {"data hash"} and {tot for _, _, tot in seen} == {300}
+    done = [d for _, d, _ in seen]
+    assert done == sorted(done) and done[0] == 0 and done[-1] == 300 and len(done) == 3

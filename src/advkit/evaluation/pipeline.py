@@ -64,7 +64,7 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
     meta = {"model": spec.model if model is None else getattr(clf, "name", spec.model),
             "model_hash": model_digest(clf), "code_version": code_version(), "spec_hash": spec.spec_hash(),
             # the data's content hash is read on rank 0 only (streamed data: every file once)
-            "data_hash": data_digest(ds.x, ds.y) if D.is_main() else None}
+            "data_hash": data_digest(ds.x, ds.y, progress) if D.is_main() else None}
     naive = None
     if spec.defense is not None:
         clf, naive, chain = defended.build_models(spec, clf)

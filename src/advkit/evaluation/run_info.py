@@ -60,12 +60,13 @@ def model_digest(clf) -> str:
     return model_hash(clf)
 
 
-def data_digest(x: torch.Tensor, y: torch.Tensor) -> str:
-    """sha256 (hex) of the evaluated data's contents: dtype, shape and bytes of the images and labels."""
+def data_digest(x: torch.Tensor, y: torch.Tensor, progress=None) -> str:
+    """sha256 (hex) of the evaluated data's contents: dtype, shape and bytes of the images and labels;
+    ``progress`` (a ProgressFn) hears about the files of a streamed folder being read."""
     h = hashlib.sha256()
     for t in (x, y):
         if not isinstance(t, torch.Tensor):  # streamed images (sources/streaming.py): their own content hash
-            h.update(f"streamed|{t.content_digest()}|".encode())
+            h.update(f"streamed|{t.content_digest(progress) if progress else t.content_digest()}|".encode())
             continue
         t = t.detach().to("cpu").contiguous()
         h.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
