@@ -26,7 +26,8 @@ sparsity of x_max dropped by ≥5% (restarting from x_max), else divided by 1.5 
 
 Random start (as the official code): L∞ ε·u/‖u‖∞ with u ~ U[−1,1]^d, L2 ε·g/‖g‖₂ with g Gaussian,
 L1 the projection of x + g onto the L1 ball ∩ box.  Samples leave the working batch as soon as they
-are misclassified (per-sample early stop), which changes no other sample's trajectory.
+are misclassified (per-sample early stop; on accelerators they wait, frozen, for the next compaction
+point of :mod:`advkit.sync`), which changes no other sample's trajectory.
 
 With EOT (``eot`` > 1, randomized models; Athalye et al. 2018) the gradient is averaged over ``eot``
 draws and the run follows the official AutoAttack rand version: every sample runs the whole budget

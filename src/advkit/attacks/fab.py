@@ -17,7 +17,8 @@ t of the clean logits in turn (one gradient per step instead of one per class).
 advkit's FAB is a :class:`BudgetedAttack` (the way AutoAttack uses it): a point counts only when
 its distance is ≤ ε; the returned point is the closest adversarial found (so ``distance`` is the
 minimal norm FAB found) or x when none lies within ε.  With ``early_stop`` (default) a sample
-leaves the working batch once it has an adversarial point within ε; set ``early_stop=False`` to
+leaves the working batch once it has an adversarial point within ε (on accelerators: frozen until the
+next compaction point of :mod:`advkit.sync`); set ``early_stop=False`` to
 keep minimising the norm for every iteration (min-norm use).
 """
 from __future__ import annotations

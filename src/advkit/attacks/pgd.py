@@ -17,7 +17,8 @@ Steepest-ascent step per norm:
     (a fixed k > 1 cannot reach the L1 ball's vertices; the plain one-coordinate step stalls at the box).
 
 The per-sample best iterate is kept (``keep_best``): a successful iterate always beats an
-unsuccessful one, then the larger loss wins; a sample stops being updated once it has succeeded.
+unsuccessful one, then the larger loss wins; a sample's best point is final once it has succeeded (it
+leaves the working batch at once on CPU, at the next compaction point on accelerators: :mod:`advkit.sync`).
 With ``keep_best=False`` the last iterate is returned and every sample runs every step (the
 behaviour of torchattacks/foolbox PGD).  Targeted attacks (``targets``) descend the loss of the
 target class.  ``eot`` > 1 averages the gradient over that many passes (Athalye et al. 2018).

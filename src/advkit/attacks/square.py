@@ -25,7 +25,8 @@ Windows are drawn per sample (the official code shares one window across the bat
 transposes the L2/L1 bump is one per batch with a ``torch.Generator`` (as the official code) and one per
 sample with per-sample streams (:mod:`advkit.rng`), so that a sample's run never depends on its batch.
 A candidate replaces the current point when it lowers L (or is already adversarial); successful samples
-leave the working batch.
+leave the working batch (at once on CPU; on accelerators, frozen, at the next compaction point:
+:mod:`advkit.sync`).
 """
 from __future__ import annotations
 
