@@ -17,7 +17,14 @@ _TINY = 1e-12
 
 
 def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-sample values (n,) shaped to broadcast against ``like`` (n, ...)."""
     return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def where_rows(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row i of ``a`` where ``mask[i]``, else row i of ``b``: a masked per-sample update with no host
+    synchronisation (unlike ``b[mask] = a[mask]``; see :mod:`advkit.sync`)."""
+    return torch.where(_view(mask, a), a, b)
 
 
 def norm(delta: torch.Tensor, p: str) -> torch.Tensor:

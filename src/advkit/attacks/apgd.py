@@ -70,11 +70,6 @@ def project_l1_box(delta: torch.Tensor, x: torch.Tensor, eps: float, bounds, ite
     return torch.where(inside[:, None], clipped, shrunk).view_as(delta)
 
 
-def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A per-row mask shaped to broadcast against ``like`` (n, ...)."""
-    return mask.view(-1, *([1] * (like.dim() - 1)))
-
-
 class _State:
     """Per-sample tensors of one run over the shrinking working batch; ``idx`` maps to the caller."""
 
@@ -202,7 +197,7 @@ class APGD(BudgetedAttack):
             elif self.eot == 1:  # first success is final (rows waiting for compaction stay frozen)
                 done = done & ~ok[st.idx]
             # masked writes, no host sync (advkit/sync.py)
-            out[st.idx] = torch.where(_rows(done, st.x_adv), st.x_adv, out[st.idx])
+            out[st.idx] = geometry.where_rows(done, st.x_adv, out[st.idx])
             ok[st.idx] = ok[st.idx] | done
             return l, g, (done if self.eot == 1 else torch.zeros_like(done))
 
@@ -236,8 +231,8 @@ class APGD(BudgetedAttack):
             s.n_inc += (l > s.l_prev).to(l.dtype)
             s.l_prev, s.g = l, g
             better = l > s.l_best
-            s.x_best = torch.where(_rows(better, s.x_adv), s.x_adv, s.x_best)
-            s.g_best = torch.where(_rows(better, g), g, s.g_best)
+            s.x_best = geometry.where_rows(better, s.x_adv, s.x_best)
+            s.g_best = geometry.where_rows(better, g, s.g_best)
             s.l_best = torch.where(better, l, s.l_best)
             if i + 1 in cps:
                 self._checkpoint(s, i + 1 - last_cp)
@@ -272,7 +267,7 @@ class APGD(BudgetedAttack):
         no_improve = ~s.reduced & (s.l_best <= s.l_best_cp)
         halve = osc | no_improve
         s.step = torch.where(halve, s.step / 2, s.step)
-        s.x_adv, s.g = torch.where(_rows(halve, s.x_adv), s.x_best, s.x_adv), torch.where(_rows(halve, s.g), s.g_best, s.g)
+        s.x_adv, s.g = geometry.where_rows(halve, s.x_best, s.x_adv), geometry.where_rows(halve, s.g_best, s.g)
         s.l_prev = torch.where(halve, s.l_best, s.l_prev)
         s.reduced, s.l_best_cp, s.n_inc = halve, s.l_best.clone(), torch.zeros_like(s.n_inc)
 
@@ -284,4 +279,4 @@ class APGD(BudgetedAttack):
         base = self.eps
         s.step = torch.where(reset, torch.full_like(s.step, base), s.step / 1.5).clamp(base / 10, base)
         s.sp_old = sp
-        s.x_adv, s.g = torch.where(_rows(reset, s.x_adv), s.x_best, s.x_adv), torch.where(_rows(reset, s.g), s.g_best, s.g)
+        s.x_adv, s.g = geometry.where_rows(reset, s.x_best, s.x_adv), geometry.where_rows(reset, s.g_best, s.g)

@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import torch
 
-from .. import losses
+from .. import geometry, losses
 from ..errors import ConfigError
 from .base import MinNormAttack, require_int
 from .pgd import validate_eot
@@ -79,7 +79,7 @@ class CarliniWagnerL2(MinNormAttack):
             const = torch.where(bracketed, (lower + upper) / 2, const * 10)
         if self.max_eps is not None:  # outside the budget counts as a failure: return x
             far = best_d2.sqrt() > self.max_eps
-            best_x = torch.where(far.view(-1, *([1] * (x.dim() - 1))), x, best_x)
+            best_x = geometry.where_rows(far, x, best_x)
         return best_x
 
     def _minimise(self, oracle, x, y, targets, w0, const, best_x, best_d2, bounds) -> torch.Tensor:
@@ -119,7 +119,7 @@ class CarliniWagnerL2(MinNormAttack):
         """Masked writes by index (no host sync)."""
         found[idx] = found[idx] | ok
         better = ok & (d2 < best_d2[idx])
-        best_x[idx] = torch.where(better.view(-1, *([1] * (xa.dim() - 1))), xa.detach(), best_x[idx])
+        best_x[idx] = geometry.where_rows(better, xa.detach(), best_x[idx])
         best_d2[idx] = torch.where(better, d2, best_d2[idx])
 
     def _adam(self, w, m, v, idx, g, t, beta1=0.9, beta2=0.999, eps=1e-8) -> None:

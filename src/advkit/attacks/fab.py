@@ -177,7 +177,7 @@ class FAB(BudgetedAttack):
         closer = adv & (d < dist_i)
         if self.early_stop:
             closer = closer & (dist_i > self.eps)
-        best[idx] = torch.where(closer.view(-1, *([1] * (x1.dim() - 1))), x1, best[idx])
+        best[idx] = geometry.where_rows(closer, x1, best[idx])
         dist[idx] = torch.where(closer, d, dist_i)
         back = x0 + self.beta * (x1 - x0)
         return torch.where(adv.view(-1, 1, 1, 1), back, x1)

@@ -117,7 +117,7 @@ class PGD(BudgetedAttack):
         final (rows already broken wait, frozen, for the next compaction: sync.py).  No host sync."""
         bs, bl = best_s[idx], best_l[idx]
         better = ~bs & (s | (l > bl))
-        best_x[idx] = torch.where(better.view(-1, *([1] * (xa.dim() - 1))), xa, best_x[idx])
+        best_x[idx] = geometry.where_rows(better, xa, best_x[idx])
         best_l[idx] = torch.where(better, l, bl)
         best_s[idx] = bs | (better & s)
 

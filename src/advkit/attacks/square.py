@@ -37,7 +37,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from .. import losses, rng, sync
+from .. import geometry, losses, rng, sync
 from ..errors import ConfigError
 from .apgd import project_l1_box
 from .base import BudgetedAttack, require_int
@@ -156,7 +156,7 @@ class Square(BudgetedAttack):
             cand = step(xa, xb, self._side(i, x), ga, bounds)
             m_new, l_new = self._scores(oracle, cand, ya, ta)
             take = ((l_new < la) | (m_new > 0)) & ~won  # successes are always taken
-            xb = torch.where(take.view(-1, *([1] * (x.dim() - 1))), cand, xb)
+            xb = geometry.where_rows(take, cand, xb)
             la = torch.where(take, l_new, la)
             won = won | (take & (m_new > 0))
             if sync.compacts_at(i + 1, x.device):
