@@ -52,9 +52,9 @@ LOOPS = {
 }
 
 
-def _syncs(attack) -> HostSyncCounter:
+def _syncs(attack, model=NET) -> HostSyncCounter:
     with HostSyncCounter() as counter:
-        attack(NET, X, Y, generator=rng.SampleStreams.for_samples(0, "sync", torch.arange(len(X))))
+        attack(model, X, Y, generator=rng.SampleStreams.for_samples(0, "sync", torch.arange(len(X))))
     return counter
 
 
@@ -150,3 +150,15 @@ def test_compaction_schedule(monkeypatch):
     monkeypatch.setenv("ADVKIT_SYNC_FREE", "sometimes")  # a typo is an error, not a silent default
     with pytest.raises(ConfigError, match=r"ADVKIT_SYNC_FREE must be 1 \(on\), 0 \(off\) or auto, got 'sometimes'"):
         sync.sync_free("cpu")
+
+
+@pytest.mark.parametrize("defense", ["noise:0.1", "resize-pad:0.8"])
+def test_eot_loops_on_a_randomized_defense_make_no_sync_per_iteration(defense, monkeypatch):
+    """APGD with EOT through a randomized defense (the AutoAttack rand setting): every sample runs the whole
+    budget, so the loop never compacts, and neither the EOT passes nor the defense's draws synchronise."""
+    from advkit.defenses import defended_models
+    from advkit.model import Classifier
+    monkeypatch.setenv("ADVKIT_SYNC_FREE", "1")
+    _, model, _ = defended_models(Classifier(NET, num_classes=10, input_shape=(1, 8, 8)), defense, seed=0)
+    short, long = (_syncs(APGD(threat="linf:0.05", steps=s, eot=3), model) for s in (16, 48))
+    assert long.total == short.total, (short.counts, long.counts)
