@@ -68,7 +68,8 @@ def resolve_device(text: str | torch.device | None) -> torch.device:
 def describe(device: torch.device | str) -> str:
     """The device a run computed on, with what changes its float rounding: ``cpu``, or e.g.
     ``cuda:0 (NVIDIA H200, CUDA 13.0; TF32 convolutions on, float32 matmuls 'highest')`` — on GPUs
-    PyTorch runs convolutions in TF32 by default, so logits differ from a CPU run's in the 3rd–4th digit."""
+    PyTorch runs convolutions in TF32 by default, so logits can differ from a CPU run's around the
+    3rd–4th digit."""
     device = torch.device(device)
     if device.type != "cuda":
         return str(device)

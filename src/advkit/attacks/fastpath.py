@@ -12,7 +12,7 @@ Both compute the same function; their logits differ from the original module's b
 batch it serves (logits; for the backward path also the input gradient).  A copy that cannot be
 built or does not agree (``FWD_TOL``, ``GRAD_TOL``) is dropped and the original module used, with a
 debug log line.  Copies are never used for models on other devices than the CPU (on GPUs float32
-convolutions run in TF32 by default, so a copy agrees only to ~1e-3; see docs/scale.md),
+convolutions run in TF32 by default, so a copy can be expected to agree only to ~1e-3; docs/scale.md),
 non-float32 models, models with hooks (TorchScript ignores Python hooks), or randomised models
 (EOT > 1, or outputs that change between two identical calls).  ``Classifier(accelerate=False)`` or
 the environment variable ``ADVKIT_ACCELERATE=0`` turns them off.
