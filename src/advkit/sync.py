@@ -68,16 +68,19 @@ def sync_free(device: torch.device | str) -> bool:
     return forced if forced is not None else torch.device(device).type != "cpu"
 
 
+def _is_point(iteration: int) -> bool:
+    """An accelerator compaction point: after iteration 1, 2, 4, 8, 16 and every COMPACT_EVERY-th."""
+    return iteration in EARLY_POINTS or (iteration > 0 and iteration % COMPACT_EVERY == 0)
+
+
 def compacts_at(iteration: int, device: torch.device | str) -> bool:
     """Whether a loop compacts its working batch after ``iteration`` iterations (counted from 1)."""
-    if not sync_free(device):
-        return True
-    return iteration in EARLY_POINTS or (iteration > 0 and iteration % COMPACT_EVERY == 0)
+    return not sync_free(device) or _is_point(iteration)
 
 
 def compaction_points(steps: int) -> int:
     """How many accelerator compaction points a loop of ``steps`` iterations passes (for tests/docs)."""
-    return sum(1 for i in range(1, steps + 1) if i in EARLY_POINTS or i % COMPACT_EVERY == 0)
+    return sum(map(_is_point, range(1, steps + 1)))
 
 
 def _has_bool_index(args) -> bool:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..progress import NULL, ProgressFn
 from ..results.io import SCHEMA_VERSION
 from .spec import EvaluationSpec
 
@@ -60,13 +61,13 @@ def model_digest(clf) -> str:
     return model_hash(clf)
 
 
-def data_digest(x: torch.Tensor, y: torch.Tensor, progress=None) -> str:
+def data_digest(x: torch.Tensor, y: torch.Tensor, progress: ProgressFn = NULL) -> str:
     """sha256 (hex) of the evaluated data's contents: dtype, shape and bytes of the images and labels;
-    ``progress`` (a ProgressFn) hears about the files of a streamed folder being read."""
+    ``progress`` hears about the files of a streamed folder being read."""
     h = hashlib.sha256()
     for t in (x, y):
         if not isinstance(t, torch.Tensor):  # streamed images (sources/streaming.py): their own content hash
-            h.update(f"streamed|{t.content_digest(progress) if progress else t.content_digest()}|".encode())
+            h.update(f"streamed|{t.content_digest(progress)}|".encode())
             continue
         t = t.detach().to("cpu").contiguous()
         h.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
