@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from .version import __version__
 
 from .errors import (AdvkitError, AdvkitWarning, AttackBug, ConfigError, DataError, EvaluationAborted, InputError,
                      ModelError, StoreError, UnsafeCheckpointError)

@@ -99,7 +99,7 @@ class Classifier(nn.Module):
     def predict(self, x: torch.Tensor, batch_size: int = 256, *, logits: bool = False) -> torch.Tensor:
         """Labels (or logits with ``logits=True``) for ``x`` in batches (halved on out-of-memory), on
         ``x``'s device."""
-        from .attacks.batching import forward_in_batches
+        from .batching import forward_in_batches
         self.check_inputs(x)
         if len(x) == 0:
             return torch.empty(0).to(x.device)
@@ -185,8 +185,8 @@ class Classifier(nn.Module):
             findings.append(Finding("train-mode", "warning",
                                     f"the model was in train mode and has {', '.join(sorted(set(mode_layers)))} layers; "
                                     "advkit evaluates it in eval mode"))
-        from .attacks.batching import forward_in_batches
-        with self.inference():  # halved on out-of-memory (attacks/batching.py)
+        from .batching import forward_in_batches
+        with self.inference():  # halved on out-of-memory (batching.py)
             draws = [forward_in_batches(self, x[:32], what="pre-flight check") for _ in range(RANDOMNESS_DRAWS)]
         a = draws[0]
         if a.dim() != 2:

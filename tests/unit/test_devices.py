@@ -121,13 +121,13 @@ def test_other_errors_and_single_sample_ooms_are_not_swallowed():
     # even one sample does not fit: raised (the model probe reports it as the model's error), never swallowed
     with pytest.raises((torch.cuda.OutOfMemoryError, ModelError), match="out of memory"):
         FGSM(ThreatModel("linf", 0.1))(Classifier(_OOMNet(limit=0), accelerate=False), x, y, batch_size=2)
-    from advkit.attacks.batching import is_out_of_memory
+    from advkit.batching import is_out_of_memory
     assert not is_out_of_memory(RuntimeError("shape mismatch")) and is_out_of_memory(RuntimeError("CUDA out of memory"))
 
 
 def test_plain_forward_passes_halve_on_out_of_memory_too(caplog):
     """Classifier.predict, the pre-flight check and the evaluation's clean-accuracy stage and confidences
-    (attacks/batching.forward_in_batches) halve the batch like the attacks do, and say so."""
+    (advkit/batching.forward_in_batches) halve the batch like the attacks do, and say so."""
     from advkit.evaluation.stages import _confidence, clean
     torch.manual_seed(0)  # test data only
     x, y = torch.rand(12, 1, 4, 4), torch.randint(0, 4, (12,))
@@ -151,7 +151,7 @@ def test_plain_forward_passes_halve_on_out_of_memory_too(caplog):
             self.records.update({k: v for k, v in out.items() if not k.startswith("_")})
             return out
     ctx, want = Ctx(clf), Ctx(ref)
-    caplog.set_level("WARNING", logger="advkit.attacks.batching")
+    caplog.set_level("WARNING", logger="advkit.batching")
     with pytest.warns(BatchSizeReducedWarning) as rec:
         got = clean(ctx)
     assert [str(w.message) for w in rec] == [f"clean accuracy: out of memory on cpu with a batch of {a}; "

@@ -9,7 +9,7 @@ import pytest
 from advkit.errors import ConfigError
 from advkit.gates import check_gates, parse_gate
 from advkit.profiles import annotate, grade_lines, grade_threat, load_profile
-from advkit.profiles.gate import GradeGate
+from advkit.gates import GradeGate
 
 pytestmark = pytest.mark.filterwarnings("ignore::advkit.errors.GateNoiseWarning")
 

@@ -26,7 +26,7 @@ from ..errors import AttackBug, ConfigError, InputError
 from ..model import Classifier, as_classifier
 from ..progress import NULL, ProgressFn
 from ..threat import ThreatModel
-from .batching import run_in_batches
+from ..batching import run_in_batches
 from .fastpath import BORDER_TOL
 from .oracle import Oracle
 
@@ -96,7 +96,7 @@ CPU_BATCH_SIZE = 128
 
 
 def default_batch_size(device: torch.device, n: int) -> int:
-    """``CPU_BATCH_SIZE`` on CPU; the whole input on accelerators (halved on out-of-memory, batching.py)."""
+    """``CPU_BATCH_SIZE`` on CPU; the whole input on accelerators (halved on out-of-memory, advkit/batching.py)."""
     return max(1, min(n, CPU_BATCH_SIZE) if device.type == "cpu" else n)
 
 
@@ -189,7 +189,7 @@ class Attack:
             out = self._attack_batch(oracle, clf, x[sl].to(device, clf.dtype), y[sl].to(device), tb, g)
             progress(self.name, sl.stop, len(x))
             return out
-        with clf.inference():  # on out-of-memory the batch is halved (batching.py)
+        with clf.inference():  # on out-of-memory the batch is halved (advkit/batching.py)
             outs = run_in_batches(one, len(x), bs, device, what=self.name)
         oracle.on_pass = None
         x_adv = torch.cat([o[0] for o in outs]).to(x.device, x.dtype) if outs else x.clone()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .pipeline import EvaluationResult, evaluate
-from .protocol_status import protocol_status
+from ..results.protocol import protocol_status
 from .spec import EvaluationSpec, load_spec, spec_from_dict, with_options
 
 __all__ = ["EvaluationResult", "EvaluationSpec", "evaluate", "load_spec", "protocol_status", "spec_from_dict",

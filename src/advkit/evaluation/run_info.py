@@ -90,7 +90,7 @@ def code_version() -> str:
     """``<advkit version>+<random-stream scheme>``, plus ``.g<commit>`` when the source is a git checkout:
     part of a run's identity.  The scheme (:data:`advkit.rng.SCHEME`) is there for installs without git:
     batches stored under another scheme drew other random numbers, so ``--resume`` must not mix them in."""
-    from .. import __version__
+    from ..version import __version__
     from ..rng import SCHEME
     commit = git_commit()
     return f"{__version__}+{SCHEME}" + (f".g{commit[:12]}" if commit else "")
@@ -118,7 +118,7 @@ def _short(v) -> str:
 def environment(device: torch.device | str | None = None) -> dict:
     """Versions and the machine a run computed on; ``device`` (the model's) is described with what changes
     its float rounding (:func:`advkit.devices.describe`)."""
-    from .. import __version__
+    from ..version import __version__
     from ..devices import describe
     env = {"python": platform.python_version(), "torch": torch.__version__,
            "numpy": np.__version__, "advkit": __version__, "platform": platform.platform(),
@@ -179,7 +179,7 @@ def validate_gates(spec: EvaluationSpec) -> None:
         gates = gate_list(spec)
         G.validate_gates(gates, [str(t) for t in spec.threats],
                          radii=spec.certify.radii if spec.certify is not None else None, where="gates")
-        from ..profiles.gate import GradeGate, validate_for_spec
+        from ..gates.grade import GradeGate, validate_for_spec
         for g in gates:
             if isinstance(g, GradeGate):
                 validate_for_spec(g, spec.profile, [str(t) for t in spec.threats])

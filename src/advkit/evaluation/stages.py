@@ -20,7 +20,7 @@ import torch
 
 from ..attacks import presets, registry
 from ..attacks.adaptive import supports_eot, with_eot
-from ..attacks.batching import forward_in_batches
+from ..batching import forward_in_batches
 from ..attacks.fgsm import FGSM
 from ..attacks.pgd import PGD
 from ..attacks.restarts import BestOf
@@ -60,7 +60,7 @@ def _remedy(code: str) -> str:
 
 def clean(ctx: Context) -> dict:
     def batch(sl, gen):
-        with ctx.clf.inference():  # halved on out-of-memory (attacks/batching.py)
+        with ctx.clf.inference():  # halved on out-of-memory (advkit/batching.py)
             z = forward_in_batches(ctx.clf, ctx.x[sl], what="clean accuracy").float().cpu()
         p = z.softmax(1)
         y = ctx.y[sl]

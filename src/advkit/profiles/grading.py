@@ -3,7 +3,7 @@
 
 A grade is given only to a number that can carry it: the per-sample worst case of a threat whose
 AutoAttack ran with the official composition at the reference budgets
-(:func:`advkit.evaluation.protocol_status`) and whose headline is trusted (not masked).  An upper bound
+(:func:`advkit.results.protocol.protocol_status`) and whose headline is trusted (not masked).  An upper bound
 or a masked model gets ``grade: null`` and the reasons.  The grade comes from the point estimate; when
 the 95% interval contains a threshold the grade says so and lists every grade the interval allows.
 """
@@ -51,7 +51,7 @@ def _ci(section: dict, n: int | None) -> tuple[float, float] | None:
 
 def _why_not(section: dict) -> list[str]:
     """Why this threat's number may not be graded: an upper bound or an untrusted headline."""
-    from ..evaluation.protocol_status import protocol_status
+    from ..results.protocol import protocol_status
 
     reasons = []
     reference, why = protocol_status(section)

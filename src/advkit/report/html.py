@@ -45,7 +45,7 @@ def _pct(acc, ci=None) -> str:
 
 
 def _page(title: str, header: str, body: list[str]) -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"

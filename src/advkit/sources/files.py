@@ -36,7 +36,7 @@ def read_idx_pair(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_fashion_mnist(root: str | None, split: str):
-    from .data import make_dataset
+    from .dataset import make_dataset
 
     folder = Path(root) if root else FASHION_ROOT
     if not folder.is_dir():
@@ -88,7 +88,7 @@ _GRAY_MODES = ("1", "L", "I", "I;16", "F")
 def load_imagefolder(directory: str | None, split: str, *, stream: bool = False, transform=None):
     """``DIR/<class>/*.png|jpg`` (``DIR/<split>/...`` when train/test sub-folders exist), in
     :func:`imagefolder_order`; ``stream`` keeps the images on disk until indexed."""
-    from .data import Dataset
+    from .dataset import Dataset
     from .streaming import FileImages, Transform
 
     transform = transform or Transform()
@@ -175,7 +175,7 @@ def _scale(x: np.ndarray, path: Path) -> tuple[np.ndarray, float | None]:
 
 
 def load_npz(file: str | None, split: str):
-    from .data import make_dataset
+    from .dataset import make_dataset
 
     if not file:
         raise DataError("npz needs a file: npz:FILE")

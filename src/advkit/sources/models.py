@@ -176,6 +176,8 @@ def load_state_dict_file(path: str | Path, *, trust_pickle: bool = False) -> dic
     if not path.is_file():
         raise ModelError(f"weights file {path} does not exist")
     if path.suffix == ".safetensors":
+        from ..zoo.checkpoint import read_safetensors
+
         return read_safetensors(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -190,30 +192,6 @@ def load_state_dict_file(path: str | Path, *, trust_pickle: bool = False) -> dic
     except (RuntimeError, OSError, EOFError) as e:
         raise ModelError(f"cannot read weights file {path}: {e}") from e
     return _extract_state_dict(obj, path)
-
-
-def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a ``.safetensors`` file; a :class:`ModelError` that says what the file is otherwise
-    (empty, a torch pickle with the wrong name, truncated or corrupt)."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-        if not head:
-            raise ModelError(f"{path}: the file is empty (0 bytes); expected a safetensors file")
-        if head[:2] == b"PK" or head[:1] == b"\x80":
-            raise ModelError(f"{path}: not a safetensors file: it is a torch.save pickle named .safetensors; "
-                             "rename it to .pt (it is then loaded with torch.load(weights_only=True))")
-        return load_file(str(path))
-    except ModelError:
-        raise
-    except OSError as e:
-        raise ModelError(f"cannot read {path}: {e.strerror or e}") from None
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
-        raise ModelError(f"{path}: not a readable safetensors file (truncated or corrupt): "
-                         f"{' '.join(str(e).split())}") from None
 
 
 def _extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:

@@ -33,7 +33,7 @@ def _download(name: str, root: Path, split: str) -> None:
 
 
 def _mnist_like(name: str, root: Path, split: str, stream: bool = False):
-    from .data import DIGIT_CLASSES, make_dataset
+    from .dataset import DIGIT_CLASSES, make_dataset
 
     raw = root / name / "raw"
     if not raw.is_dir():
@@ -93,7 +93,7 @@ def _cifar_arrays(folder: str, split: str) -> tuple[np.ndarray, np.ndarray, tupl
 
 
 def _cifar10(root: Path, split: str, stream: bool = False):
-    from .data import make_dataset
+    from .dataset import make_dataset
 
     x, y, classes = _cifar_arrays(str(_cifar_folder(root)), split)
     if len(y) and (y.min() < 0 or y.max() >= len(classes)):

@@ -38,7 +38,7 @@ def save_model(path: str | Path, net: nn.Module, *, arch: str, arch_kwargs: dict
     """Write ``net`` (an ``nn.Module`` or a :class:`Classifier`, whose mean/std are used unless given)."""
     from safetensors.torch import save_file
 
-    from .. import __version__
+    from ..version import __version__
 
     if isinstance(net, Classifier):
         mean = mean if mean is not None else net.mean
@@ -96,8 +96,6 @@ def build_from_metadata(meta: dict[str, Any]) -> nn.Module:
 
 def load_model_file(path: str | Path, *, device: str | torch.device | None = None) -> Classifier:
     """Load an advkit model file into a :class:`Classifier` (strict state-dict load, eval mode)."""
-    from ..sources.models import read_safetensors
-
     meta = read_metadata(path)
     net = build_from_metadata(meta)
     try:
@@ -111,3 +109,27 @@ def load_model_file(path: str | Path, *, device: str | torch.device | None = Non
     if device is not None:
         clf.to(device)
     return clf
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file; a :class:`ModelError` that says what the file is otherwise
+    (empty, a torch pickle with the wrong name, truncated or corrupt)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        if not head:
+            raise ModelError(f"{path}: the file is empty (0 bytes); expected a safetensors file")
+        if head[:2] == b"PK" or head[:1] == b"\x80":
+            raise ModelError(f"{path}: not a safetensors file: it is a torch.save pickle named .safetensors; "
+                             "rename it to .pt (it is then loaded with torch.load(weights_only=True))")
+        return load_file(str(path))
+    except ModelError:
+        raise
+    except OSError as e:
+        raise ModelError(f"cannot read {path}: {e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+        raise ModelError(f"{path}: not a readable safetensors file (truncated or corrupt): "
+                         f"{' '.join(str(e).split())}") from None

@@ -2,7 +2,7 @@
 
 Reads the ``protocol`` entry of ``result["threats"][key]`` (written by the evaluate stage from
 :mod:`advkit.attacks.presets`): ``{"name": str | None, "reference": bool, "reasons": [str, ...]}``.
-Gates and grades read it through :func:`protocol_status` only; a summary without the entry (older
+Gates, grades and ``advkit.evaluation`` read it through :func:`protocol_status` only; a summary without the entry (older
 results) counts as not reference.
 """
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from ..errors import BatchSizeReducedWarning
+from .errors import BatchSizeReducedWarning
 
 log = logging.getLogger(__name__)
 

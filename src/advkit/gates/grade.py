@@ -13,8 +13,10 @@ import re
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from .grading import display, grade_threat
-from .profile import NONE, Profile, list_profiles, load_profile
+from ..profiles.grading import display, grade_threat
+from ..profiles.profile import NONE, Profile, list_profiles, load_profile
+from ..report import canonical_threat, clean_accuracy, threats
+from .verdict import GateItem
 
 _EXPR = re.compile(r"^\s*grade\s*(?:\[(?P<key>[^\]]+)\])?\s*(?P<op>>=|<=|==|>|<)\s*(?P<name>[A-Za-z][\w\- ]*?)\s*$")
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
@@ -57,8 +59,6 @@ def _normalise(name: str) -> str:
 
 def parse_grade_gate(text: str) -> GradeGate:
     """Parse ``"grade[linf:8/255] >= strong"``; an unknown grade name is a ConfigError."""
-    from ..report import canonical_threat
-
     m = _EXPR.match(text)
     if not m:
         raise ConfigError(f"expected a grade gate like 'grade[linf:8/255] >= strong', got {text!r}")
@@ -71,8 +71,6 @@ def parse_grade_gate(text: str) -> GradeGate:
 
 
 def _section(result: dict, gate: GradeGate) -> tuple[str, dict]:
-    from ..report import threats
-
     ts = threats(result)
     if gate.key is None and len(ts) == 1:
         return next(iter(ts.items()))
@@ -110,11 +108,8 @@ def _deciding(tp, ladder: list[str], gate: GradeGate) -> float | None:
     return tp.grades[i - 1].min if 0 < i <= len(tp.grades) else None
 
 
-def check_grade_gate(result: dict, gate: GradeGate):
+def check_grade_gate(result: dict, gate: GradeGate) -> GateItem:
     """The :class:`~advkit.gates.GateItem` of a grade gate on ``result``."""
-    from ..gates import GateItem
-    from ..report import clean_accuracy
-
     profile = result_profile(result)
     key, section = _section(result, gate)
     ladder = ladder_for(profile, key, gate)
