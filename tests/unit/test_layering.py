@@ -150,3 +150,32 @@ def test_the_checker_sees_an_upward_import(tmp_path, source, expected):
 def test_the_checker_sees_a_circle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
+
+
+MAX_MODULE_LINES = 300
+MAX_FUNCTION_LINES = 40
+
+
+def oversized() -> tuple[list[str], list[str]]:
+    """Modules over MAX_MODULE_LINES lines and functions whose span (``def`` line to last line, docstring
+    included) is over MAX_FUNCTION_LINES."""
+    modules_over, functions_over = [], []
+    for path in sorted(SRC.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        rel = path.relative_to(SRC.parent).as_posix()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            modules_over.append(f"{rel}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                span = node.end_lineno - node.lineno + 1
+                if span > MAX_FUNCTION_LINES:
+                    functions_over.append(f"{rel}:{node.lineno} {node.name}: {span} lines")
+    return modules_over, functions_over
+
+
+def test_no_module_over_300_lines():
+    assert oversized()[0] == []
+
+
+def test_no_function_over_40_lines():
+    assert oversized()[1] == []

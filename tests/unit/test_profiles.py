@@ -8,7 +8,8 @@ import pytest
 
 from advkit.errors import ConfigError
 from advkit.evaluation import evaluate
-from advkit.evaluation.spec import EvaluationSpec, spec_from_dict, with_options
+from advkit.evaluation.spec import EvaluationSpec
+from advkit.evaluation.spec_load import spec_from_dict, with_options
 from advkit.profiles import default_profile, list_profiles, load_profile, profile_names
 from advkit.threat import ThreatModel
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from advkit.errors import ConfigError
-from advkit.evaluation.spec import (EvaluationSpec, load_spec, parse_max_drop, spec_from_dict, with_options)
+from advkit.evaluation.spec import EvaluationSpec
+from advkit.evaluation.spec_load import load_spec, parse_max_drop, spec_from_dict, with_options
 from advkit.threat import ThreatModel
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.toml"))

@@ -42,7 +42,7 @@ def test_restarts_spread_over_the_bar(digits_model, gen):
 
 def test_evaluation_stage_progress_moves_inside_a_batch(digits_model):
     from advkit.evaluation import evaluate
-    from advkit.evaluation.spec import spec_from_dict
+    from advkit.evaluation.spec_load import spec_from_dict
 
     clf, x, y = digits_model
     spec = spec_from_dict({"n": 30, "batch_size": 250, "threats": ["linf:0.05"], "db": None,
@@ -134,7 +134,8 @@ def test_certify_in_history(tmp_path):
 
 # ---------------------------------------------------------------- zoo defaults, ε sanity
 def test_zoo_model_brings_its_data_and_threat():
-    from advkit.evaluation.spec import EvaluationSpec, with_model_defaults, with_options
+    from advkit.evaluation.spec import EvaluationSpec
+    from advkit.evaluation.spec_load import with_model_defaults, with_options
 
     spec = with_options(EvaluationSpec(), model="zoo:fmnist-standard")
     filled, note = with_model_defaults(spec, set())
@@ -163,7 +164,7 @@ def test_linf_budget_covering_the_box_is_refused(text, hint):
 
 def test_evaluate_refuses_linf_8(digits_model):
     from advkit.evaluation import evaluate
-    from advkit.evaluation.spec import spec_from_dict
+    from advkit.evaluation.spec_load import spec_from_dict
 
     clf, x, y = digits_model
     with pytest.raises(ConfigError, match="linf:8/255"):
@@ -215,7 +216,7 @@ def test_code_spans_are_literal():
 # ---------------------------------------------------------------- samples.npz keeps every x_adv
 def test_samples_keep_every_adversarial_example(digits_model):
     from advkit.evaluation import evaluate
-    from advkit.evaluation.spec import spec_from_dict
+    from advkit.evaluation.spec_load import spec_from_dict
 
     clf, x, y = digits_model
     n, eps = 60, 0.15

@@ -62,7 +62,7 @@ def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, profile,
     from .. import distributed
     from ..devices import parse_floats
     from ..evaluation import EvaluationSpec, evaluate as run_evaluation, load_spec, with_options
-    from ..evaluation.spec import spec_file_keys, with_model_defaults
+    from ..evaluation.spec_load import spec_file_keys, with_model_defaults
     from ..results import Store, write_run_dir
     from ..results.junit import write_junit
 
