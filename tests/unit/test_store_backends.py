@@ -10,7 +10,7 @@ import pytest
 from advkit.errors import ConfigError, StoreError
 from advkit.results import Store
 from advkit.results.backends import display
-from advkit.results.store import MIGRATIONS, SCHEMA_VERSION
+from advkit.results.schema import MIGRATIONS, SCHEMA_VERSION
 
 # The schema that advkit wrote before schema versioning (main at 3126d0e): a "v1" history file.
 V1_SCHEMA = """

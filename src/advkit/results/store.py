@@ -12,53 +12,23 @@ A run's identity is its spec hash plus the content hashes of its model weights (
 evaluated data (``data_hash``) and the code version (``code_version``: advkit version + git commit);
 :meth:`Store.find_resumable` returns them so that a resume can refuse a run computed from other inputs.
 
-The schema is versioned (table ``advkit_schema``) and upgraded in place by :data:`MIGRATIONS` when a store
-opens, one process at a time. Every write is one short transaction, so a killed writer leaves no
-half-written run and several processes can write at once (each opens its own :class:`Store`).
+The schema is versioned (table ``advkit_schema``) and upgraded in place by
+:data:`advkit.results.schema.MIGRATIONS` when a store opens, one process at a time. Every write is one
+short transaction, so a killed writer leaves no half-written run and several processes can write at once
+(each opens its own :class:`Store`).
 """
 from __future__ import annotations
 
 import json
 import threading
 import time
-from datetime import datetime, timezone
 
 from ..errors import RunLockedError, StoreError
 from . import records as rec
 from .backends import BUSY_TIMEOUT_MS, connect, display  # noqa: F401  (BUSY_TIMEOUT_MS: re-exported)
 from .io import dumps
 from .locks import STALE_AFTER_SECONDS, LockHolder, is_stale, locked_message, this_process
-
-#: Schema migrations, in order: (version, what it does, statements). ``{pk}``, ``{blob}``, ``{real}`` and
-#: ``{id}`` become each back end's type names. Version 1 is the schema of advkit 0.1's first releases,
-#: which had no ``advkit_schema`` table (a file with a ``runs`` table and no version is version 1).
-MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
-    (1, "runs, metrics and per-sample batches", (
-        "CREATE TABLE IF NOT EXISTS runs (run_id {pk}, created TEXT NOT NULL, finished TEXT, model TEXT NOT NULL, "
-        "model_ref TEXT, model_hash TEXT, spec_hash TEXT NOT NULL, git_commit TEXT, seed {id}, status TEXT NOT NULL, "
-        "versions TEXT, timings TEXT, spec TEXT, result TEXT, clean_accuracy {real})",
-        "CREATE INDEX IF NOT EXISTS runs_model ON runs(model, spec_hash, status)",
-        "CREATE TABLE IF NOT EXISTS metrics (run_id {id} NOT NULL REFERENCES runs(run_id), name TEXT NOT NULL, "
-        "value {real}, lo {real}, hi {real}, PRIMARY KEY (run_id, name))",
-        "CREATE TABLE IF NOT EXISTS samples (run_id {id} NOT NULL REFERENCES runs(run_id), stage TEXT NOT NULL, "
-        "batch INTEGER NOT NULL, payload {blob} NOT NULL, seconds {real}, PRIMARY KEY (run_id, stage, batch))",
-    )),
-    (2, "run identity (data hash, code version), writer locks, the history index by status", (
-        "ALTER TABLE runs ADD COLUMN data_hash TEXT",
-        "ALTER TABLE runs ADD COLUMN code_version TEXT",
-        "CREATE TABLE IF NOT EXISTS run_locks (run_id {id} PRIMARY KEY REFERENCES runs(run_id), owner TEXT NOT NULL, "
-        "pid INTEGER NOT NULL, host TEXT NOT NULL, heartbeat {real} NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS runs_status ON runs(status, run_id)",
-    )),
-)
-SCHEMA_VERSION = MIGRATIONS[-1][0]
-_RUN_COLUMNS = ("run_id", "created", "finished", "model", "model_ref", "model_hash", "spec_hash", "git_commit",
-                "seed", "status", "clean_accuracy", "data_hash", "code_version")
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
+from .schema import RUN_COLUMNS, metric_rows, migrate, now
 
 class Store:
     """Open (creating if needed, upgrading if older) the history database ``target``: a SQLite path or a
@@ -71,7 +41,7 @@ class Store:
         self.conn = connect(str(target))
         self._mutex = threading.RLock()
         try:
-            self.schema_version = self._migrate()
+            self.schema_version = migrate(self.conn, self.path)
         except BaseException:
             self.conn.close()
             raise
@@ -84,27 +54,6 @@ class Store:
     def _write(self):
         """One write transaction (retried while SQLite's writer lock is held elsewhere)."""
         return _Locked(self._mutex, self.conn.transaction())
-
-    def _migrate(self) -> int:
-        """Bring the schema to :data:`SCHEMA_VERSION`; returns the version found before upgrading."""
-        with self.conn.migration_lock() as c:
-            if c.has_table("advkit_schema"):
-                row = c.execute("SELECT MAX(version) FROM advkit_schema").fetchone()
-                found = int(row[0] or 0)
-            else:
-                c.execute("CREATE TABLE advkit_schema (version INTEGER NOT NULL, applied TEXT NOT NULL)")
-                found = 1 if c.has_table("runs") else 0
-                if found:
-                    c.execute("INSERT INTO advkit_schema (version, applied) VALUES (1, ?)", (_now(),))
-            if found > SCHEMA_VERSION:
-                raise StoreError(f"history database {self.path} has schema version {found}; this advkit knows "
-                                 f"versions up to {SCHEMA_VERSION}: upgrade advkit")
-            for version, _, statements in MIGRATIONS:
-                if version > found:
-                    for stmt in statements:
-                        c.execute(c.ddl(stmt))
-                    c.execute("INSERT INTO advkit_schema (version, applied) VALUES (?, ?)", (version, _now()))
-        return found
 
     def close(self) -> None:
         self.conn.close()
@@ -126,7 +75,7 @@ class Store:
             row = c.execute(
                 "INSERT INTO runs (created, model, model_ref, model_hash, spec_hash, git_commit, seed, status, "
                 "versions, spec, data_hash, code_version) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?) "
-                "RETURNING run_id", (_now(), model, model_ref, model_hash, spec_hash, git_commit, seed,
+                "RETURNING run_id", (now(), model, model_ref, model_hash, spec_hash, git_commit, seed,
                                      json.dumps(versions), json.dumps(spec), data_hash, code_version)).fetchone()
             return int(row[0])
 
@@ -134,9 +83,9 @@ class Store:
         """The newest unfinished (running or failed) run of this spec: its row, with the identity columns
         ``model_hash``, ``data_hash`` and ``code_version`` for the caller to compare, or None."""
         row = self.conn.execute(
-            f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE spec_hash = ? AND status IN ('running', 'failed') "
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE spec_hash = ? AND status IN ('running', 'failed') "
             "ORDER BY run_id DESC LIMIT 1", (spec_hash,)).fetchone()
-        return None if row is None else dict(zip(_RUN_COLUMNS, row))
+        return None if row is None else dict(zip(RUN_COLUMNS, row))
 
     def set_status(self, run_id: int, status: str) -> None:
         with self._write() as c:
@@ -144,11 +93,11 @@ class Store:
 
     def finish_run(self, run_id: int, result: dict, *, status: str = "complete") -> None:
         """Store the final result and its headline metrics; the run becomes a baseline candidate."""
-        rows = [(run_id, name, *vals) for name, vals in _metric_rows(result).items()]
+        rows = [(run_id, name, *vals) for name, vals in metric_rows(result).items()]
         clean = (result.get("clean") or {}).get("accuracy")
         with self._write() as c:
             c.execute("UPDATE runs SET status = ?, finished = ?, result = ?, timings = ?, clean_accuracy = ? "
-                      "WHERE run_id = ?", (status, _now(), dumps(result), json.dumps(result.get("timings", {})),
+                      "WHERE run_id = ?", (status, now(), dumps(result), json.dumps(result.get("timings", {})),
                                            clean, run_id))
             c.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
             c.executemany("INSERT INTO metrics (run_id, name, value, lo, hi) VALUES (?, ?, ?, ?, ?)", rows)
@@ -224,7 +173,7 @@ class Store:
     def list_runs(self, model: str | None = None, limit: int | None = None, *,
                   spec_hash: str | None = None) -> list[dict]:
         """Runs of any status, newest first; ``model`` matches the model name or its REF."""
-        sql = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs"
+        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
         where, args = [], []
         if model is not None:
             where.append("(model = ? OR model_ref = ?)")
@@ -236,7 +185,7 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        runs = [dict(zip(_RUN_COLUMNS, r)) for r in self.conn.execute(sql, args).fetchall()]
+        runs = [dict(zip(RUN_COLUMNS, r)) for r in self.conn.execute(sql, args).fetchall()]
         for r in runs:
             r["robust_accuracy"] = {
                 name[len("robust_accuracy["):-1]: value for name, value in self.conn.execute(
@@ -310,26 +259,3 @@ class _Locked:
             return self._inner.__exit__(*exc)
         finally:
             self._mutex.release()
-
-
-def _metric_rows(result: dict) -> dict[str, tuple]:
-    rows: dict[str, tuple] = {}
-    clean = result.get("clean") or {}
-    if clean.get("accuracy") is not None:
-        rows["clean_accuracy"] = (clean["accuracy"], *(clean.get("ci") or (None, None)))
-    for threat, t in (result.get("threats") or {}).items():
-        rows[f"robust_accuracy[{threat}]"] = (t.get("robust_accuracy"), *(t.get("ci") or (None, None)))
-        if isinstance(t.get("protocol"), dict):  # 1 = reference AutoAttack, 0 = not (reduced, custom, skipped)
-            rows[f"reference_protocol[{threat}]"] = (1.0 if t["protocol"].get("reference") else 0.0, None, None)
-        for name, a in (t.get("attacks") or {}).items():
-            rows[f"attack_accuracy[{threat}][{name}]"] = (a.get("robust_accuracy"), *(a.get("ci") or (None, None)))
-        for part in ("naive", "adaptive"):  # a declared defense: both passes, side by side in the history
-            sec = t.get(part)
-            if isinstance(sec, dict) and sec.get("robust_accuracy") is not None:
-                rows[f"{part}_robust_accuracy[{threat}]"] = (sec["robust_accuracy"], *(sec.get("ci") or (None, None)))
-    cert = result.get("certify") or {}
-    top = cert.get("max_certifiable_radius")
-    for r, acc in (cert.get("certified_accuracy") or {}).items():
-        if acc is not None and (top is None or float(r) <= top):  # above the ceiling there is no number
-            rows[f"certified_accuracy[{r}]"] = (acc, None, None)
-    return rows
