@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from advkit.report.html import render_dashboard, render_html
+from advkit.report.dashboard import render_dashboard
+from advkit.report.html import render_html
 
 _spec = importlib.util.spec_from_file_location("_report_fixtures", Path(__file__).parents[1] / "unit" / "test_report.py")
 fx = importlib.util.module_from_spec(_spec)

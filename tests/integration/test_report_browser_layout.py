@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from advkit.report.html import render_dashboard, render_html
+from advkit.report.dashboard import render_dashboard
+from advkit.report.html import render_html
 
 
 def _load(name: str, path: Path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from advkit.report import plots
+from advkit.report import history_plots, plots
 
 _spec = importlib.util.spec_from_file_location("_report_fixtures", Path(__file__).parent / "test_report.py")
 fx = importlib.util.module_from_spec(_spec)
@@ -111,7 +111,7 @@ def test_dashboard_axis_is_run_id_and_specs_are_not_joined():
     runs = [{"run_id": i, "model": "m", "spec_hash": spec, "created": f"2026-11-2{i}", "clean_accuracy": 0.9,
              "robust_accuracy": {"linf:0.3": acc}}
             for i, spec, acc in [(3, "aaa", 0.5), (5, "bbb", 0.1), (7, "aaa", 0.52), (8, "bbb", 0.12)]]
-    fig = plots.trend_figure(runs)
+    fig = history_plots.trend_figure(runs)
     _boxes(fig)
     ax = fig.axes[0]
     robust = [line for line in ax.get_lines() if "linf:0.3" in line.get_label()]

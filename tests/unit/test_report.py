@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from advkit.report import accuracy_ci, clopper_pearson, curve, per_class, threats
-from advkit.report import plots
-from advkit.report.html import render_dashboard, render_html
+from advkit.report import history_plots, plots
+from advkit.report.dashboard import render_dashboard
+from advkit.report.html import render_html
 from advkit.report.markdown import render_markdown
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -167,9 +168,9 @@ def test_markdown_certify_and_no_findings():
     lambda r, s: plots.robustness_curve(r), lambda r, s: plots.per_class_bars(r, "linf:0.3", 0.5),
     lambda r, s: plots.attack_contribution(r), lambda r, s: plots.gallery(s),
     lambda r, s: plots.certified_curve(r),
-    lambda r, s: plots.trend([{"model": "m", "created": "2026-01-0%d" % i, "clean_accuracy": 0.9,
+    lambda r, s: history_plots.trend([{"model": "m", "created": "2026-01-0%d" % i, "clean_accuracy": 0.9,
                                "robust_accuracy": {"linf:0.3": 0.1 * i}} for i in range(1, 4)]),
-    lambda r, s: plots.tradeoff_scatter([("a", 0.99, 0.1), ("b", 0.95, 0.8)], threat="linf:0.3", n=200),
+    lambda r, s: history_plots.tradeoff_scatter([("a", 0.99, 0.1), ("b", 0.95, 0.8)], threat="linf:0.3", n=200),
 ])
 def test_plots_return_png(fn):
     png = fn(make_result(certify=True), make_samples())
@@ -178,7 +179,7 @@ def test_plots_return_png(fn):
 
 def test_plots_return_none_without_data():
     r = make_result()
-    assert plots.certified_curve(r) is None and plots.gallery({}) is None and plots.trend([]) is None
+    assert plots.certified_curve(r) is None and plots.gallery({}) is None and history_plots.trend([]) is None
 
 
 def test_contribution_counts_exact_and_estimated():

@@ -60,7 +60,7 @@ def tradeoff_rows(loaded: list[Loaded], threat: str | None) -> tuple[str, list[d
 @db_option
 def compare(targets: tuple[str, ...], threat: str | None, plot: str | None, as_json: bool, db: str) -> None:
     """Compare the clean-vs-robust trade-off of several evaluated models."""
-    from ..report.plots import tradeoff_scatter
+    from ..report.history_plots import tradeoff_scatter
     from .render import console, err_console, pct, print_json, table
 
     from rich.markup import escape

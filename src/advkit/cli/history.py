@@ -128,7 +128,7 @@ def compare_runs(run_a: str, run_b: str, max_drop: str, allow_different_specs: b
 @db_option
 def dashboard(out: str, model: str | None, db: str) -> None:
     """Write an HTML dashboard: every model version's clean and robust accuracy over time."""
-    from ..report.html import render_dashboard
+    from ..report.dashboard import render_dashboard
     from .render import err_console
 
     with open_store(db) as store:
