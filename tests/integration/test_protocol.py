@@ -15,7 +15,7 @@ import pytest
 from advkit.attacks import presets, registry
 from advkit.cli.main import main
 from advkit.evaluation import evaluate, protocol_status, spec_from_dict
-from advkit.evaluation.stages import autoattack_components
+from advkit.evaluation.autoattack_stage import autoattack_components
 from advkit.results import Store, load_run_dir
 from advkit.threat import ThreatModel
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .adaptive import BPDA, Expectation, with_eot
 from .apgd import APGD
-from .base import Attack, AttackResult, BudgetedAttack, MinNormAttack
+from .base import Attack, BudgetedAttack, MinNormAttack
 from .cw import CarliniWagnerL2
 from .ensemble import Ensemble, EnsembleResult
 from .fab import FAB
@@ -16,6 +16,7 @@ from .pgd import PGD
 from .presets import autoattack_rand, autoattack_standard
 from .registry import build, list_attacks
 from .restarts import BestOf
+from .result import AttackResult
 from .square import Square
 
 __all__ = [

@@ -16,19 +16,20 @@ import dataclasses
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
 from .. import rng
-from ..errors import AttackBug, ConfigError, InputError
+from ..errors import AttackBug, ConfigError
 from ..model import Classifier, as_classifier
 from ..progress import NULL, ProgressFn
-from ..threat import ThreatModel
 from ..batching import run_in_batches
+from ..threat import ThreatModel
 from .fastpath import BORDER_TOL
 from .oracle import Oracle
+from .result import AttackResult
 
 log = logging.getLogger(__name__)
 PROJECTION_TOL = 1e-6
@@ -36,29 +37,6 @@ PROJECTION_TOL = 1e-6
 
 def strict() -> bool:
     return os.environ.get("ADVKIT_STRICT", "") == "1"
-
-
-@dataclass
-class AttackResult:
-    """Per-sample outcome of an attack, in input order.
-
-    ``success`` comes from an independent forward pass on ``x_adv`` (misclassified, or classified
-    as the target when targeted).  ``distance`` is the Lp distance of ``x_adv`` to ``x`` in the
-    attack's norm.  ``model_calls``/``gradient_calls`` count per-sample forward/backward passes.
-    """
-
-    x_adv: torch.Tensor
-    success: torch.Tensor
-    distance: torch.Tensor
-    predictions: torch.Tensor
-    model_calls: int
-    gradient_calls: int
-    seconds: float
-    config: dict = field(default_factory=dict)
-
-    @property
-    def robust_accuracy(self) -> float:
-        return float((~self.success).float().mean()) if len(self.success) else float("nan")
 
 
 def _config_value(v):
@@ -192,6 +170,10 @@ class Attack:
         with clf.inference():  # on out-of-memory the batch is halved (advkit/batching.py)
             outs = run_in_batches(one, len(x), bs, device, what=self.name)
         oracle.on_pass = None
+        return self._result(x, outs, oracle, start)
+
+    def _result(self, x: torch.Tensor, outs: list, oracle: Oracle, start: float) -> AttackResult:
+        """The batches' ``(x_adv, success, predictions)`` joined in input order, on ``x``'s device."""
         x_adv = torch.cat([o[0] for o in outs]).to(x.device, x.dtype) if outs else x.clone()
         success = torch.cat([o[1] for o in outs]).to(x.device) if outs else torch.zeros(0, dtype=torch.bool)
         preds = torch.cat([o[2] for o in outs]).to(x.device) if outs else torch.zeros(0, dtype=torch.long)

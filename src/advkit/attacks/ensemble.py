@@ -20,7 +20,8 @@ from ..errors import ConfigError
 from ..model import as_classifier
 from ..progress import NULL, ProgressFn, rescaled
 from ..threat import ThreatModel
-from .base import Attack, AttackResult
+from .base import Attack
+from .result import AttackResult
 
 
 @dataclass
