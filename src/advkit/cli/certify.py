@@ -213,10 +213,7 @@ def certify(model_ref, weights, trust_pickle, data_ref, split, sigma, n0, n, alp
     check_writable(out / "certify.json")  # fail before hours of sampling, not after
     dist.init_from_env()
     mode = "sequential" if sequential else "fixed"
-    config = {"model": model_ref, "data": data_ref, "split": split, "sigma": sigma, "n0": n0, "n": n,
-              "alpha": alpha, "seed": seed, "mode": mode}
-    if defense is not None:
-        config["defense"] = parse_defense_text(defense)  # the base classifier is the model behind the defense
+    config = _config(model_ref, data_ref, split, sigma, n0, n, alpha, seed, mode, defense)
     clf, data = _load(model_ref, weights, trust_pickle, data_ref, split, None)
     place_model(clf, device, mean, std, data)
     clf, _ = with_defense(clf, defense, seed)
@@ -246,6 +243,15 @@ def certify(model_ref, weights, trust_pickle, data_ref, split, sigma, n0, n, alp
     if not dist.is_main():
         return
     _finish(out, prior, gathered, indices, config, radii, as_json)
+
+
+def _config(model_ref, data_ref, split, sigma, n0, n, alpha, seed, mode, defense) -> dict:
+    """The run's settings as config.json records them (a resume must match them)."""
+    config = {"model": model_ref, "data": data_ref, "split": split, "sigma": sigma, "n0": n0, "n": n,
+              "alpha": alpha, "seed": seed, "mode": mode}
+    if defense is not None:
+        config["defense"] = parse_defense_text(defense)  # the base classifier is the model behind the defense
+    return config
 
 
 def _finish(out: Path, prior: dict, gathered: dict, indices, config: dict, radii, as_json: bool) -> None:

@@ -61,49 +61,75 @@ def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, profile,
     """
     from .. import distributed
     from ..devices import parse_floats
-    from ..evaluation import EvaluationSpec, evaluate as run_evaluation, load_spec, with_options
-    from ..evaluation.spec_load import spec_file_keys, with_model_defaults
-    from ..results import Store, write_run_dir
-    from ..results.junit import write_junit
+    from ..results import Store
 
-    spec = load_spec(spec_file) if spec_file else EvaluationSpec()
-    spec = with_options(spec, model=model, weights=weights, trust_pickle=trust_pickle, data=data, split=split,
-                        profile=profile, threats=threats, n=n, seed=seed, batch_size=batch_size, output=output,
-                        db=db, defense=defense, no_autoattack=no_autoattack, allow_upper_bound=allow_upper_bound,
-                        force_eps=force_eps, device=device, mean=parse_floats(mean, "--mean"),
-                        std=parse_floats(std, "--std"))
-    given = (spec_file_keys(spec_file) if spec_file else set()) | ({"data"} if data else set())
-    spec, note = with_model_defaults(spec, given)
+    spec, note = _spec(spec_file, model=model, weights=weights, trust_pickle=trust_pickle, data=data, split=split,
+                       profile=profile, threats=threats, n=n, seed=seed, batch_size=batch_size, output=output,
+                       db=db, defense=defense, no_autoattack=no_autoattack, allow_upper_bound=allow_upper_bound,
+                       force_eps=force_eps, device=device, mean=parse_floats(mean, "--mean"),
+                       std=parse_floats(std, "--std"))
     distributed.init_from_env()
     main_rank = distributed.is_main()
     if note and not as_json and main_rank:
         render.err_console.print(f"[dim]{note}[/dim]")
-    out_dir = Path(spec.output or distributed_output(spec.model))
-    check_writable(out_dir / "result.json")  # fail before the evaluation, not after it
-    if junit_file:
-        check_writable(junit_file)
+    out_dir = _writable_outputs(spec, junit_file)
     store = Store(spec.db) if spec.db else None
     started = time.perf_counter()
-    try:
-        with render.progress_bar(enabled=not (quiet or as_json) and main_rank) as progress:
-            res = run_evaluation(spec, progress=progress, store=store, resume=resume)
-    finally:
-        if store is not None:
-            store.close()
+    res = _run(spec, store, resume, bars=not (quiet or as_json) and main_rank)
     if not main_rank:
         return
     res.result["output"] = str(out_dir)
     res.result["wall_seconds"] = time.perf_counter() - started
-    write_run_dir(out_dir, res.result, res.samples)
-    _write_reports(out_dir, res.result, res.samples)
-    if junit_file:
-        write_junit(junit_file, res.result["gates"], run=str(res.run_id))
+    _write_outputs(res, out_dir, junit_file)
     if as_json:
         render.print_json(res.result)
     else:
         print_summary(res.result, out_dir)
     if not res.passed:
         ctx.exit(1)
+
+
+def _spec(spec_file, **options):
+    """The spec file (or the defaults) with the command's options, and a zoo model's data set unless the user
+    named one: ``(spec, note)``, the note saying what was filled in (None when nothing was)."""
+    from ..evaluation import EvaluationSpec, load_spec, with_options
+    from ..evaluation.spec_load import spec_file_keys, with_model_defaults
+
+    spec = with_options(load_spec(spec_file) if spec_file else EvaluationSpec(), **options)
+    given = (spec_file_keys(spec_file) if spec_file else set()) | ({"data"} if options.get("data") else set())
+    return with_model_defaults(spec, given)
+
+
+def _writable_outputs(spec, junit_file) -> Path:
+    """The run directory; it and the JUnit file must be writable before the evaluation, not after it."""
+    out_dir = Path(spec.output or distributed_output(spec.model))
+    check_writable(out_dir / "result.json")
+    if junit_file:
+        check_writable(junit_file)
+    return out_dir
+
+
+def _run(spec, store, resume: bool, *, bars: bool):
+    """The evaluation, with progress bars when ``bars``; the history ``store`` is closed afterwards."""
+    from ..evaluation import evaluate as run_evaluation
+
+    try:
+        with render.progress_bar(enabled=bars) as progress:
+            return run_evaluation(spec, progress=progress, store=store, resume=resume)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _write_outputs(res, out_dir: Path, junit_file) -> None:
+    """result.json, samples.npz, the reports and (when asked) the JUnit file of a finished evaluation."""
+    from ..results import write_run_dir
+    from ..results.junit import write_junit
+
+    write_run_dir(out_dir, res.result, res.samples)
+    _write_reports(out_dir, res.result, res.samples)
+    if junit_file:
+        write_junit(junit_file, res.result["gates"], run=str(res.run_id))
 
 
 def distributed_output(model_ref: str) -> str:

@@ -85,6 +85,12 @@ def _internal_error(e: BaseException, argv) -> int:
     return EXIT_INTERNAL
 
 
+def _interrupted() -> int:
+    from .render import err_console
+    err_console.print("interrupted")
+    return EXIT_INTERRUPTED
+
+
 def main(argv=None) -> int:
     """Entry point: maps advkit errors to exit codes and one-line messages (module docstring)."""
     try:
@@ -99,14 +105,10 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     except click.exceptions.Abort as e:
         if isinstance(e.__cause__, KeyboardInterrupt) or e.__cause__ is None:
-            from .render import err_console
-            err_console.print("interrupted")
-            return EXIT_INTERRUPTED
+            return _interrupted()
         return _internal_error(e.__cause__, argv)  # click turns a stray EOFError into Abort
     except KeyboardInterrupt:
-        from .render import err_console
-        err_console.print("interrupted")
-        return EXIT_INTERRUPTED
+        return _interrupted()
     except EvaluationAborted as e:
         _say("evaluation aborted", e)
         return EXIT_ABORTED

@@ -83,19 +83,12 @@ def train(config_file, arch_kwarg, out, checkpoint_dir, resume, name, descriptio
     """Train ARCH on DATA with METHOD (standard, pgd-at, trades, fast-at, mart, gaussian)."""
     from .. import distributed
     from ..devices import resolve_device
-    from ..threat import parse_eps
-    from ..training.config import TrainConfig, recipe_meta
-    from ..training.defaults import fit_warmup
+    from ..training.config import recipe_meta
     from ..training.run import train_from_config
 
-    if overrides.get("eps") is not None:
-        overrides["eps"] = parse_eps(overrides["eps"])
-    config = TrainConfig.from_toml(config_file, **overrides)
+    config, note = _config(config_file, arch_kwarg, overrides)
     meta = recipe_meta(config_file)
     name, description = name or meta.get("name"), description or meta.get("description", "")
-    if arch_kwarg:
-        config = config.replace(arch_kwargs={**config.arch_kwargs, **parse_key_values(arch_kwarg, "--arch-kwarg")})
-    config, note = fit_warmup(config)
     if out is not None and not str(out).endswith(".safetensors"):
         raise ConfigError(f"--out must name a .safetensors file, got {out!r}")
     if resume and checkpoint_dir is None:
@@ -123,6 +116,21 @@ def train(config_file, arch_kwarg, out, checkpoint_dir, resume, name, descriptio
     render.console.print(render.table("Result", ["metric", "value"], render.metric_rows(dict(sorted(result.metrics.items())))))
     if result.out:
         render.console.print(f"model written to [bold]{result.out}[/bold] (use it as --model {result.out})")
+
+
+def _config(config_file, arch_kwarg, overrides: dict):
+    """The recipe (or the defaults) with the command's options and ``--arch-kwarg``s, its warm-up fitted to
+    the run: ``(config, note)`` (the note says what was adjusted, None when nothing was)."""
+    from ..threat import parse_eps
+    from ..training.config import TrainConfig
+    from ..training.defaults import fit_warmup
+
+    if overrides.get("eps") is not None:
+        overrides["eps"] = parse_eps(overrides["eps"])
+    config = TrainConfig.from_toml(config_file, **overrides)
+    if arch_kwarg:
+        config = config.replace(arch_kwargs={**config.arch_kwargs, **parse_key_values(arch_kwarg, "--arch-kwarg")})
+    return fit_warmup(config)
 
 
 def _epoch_line(r: dict, quiet: bool) -> None:

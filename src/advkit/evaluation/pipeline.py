@@ -56,15 +56,9 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
     (else :class:`~advkit.errors.RunLockedError`).
     """
     validate_gates(spec)
-    clf, ds = load_inputs(spec, model, data)
-    for threat in spec.threats:
-        check_budget(threat, clf.bounds, force=spec.force_eps)
-    ds = ds.subset(spec.n) if hasattr(ds, "subset") else ds
+    clf, ds = _inputs(spec, model, data)
     num_classes, classes = resolve_classes(clf, ds.x, ds.y, getattr(ds, "classes", ()))
-    meta = {"model": spec.model if model is None else getattr(clf, "name", spec.model),
-            "model_hash": model_digest(clf), "code_version": code_version(), "spec_hash": spec.spec_hash(),
-            # the data's content hash is read on rank 0 only (streamed data: every file once)
-            "data_hash": data_digest(ds.x, ds.y, progress) if D.is_main() else None}
+    meta = _identity(spec, model, clf, ds, progress)
     naive = None
     if spec.defense is not None:
         clf, naive, chain = defended.build_models(spec, clf)
@@ -77,14 +71,9 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
         ctx = Context(spec, clf, ds.x, ds.y, np.arange(len(ds.y)), num_classes, classes, progress, store, run_id,
                       mode="plain" if naive is None else "adaptive")
         try:
-            result = _run_stages(ctx, None if naive is None else (naive, chain))
-            result.update(meta, run_id=run_id, data=spec.data, split=spec.split, n=ctx.n, seed=spec.seed,
-                          weights=spec.weights, spec=spec.to_dict(),
-                          resumed_batches=sharding.total(ctx.resumed_batches))
+            result = _result(ctx, None if naive is None else (naive, chain), meta, store)
             if not D.is_main():  # rank 0 alone grades, checks the gates and writes the history row (torchrun)
                 return EvaluationResult(result, dict(ctx.records), run_id)
-            grade_result(result, spec.profile)
-            result["gates"] = gates_section(spec, result, store, meta, run_id)
         except EvaluationAborted as e:
             if store is not None:  # a dead peer process leaves the run resumable (sharding.py)
                 store.set_status(run_id, "failed" if isinstance(e, PeerFailed) else "aborted")
@@ -97,6 +86,34 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
             store.finish_run(run_id, result)
     samples = {**ctx.records, **aggregate.gallery(ctx), **aggregate.adversarial_examples(ctx)}
     return EvaluationResult(result, samples, run_id)
+
+
+def _inputs(spec: EvaluationSpec, model, data):
+    """The classifier and the data subset the spec evaluates; an L∞ ε covering the input range is refused."""
+    clf, ds = load_inputs(spec, model, data)
+    for threat in spec.threats:
+        check_budget(threat, clf.bounds, force=spec.force_eps)
+    return clf, (ds.subset(spec.n) if hasattr(ds, "subset") else ds)
+
+
+def _identity(spec: EvaluationSpec, model, clf, ds, progress: ProgressFn) -> dict:
+    """What identifies the run: model name and content hash, code version, spec hash, data content hash."""
+    return {"model": spec.model if model is None else getattr(clf, "name", spec.model),
+            "model_hash": model_digest(clf), "code_version": code_version(), "spec_hash": spec.spec_hash(),
+            # the data's content hash is read on rank 0 only (streamed data: every file once)
+            "data_hash": data_digest(ds.x, ds.y, progress) if D.is_main() else None}
+
+
+def _result(ctx: Context, defense, meta: dict, store) -> dict:
+    """Run the stages into the result dict; on rank 0 also grade it and check the spec's gates."""
+    spec = ctx.spec
+    result = _run_stages(ctx, defense)
+    result.update(meta, run_id=ctx.run_id, data=spec.data, split=spec.split, n=ctx.n, seed=spec.seed,
+                  weights=spec.weights, spec=spec.to_dict(), resumed_batches=sharding.total(ctx.resumed_batches))
+    if D.is_main():
+        grade_result(result, spec.profile)
+        result["gates"] = gates_section(spec, result, store, meta, ctx.run_id)
+    return result
 
 
 def _run_stages(ctx: Context, defense=None) -> dict:
