@@ -3,7 +3,8 @@ and no modules import each other in a circle.
 
 Every ``import``/``from ... import`` in every module counts, including those inside functions (a lazy import
 still couples the modules).  Importing ``a.b.c`` also runs ``a/b/__init__.py``, so a module depends on the
-``__init__`` of every package it imports from (except the packages it lives in).
+``__init__`` of every package it imports from (except the packages it lives in).  The project's size limits
+(modules ≤ 300 lines, functions ≤ 40) are checked here too.
 """
 from __future__ import annotations
 
