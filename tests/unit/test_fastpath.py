@@ -114,7 +114,7 @@ def test_a_copy_that_disagrees_is_dropped(model, monkeypatch):
         def forward(self, v):
             return self.inner(v) + 1e-2
     real = fastpath._Copies.channels_last
-    monkeypatch.setattr(fastpath._Copies, "frozen", lambda self, m: (Off(clf), torch.contiguous_format))
+    monkeypatch.setattr(fastpath._Copies, "frozen", lambda self, m, example=None: (Off(clf), torch.contiguous_format))
     monkeypatch.setattr(fastpath._Copies, "channels_last",
                         lambda self, m: (Off(real(self, m)[0]), torch.channels_last))
     fastpath._CACHE.clear()
@@ -262,3 +262,71 @@ def test_no_compiled_copy_for_a_classifier_with_its_own_forward(model):
             return super().forward(v) + 1.0
     sub = Shifted(copy.deepcopy(clf.net), num_classes=10)
     assert fastpath._Copies(fastpath._state_key(sub)).frozen(sub) is None
+
+
+class _ViewCNN(nn.Module):
+    """A user model as many are written (TRADES' SmallCNN style): ``.view`` after the convolutions, which
+    channels-last strides do not allow, and a forward TorchScript cannot compile (dynamic ``getattr``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = ["c1", "c2"]
+        self.c1 = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
+        self.c2 = nn.Sequential(nn.Conv2d(4, 8, 3), nn.ReLU())
+        self.fc = nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x):
+        for name in self.names:
+            x = getattr(self, name)(x)
+        return self.fc(x.view(-1, 8 * 4 * 4))
+
+
+class _Branchy(_ViewCNN):
+    """Data-dependent Python control flow: a trace would bake in one branch."""
+
+    def forward(self, x):
+        x = super().forward(x)
+        return x * 2 if float(x.sum()) > 0 else x
+
+
+def _user_model(cls):
+    torch.manual_seed(0)
+    return Classifier(cls().eval(), num_classes=10), torch.rand(16, 1, 8, 8), torch.arange(16) % 10
+
+
+def test_a_copy_that_raises_is_dropped_not_fatal():
+    """Regression: a model with ``.view`` made the channels-last probe raise, and every attack with it
+    ('advkit bug', exit 4).  Now that copy is refused and the module's own passes are used."""
+    clf, x, y = _user_model(_ViewCNN)
+    fastpath._CACHE.clear()
+    with clf.inference():
+        o = Oracle(clf)
+        z = o.logits(x)
+        l, g, z2 = o.value_and_grad(x, _ce(y))
+        ref = clf(x)
+    assert _used(o)[1] is None  # no channels-last gradient copy
+    assert torch.allclose(z, ref, atol=1e-5) and torch.allclose(z2, ref, atol=1e-5)
+    res = APGD(threat="linf:0.1", steps=5)(clf, x, y, generator=torch.Generator().manual_seed(0))
+    assert res.x_adv.shape == x.shape
+
+
+def test_unscriptable_model_gets_a_traced_copy_checked_at_two_batch_sizes():
+    clf, x, y = _user_model(_ViewCNN)
+    fastpath._CACHE.clear()
+    with clf.inference():
+        o = Oracle(clf)
+        for _ in range(fastpath.COMPILE_AFTER):
+            o.logits(x)
+        assert _used(o)[0] == "frozen"
+        for n in (1, 3, 16):  # batch sizes other than the probe's
+            assert torch.allclose(o.logits(x[:n]), clf(x[:n]), atol=1e-4)
+
+
+def test_no_traced_copy_when_the_tracer_warns():
+    clf, x, _ = _user_model(_Branchy)
+    fastpath._CACHE.clear()
+    with clf.inference():
+        o = Oracle(clf)
+        for _ in range(fastpath.COMPILE_AFTER + 1):
+            o.logits(x)
+    assert _used(o)[0] != "frozen"

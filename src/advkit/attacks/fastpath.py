@@ -5,17 +5,15 @@ lot on the table for the small batches attacks use: a frozen TorchScript copy (`
 + ``torch.jit.optimize_for_inference``: prepacked oneDNN convolutions, fused activations, folded
 batch norm) runs forward-only passes 2.5–3× faster, and a channels-last copy runs
 forward+backward 1.2–1.5× faster (SmallCNN, batch 32–400, 1–2 threads; ``benchmarks/README.md``).
-Both compute the same function; their logits differ from the original module's by float rounding
-(~1e-6).
+Both compute the same function; their logits differ from the original module's by float rounding.
 
 :class:`FastPaths` builds each copy lazily and checks it against the original module on the first
-batch it serves (logits; for the backward path also the input gradient).  A copy that cannot be
-built or does not agree (``FWD_TOL``, ``GRAD_TOL``) is dropped and the original module used, with a
-debug log line.  Copies are never used for models on other devices than the CPU (on GPUs float32
-convolutions run in TF32 by default, so a copy can be expected to agree only to ~1e-3; docs/scale.md),
-non-float32 models, models with hooks (TorchScript ignores Python hooks), or randomised models
-(EOT > 1, or outputs that change between two identical calls).  ``Classifier(accelerate=False)`` or
-the environment variable ``ADVKIT_ACCELERATE=0`` turns them off.
+batch it serves (logits at two batch sizes; for the backward path also the input gradient).  A copy
+that cannot be built, raises, or does not agree (``FWD_TOL``, ``GRAD_TOL``) is dropped and the
+original module used, with a debug log line.  Copies are never used for models on other devices than
+the CPU (TF32 on GPUs: docs/scale.md), non-float32 models, models with hooks (TorchScript ignores
+Python hooks), or randomised models (EOT > 1, or outputs that change between two identical calls).
+``Classifier(accelerate=False)`` or ``ADVKIT_ACCELERATE=0`` turns them off.
 
 The decisions an attack reports never rest on a copy alone: the contract (``base.py``) re-checks
 every success decision whose margin lies within ``BORDER_TOL`` of the boundary on the original
@@ -84,8 +82,8 @@ class _Normalised(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
-def _agree(a: torch.Tensor, b: torch.Tensor, tol: float, floor: float = 1.0) -> bool:
-    if a.shape != b.shape or not torch.isfinite(b).all():
+def _agree(a: torch.Tensor, b: torch.Tensor | None, tol: float, floor: float = 1.0) -> bool:
+    if b is None or a.shape != b.shape or not torch.isfinite(b).all():
         return False
     if not a.numel():
         return True
@@ -112,21 +110,21 @@ class _Copies:
     def has_frozen(self) -> bool:
         return self._frozen not in (_UNSET, None)
 
-    def frozen(self, clf: nn.Module):
-        """TorchScript of ``net((x − mean)/std)``: only for a :class:`Classifier` whose forward is that."""
+    def frozen(self, clf: nn.Module, example: torch.Tensor | None = None):
+        """TorchScript of ``net((x − mean)/std)``: only for a :class:`Classifier` whose forward is that.
+
+        Scripted when the module is scriptable; otherwise traced on ``example`` (many user modules are
+        not scriptable), unless the tracer warns that the trace may not generalise (Python control flow
+        or numbers taken from tensors): such a copy could compute another function on other inputs."""
         from ..model import Classifier
         if self._frozen is _UNSET:
             self._frozen = None
             if not isinstance(clf, Classifier) or type(clf).forward is not Classifier.forward:
                 return None
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    src = _Normalised(clf.net, getattr(clf, "mean", None), getattr(clf, "std", None)).eval()
-                    self._frozen = (torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(src))),
-                                    torch.contiguous_format)
-            except Exception as exc:  # many user modules are not scriptable; that is fine
-                log.debug("no TorchScript copy (%s: %s)", type(exc).__name__, exc)
+            src = _Normalised(clf.net, getattr(clf, "mean", None), getattr(clf, "std", None)).eval()
+            module = _script(src, example)
+            if module is not None:
+                self._frozen = (module, torch.contiguous_format)
         return self._frozen
 
     def channels_last(self, model: nn.Module):
@@ -138,6 +136,40 @@ class _Copies:
                 except Exception as exc:
                     log.debug("no channels-last copy (%s: %s)", type(exc).__name__, exc)
         return self._cl
+
+
+def _script(src: nn.Module, example: torch.Tensor | None):
+    """A frozen, inference-optimised TorchScript of ``src`` (scripted, else traced on ``example``), or None."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(src)))
+        except Exception as exc:  # many user modules are not scriptable; that is fine
+            log.debug("not scriptable (%s: %s); tracing instead", type(exc).__name__, exc)
+    if example is None:
+        return None
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        try:
+            with torch.no_grad():
+                traced = torch.jit.trace(src, example, check_trace=False)
+            module = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+        except Exception as exc:
+            log.debug("no TorchScript copy (%s: %s)", type(exc).__name__, exc)
+            return None
+    if any(issubclass(w.category, torch.jit.TracerWarning) for w in seen):
+        log.debug("no traced copy: the tracer warns that the trace may not generalise")
+        return None
+    return module
+
+
+def _try(module, x: torch.Tensor):
+    """``module(x)``, or None when a copy raises (a copy that raises is a copy that does not agree)."""
+    try:
+        return module(x)
+    except Exception as exc:
+        log.debug("faster copy raised %s: %s", type(exc).__name__, exc)
+        return None
 
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, _Copies]" = weakref.WeakKeyDictionary()
@@ -194,19 +226,28 @@ class FastPaths:
             if self._fwd is None:  # for now: a compiled copy is still tried from COMPILE_AFTER on
                 return self.model(x)
             module, fmt = self._fwd
-            return module(_layout(x, fmt))
+            z = _try(module, _layout(x, fmt))
+            if z is None:  # a copy that raises on a later batch is dropped for good
+                self._fwd, self._fwd_frozen = None, True
+                return self.model(x)
+            return z
 
     def _pick_forward(self, probe: torch.Tensor):
+        """The frozen copy (from ``COMPILE_AFTER`` calls on), else the channels-last copy, when it agrees
+        with the module on the probe rows and on all but the last of them (a second batch size: a traced
+        copy must not have the batch size baked in); None otherwise."""
         ref = self.model(probe)
         if not self._is_deterministic(probe, ref):
             return None
+        short = probe[:-1] if len(probe) > 1 else None
+        ref_short = self.model(short) if short is not None else None
         if self._fwd_calls >= COMPILE_AFTER or self._copies.has_frozen:
             self._fwd_frozen = True
-            frozen = self._copies.frozen(self.model)
-            if frozen is not None and _agree(ref, frozen[0](probe), FWD_TOL):
+            frozen = self._copies.frozen(self.model, probe)
+            if frozen is not None and _agrees_on(frozen, (probe, ref), (short, ref_short)):
                 return frozen
         cl = self._copies.channels_last(self.model)
-        if cl is not None and probe.dim() == 4 and _agree(ref, cl[0](_layout(probe, cl[1])), FWD_TOL):
+        if cl is not None and probe.dim() == 4 and _agrees_on(cl, (probe, ref), (short, ref_short)):
             return cl
         log.debug("no faster forward copy agrees with the model; using the model")
         return None
@@ -215,9 +256,13 @@ class FastPaths:
     def value_and_grad(self, x: torch.Tensor, loss):
         if self._grad is _UNSET and len(x):
             self._grad = self._pick_grad(x[:PROBE_ROWS])
-        if self._grad in (None, _UNSET):
-            return _value_and_grad(self.model, torch.contiguous_format, x, loss)
-        return _value_and_grad(*self._grad, x, loss)
+        if self._grad not in (None, _UNSET):
+            try:
+                return _value_and_grad(*self._grad, x, loss)
+            except Exception as exc:  # a copy that raises on a later batch is dropped for good
+                log.debug("channels-last copy raised %s: %s; using the model", type(exc).__name__, exc)
+                self._grad = None
+        return _value_and_grad(self.model, torch.contiguous_format, x, loss)
 
     def _pick_grad(self, probe: torch.Tensor):
         """The channels-last copy when its logits and input gradients (of a fixed linear functional of
@@ -228,11 +273,21 @@ class FastPaths:
         ref = _value_and_grad(self.model, torch.contiguous_format, probe, _probe_loss)
         if not self._is_deterministic(probe, ref[2]):
             return None
-        got = _value_and_grad(*cl, probe, _probe_loss)
+        try:
+            got = _value_and_grad(*cl, probe, _probe_loss)
+        except Exception as exc:  # e.g. a .view() that channels-last strides do not allow
+            log.debug("channels-last copy raised %s: %s; using the model", type(exc).__name__, exc)
+            return None
         if _agree(ref[2], got[2], FWD_TOL) and _agree(ref[1], got[1], GRAD_TOL, floor=1e-12):
             return cl
         log.debug("channels-last copy disagrees with the model's gradient; using the model")
         return None
+
+
+def _agrees_on(copy_fmt, *cases) -> bool:
+    """Whether the copy's logits agree with the module's (``(input, reference)`` pairs; None skipped)."""
+    module, fmt = copy_fmt
+    return all(_agree(ref, _try(module, _layout(x, fmt)), FWD_TOL) for x, ref in cases if x is not None)
 
 
 def _probe_loss(z: torch.Tensor) -> torch.Tensor:
