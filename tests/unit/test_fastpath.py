@@ -209,7 +209,7 @@ def test_attacks_decide_the_same_with_and_without_copies(model, attack, monkeypa
 
 
 class _Unscriptable(nn.Module):
-    """TorchScript cannot compile this forward (a Python-only construct); channels-last still applies."""
+    """TorchScript cannot compile this forward (a Python-only construct); a trace of it can."""
 
     def __init__(self, net):
         super().__init__()
@@ -219,7 +219,7 @@ class _Unscriptable(nn.Module):
         return self.net(x)
 
 
-def test_unscriptable_models_fall_back_to_channels_last(model):
+def test_unscriptable_models_are_traced(model):
     clf, x, y = model
     wrapped = Classifier(_Unscriptable(copy.deepcopy(clf.net)), num_classes=10)
     with wrapped.inference():
@@ -227,7 +227,7 @@ def test_unscriptable_models_fall_back_to_channels_last(model):
         for _ in range(fastpath.COMPILE_AFTER + 1):
             z = o.logits(x)
         ref = wrapped(x)
-    assert _used(o)[0] == "channels_last"
+    assert _used(o)[0] == "frozen"
     assert torch.allclose(z, ref, atol=1e-4)
 
 

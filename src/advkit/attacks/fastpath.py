@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import warnings
 import weakref
 
 import torch
 from torch import nn
 
 from ..sync import env_switch
+from .torchscript import Normalised, frozen_script
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +66,6 @@ def _has_hooks(model: nn.Module) -> bool:
         return True
     return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
                or getattr(m, "_backward_pre_hooks", None) for m in model.modules())
-
-
-class _Normalised(nn.Module):
-    """``net((x − mean) / std)`` in a form TorchScript can compile."""
-
-    def __init__(self, net: nn.Module, mean, std):
-        super().__init__()
-        self.net = net
-        self.register_buffer("mean", mean if mean is not None else torch.zeros(1))
-        self.register_buffer("std", std if std is not None else torch.ones(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) / self.std)
 
 
 def _agree(a: torch.Tensor, b: torch.Tensor | None, tol: float, floor: float = 1.0) -> bool:
@@ -121,8 +107,8 @@ class _Copies:
             self._frozen = None
             if not isinstance(clf, Classifier) or type(clf).forward is not Classifier.forward:
                 return None
-            src = _Normalised(clf.net, getattr(clf, "mean", None), getattr(clf, "std", None)).eval()
-            module = _script(src, example)
+            src = Normalised(clf.net, getattr(clf, "mean", None), getattr(clf, "std", None)).eval()
+            module = frozen_script(src, example)
             if module is not None:
                 self._frozen = (module, torch.contiguous_format)
         return self._frozen
@@ -136,31 +122,6 @@ class _Copies:
                 except Exception as exc:
                     log.debug("no channels-last copy (%s: %s)", type(exc).__name__, exc)
         return self._cl
-
-
-def _script(src: nn.Module, example: torch.Tensor | None):
-    """A frozen, inference-optimised TorchScript of ``src`` (scripted, else traced on ``example``), or None."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(src)))
-        except Exception as exc:  # many user modules are not scriptable; that is fine
-            log.debug("not scriptable (%s: %s); tracing instead", type(exc).__name__, exc)
-    if example is None:
-        return None
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        try:
-            with torch.no_grad():
-                traced = torch.jit.trace(src, example, check_trace=False)
-            module = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
-        except Exception as exc:
-            log.debug("no TorchScript copy (%s: %s)", type(exc).__name__, exc)
-            return None
-    if any(issubclass(w.category, torch.jit.TracerWarning) for w in seen):
-        log.debug("no traced copy: the tracer warns that the trace may not generalise")
-        return None
-    return module
 
 
 def _try(module, x: torch.Tensor):
