@@ -49,12 +49,12 @@ class Setup:
 DEVICE = torch.device("cpu")
 
 
-def load_setup(ref: str, n: int) -> Setup:
+def load_setup(ref: str, n: int, weights: str | None = None) -> Setup:
     from advkit.sources.data import load_data
     from advkit.sources.models import load_model
     data = load_data("mnist5k", "test")
     try:
-        clf = load_model(ref, device=DEVICE)
+        clf = load_model(ref, weights=weights, device=DEVICE)
     except Exception as e:  # noqa: BLE001 - benchmark fallback
         print(f"# {ref} unavailable ({e}); falling back to zoo:mnist5k-standard", file=sys.stderr)
         ref, clf = "zoo:mnist5k-standard", load_model("zoo:mnist5k-standard", device=DEVICE)
@@ -284,6 +284,8 @@ def main(argv=None) -> int:
     ap.add_argument("--eps", type=float, default=0.3)
     ap.add_argument("--model", default="zoo:mnist5k-standard")
     ap.add_argument("--aa-model", default="zoo:mnist5k-pgdat")
+    ap.add_argument("--aa-weights", default=None, help="weights for a .py-factory --aa-model "
+                    "(benchmarks/models: trades_smallcnn.py:build with export_weights.py's file)")
     ap.add_argument("--only", default=",".join(COVERAGE))
     ap.add_argument("--libs", default=",".join(LIBS))
     ap.add_argument("--cw-steps", type=int, default=100)
@@ -306,7 +308,7 @@ def main(argv=None) -> int:
     for name in args.only.split(","):
         s = setups["main"]
         if name == "autoattack":
-            s = setups.setdefault("aa", load_setup(args.aa_model, args.n))
+            s = setups.setdefault("aa", load_setup(args.aa_model, args.n, args.aa_weights))
         if name == "cw-l2":
             s = Setup(s.model, s.x[:args.cw_n], s.y[:args.cw_n], s.name)
         cfg.pop("advkit_counts", None)
