@@ -7,10 +7,12 @@ sparse adversarial attacks on image classifiers".  Symbols → code:
 * N_iter → ``steps``; η^(k) → ``step`` (per sample, η^(0) = 2ε for L∞/L2, ε for L1);
 * α = 0.75 → ``MOMENTUM`` (the first step uses α = 1, i.e. no momentum);
 * z^(k+1) = P_S(x^(k) + η·s(∇f)), x^(k+1) = P_S(x^(k) + α(z^(k+1) − x^(k)) + (1 − α)(x^(k) − x^(k−1)));
-* checkpoints w_j = ⌈p_j·N_iter⌉ (``schedules.apgd_checkpoints``); at w_j the step halves when
-  condition 1 (fraction of steps since w_{j−1} that increased f is < ρ, ``rho``) or condition 2
-  (η was not halved at w_{j−1} and f_max did not improve) holds, and the iterate restarts from
-  x_max (the per-sample best point);
+* checkpoints w_j as the official code computes them for any N_iter (``schedules.apgd_checkpoints``;
+  the paper's ⌈p_j·N_iter⌉ at 100 and 200 iterations); at w_j the step halves when condition 1
+  (the number of steps since w_{j−1} that increased f is ≤ ρ·(w_j − w_{j−1}), ``rho``; the first step
+  is compared with 0, and after a restart the next step with the loss before it, as the official code
+  does) or condition 2 (η was not halved at w_{j−1} and f_max did not improve) holds, and the iterate
+  restarts from x_max (the per-sample best point);
 * f → ``loss`` ("ce" or "dlr", :mod:`advkit.losses`); with ``n_targets`` > 0 (APGD-T) the attack
   runs the targeted DLR loss against each of the top-``n_targets`` non-true classes of the clean
   logits in turn, only on points that are still robust (success = misclassification).
@@ -31,8 +33,9 @@ point of :mod:`advkit.sync`), which changes no other sample's trajectory.
 
 With EOT (``eot`` > 1, randomized models; Athalye et al. 2018) the gradient is averaged over ``eot``
 draws and the run follows the official AutoAttack rand version: every sample runs the whole budget
-(no early stop), a sample counts as broken at an iteration when the last single draw of that
-iteration misclassifies it, and the point returned is the latest such iterate.  Stopping a sample at
+(no early stop), the loss that picks x_max and drives the checkpoints is the last single draw's (not
+the EOT average), a sample counts as broken at an iteration when that last draw misclassifies it, and
+the point returned is the latest such iterate.  Stopping a sample at
 its first success (a lucky draw, or the EOT-averaged logits barely across the boundary) returned
 points a fresh draw classified correctly far more often: on ``zoo:mnist5k-pgdat`` behind
 ``noise:0.1`` (200 images, L∞ 0.3) the expected number of correct images over 20 fresh draws was
@@ -68,6 +71,14 @@ def project_l1_box(delta: torch.Tensor, x: torch.Tensor, eps: float, bounds, ite
         t_lo, t_hi = torch.where(over, mid, t_lo), torch.where(over, t_hi, mid)
     shrunk = v.sign() * (a - t_hi[:, None]).clamp_min(0).minimum(cap)
     return torch.where(inside[:, None], clipped, shrunk).view_as(delta)
+
+
+def l1_correction(delta: torch.Tensor, x: torch.Tensor, eps: float, bounds) -> torch.Tensor:
+    """P(δ) − δ, the change that moves x + δ onto the L1 ball ∩ box.  The official code adds it to its
+    unprojected point ((x + δ) + (P(δ) − δ)), so a coordinate the projection zeroes keeps a float residue
+    instead of an exact 0, and its sparsity counts (‖x_best − x‖₀) see it; advkit forms its L1 iterates the
+    same way so that those counts, hence k and the step size, agree with the official run."""
+    return project_l1_box(delta, x, eps, bounds) - delta
 
 
 class _State:
@@ -155,23 +166,25 @@ class APGD(BudgetedAttack):
             delta = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1) * self.eps
         else:
             g = rng.randn(gen, x.shape, device=x.device, dtype=x.dtype)
-            return x + project_l1_box(g, x, self.eps, bounds)
+            return (x + g + l1_correction(g, x, self.eps, bounds)).clamp(*bounds)
         return (x + delta).clamp(*bounds)
 
     def _project(self, x_new, x, bounds):
         if self.norm == "l1":
-            return x + project_l1_box(x_new - x, x, self.eps, bounds)
+            delta = x_new - x
+            return x + delta + l1_correction(delta, x, self.eps, bounds)
         return self.threat.project(x_new, x, bounds)
 
     def _large_eps_run(self, oracle, x, y, t_loss, goal, gen, bounds):
         """One l1-AutoAttack run: stages at 3ε, 2ε, ε; returns (points, success) of the last stage."""
         stages = apgd_large_eps(self.steps)
         g = rng.randn(gen, x.shape, device=x.device, dtype=x.dtype)
-        x_init = x + project_l1_box(g, x, stages[0][0] * self.eps, bounds)
+        x_init = x + g
+        x_init = x_init + l1_correction(x_init - x, x, stages[0][0] * self.eps, bounds)
         for k, (mult, n_iter) in enumerate(stages):
             stage = replace(self, threat=self.threat.with_eps(mult * self.eps), steps=n_iter, large_eps=False,
                             restarts=1)
-            x_init = x + project_l1_box(x_init - x, x, stage.eps, bounds)
+            x_init = (x_init + l1_correction(x_init - x, x, stage.eps, bounds)).clamp(*bounds)
             out, ok, x_init = stage._single_run(oracle, x, y, t_loss, goal, gen, bounds, x_init=x_init,
                                                 final=k == len(stages) - 1)
         return out, ok
@@ -189,8 +202,8 @@ class APGD(BudgetedAttack):
 
         def evaluate(st):
             l, g, z = oracle.value_and_grad(st.x_adv, lambda zz: loss_fn(zz, st.y, st.t if has_t else None))
-            if self.eot > 1:  # randomized model: one draw decides, as in the official code (module docstring)
-                z = oracle.last_draw
+            if self.eot > 1:  # randomized model: the last draw decides and scores, as the official code
+                z, l = oracle.last_draw, oracle.last_loss
             done = self._is_success(z, st.y, st.goal if has_goal else None)
             if not final:
                 done = torch.zeros_like(done)
@@ -210,7 +223,7 @@ class APGD(BudgetedAttack):
             sp_old = ((x_adv - x).flatten(1) != 0).sum(1).to(x.dtype)
             topk = sp_old / x[0].numel() / 1.5
         s.__dict__.update(g=g, l=l, x_best=s.x_adv.clone(), l_best=l.clone(), g_best=g.clone(), x_prev=s.x_adv.clone(),
-                          step=one * step0, l_prev=l.clone(), n_inc=torch.zeros_like(l), l_best_cp=l.clone(),
+                          step=one * step0, l_prev=torch.zeros_like(l), n_inc=torch.zeros_like(l), l_best_cp=l.clone(),
                           reduced=torch.ones(n, dtype=torch.bool, device=x.device), topk=topk, sp_old=sp_old)
         s.keep(~done)
         self._iterate(s, evaluate, bounds, stops=final and self.eot == 1)
@@ -263,12 +276,11 @@ class APGD(BudgetedAttack):
     def _checkpoint(self, s, since: int) -> None:
         if self.norm == "l1":
             return self._checkpoint_l1(s)
-        osc = s.n_inc < self.rho * since
+        osc = s.n_inc <= self.rho * since
         no_improve = ~s.reduced & (s.l_best <= s.l_best_cp)
         halve = osc | no_improve
         s.step = torch.where(halve, s.step / 2, s.step)
         s.x_adv, s.g = geometry.where_rows(halve, s.x_best, s.x_adv), geometry.where_rows(halve, s.g_best, s.g)
-        s.l_prev = torch.where(halve, s.l_best, s.l_prev)
         s.reduced, s.l_best_cp, s.n_inc = halve, s.l_best.clone(), torch.zeros_like(s.n_inc)
 
     def _checkpoint_l1(self, s) -> None:

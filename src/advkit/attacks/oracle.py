@@ -35,8 +35,9 @@ class Oracle:
         #: drives progress reports; ``on_pass`` (if set) is called after each one
         self.passes = 0
         self.on_pass: Callable[[], None] | None = None
-        #: with ``eot`` > 1: logits of the last single forward pass made by ``value_and_grad``
+        #: with ``eot`` > 1: logits and per-sample loss of the last single draw made by ``value_and_grad``
         self.last_draw: torch.Tensor | None = None
+        self.last_loss: torch.Tensor | None = None
         self.paths = FastPaths(model, accelerate_allowed(model, eot))
 
     def _tick(self) -> None:
@@ -68,8 +69,8 @@ class Oracle:
 
     def value_and_grad(self, x: torch.Tensor, loss: Loss) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(per-sample loss, ∂ sum(loss)/∂x, logits), each averaged over ``eot`` draws.  With ``eot`` > 1
-        the logits of the last single draw are kept in ``last_draw`` (the official AutoAttack decides
-        success inside APGD-EOT on that draw)."""
+        the logits and loss of the last single draw are kept in ``last_draw`` and ``last_loss`` (the official
+        AutoAttack decides success, and scores x_best and the step-size checkpoints, inside APGD-EOT on that draw)."""
         self._tick()
         if self.eot == 1:
             self.calls += len(x)
@@ -88,7 +89,7 @@ class Oracle:
             total_z = z if total_z is None else total_z + z
         self.calls += len(x) * self.eot
         self.grads += len(x) * self.eot
-        self.last_draw = z
+        self.last_draw, self.last_loss = z, l
         return total_l / self.eot, total_g / self.eot, total_z / self.eot
 
     def exact_logits(self, x: torch.Tensor) -> torch.Tensor:

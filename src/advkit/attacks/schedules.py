@@ -1,8 +1,9 @@
 """Paper schedules as data: APGD's step-size checkpoints and Square's p-schedule.
 
 APGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble of diverse
-parameter-free attacks", §3.2): checkpoints w_j = ⌈p_j·N_iter⌉ with p₀ = 0, p₁ = 0.22 and
-p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06).  The fractions are exact (``Fraction``) so that
+parameter-free attacks", §3.2): the paper's checkpoints w_j = ⌈p_j·N_iter⌉ with p₀ = 0, p₁ = 0.22 and
+p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06); the attack uses the official code's integer form of
+this rule (``apgd_checkpoints``), which agrees with the paper's at 100 and 200 iterations only.  The fractions are exact (``Fraction``) so that
 ⌈0.22·100⌉ is 22, not 23.  Symbols: N_iter → ``n_iter``, p_j → ``APGD_FRACTIONS[j]``.
 
 Square (Andriushchenko, Croce, Flammarion & Hein 2020, "Square Attack: a query-efficient black-box
@@ -35,9 +36,19 @@ APGD_FRACTIONS: tuple[Fraction, ...] = _apgd_fractions()
 
 
 def apgd_checkpoints(n_iter: int) -> tuple[int, ...]:
-    """Iterations (1..n_iter, increasing, unique) at which APGD checks its step size."""
-    pts = sorted({math.ceil(p * n_iter) for p in APGD_FRACTIONS[1:]})
-    return tuple(w for w in pts if 1 <= w <= n_iter)
+    """Iterations (1..n_iter, increasing, unique) at which APGD checks its step size, as the official
+    AutoAttack code computes them for any ``n_iter``: the first check after k₀ = max(⌊0.22·N⌋, 1)
+    iterations, then every k_j = max(k_{j−1} − max(⌊0.03·N⌋, 1), max(⌊0.06·N⌋, 1)) iterations (the
+    products in binary floating point, as the official code takes them).  For N = 100 and 200 these
+    are the paper's ⌈p_j·N⌉; for other N they differ from them (25: 5, 9, 12, 14, 15, …, 25)."""
+    k = max(int(0.22 * n_iter), 1)
+    k_min, decrease = max(int(0.06 * n_iter), 1), max(int(0.03 * n_iter), 1)
+    pts, w = [], k
+    while w <= n_iter:
+        pts.append(w)
+        k = max(k - decrease, k_min)
+        w += k
+    return tuple(pts)
 
 
 #: L1-APGD (Croce & Hein 2021, "Mind the box") checks every 4% of the iterations.
