@@ -16,6 +16,14 @@ samples) whose draws move only those samples' counters.  So a sample's draws dep
 key and its own history of draws: an attack whose per-sample decisions depend only on that sample
 gives the same result for a sample alone, in any batch, in any order, in any number of processes.
 
+Some draws must be the same for every sample of a batch (Square's window and sign of an iteration, as
+the official code draws them).  Under per-sample streams such a *shared* draw comes from a sequence that
+belongs to the whole stream family, never to a batch: a family made by :meth:`SampleStreams.for_samples`
+is keyed by (seed, label) alone, :meth:`SampleStreams.spawn` and :meth:`SampleStreams.shared_key` derive
+keys from it and from how many keys were derived before (every batch derives them in the same order), and
+:func:`shared_uniform` reads position k of a key's sequence.  So a shared draw depends on the seed, the
+label, the run and the iteration, never on the batch or its size.
+
 Attacks accept either kind through their ``generator=`` argument; the functions :func:`rand`,
 :func:`randn`, :func:`randint` and :func:`take` dispatch: a ``torch.Generator`` (or
 None) gets exactly the ``torch`` call it always got, a :class:`SampleStreams` its own draw.
@@ -32,7 +40,7 @@ from .errors import InputError
 
 #: the random-stream scheme of evaluations (part of ``code_version``: stored batches of another scheme
 #: are never mixed into a resumed run)
-SCHEME = "ps1"
+SCHEME = "ps2"
 
 _GAMMA = 0x9E3779B97F4A7C15 - 2**64
 _M1 = 0xBF58476D1CE4E5B9 - 2**64
@@ -62,7 +70,8 @@ class SampleStreams:
     """One random stream per sample (see the module docstring).  ``len`` is the number of samples."""
 
     def __init__(self, keys: torch.Tensor, counters: torch.Tensor | None = None,
-                 rows: torch.Tensor | None = None):
+                 rows: torch.Tensor | None = None, shared: "_Family | None" = None):
+        self._shared = _Family(0) if shared is None else shared  # the family's key, shared with views
         self._keys = keys  # the root's keys (int64)
         self._counters = torch.zeros_like(keys) if counters is None else counters  # shared with views
         self._rows = rows  # None (all of the root) or indices into the root
@@ -76,7 +85,7 @@ class SampleStreams:
         if not isinstance(index, torch.Tensor):
             index = np.asarray(index, dtype=np.int64)
         idx = torch.as_tensor(index, dtype=torch.int64, device=device).flatten()
-        return cls(mix(mix((idx * _GAMMA) ^ label_key(seed, label)) + _GAMMA))
+        return cls(mix(mix((idx * _GAMMA) ^ label_key(seed, label)) + _GAMMA), shared=_Family(label_key(seed, label)))
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -95,23 +104,28 @@ class SampleStreams:
         else:
             idx = torch.as_tensor(idx, device=self.device)
             rows = here[idx.nonzero().flatten() if idx.dtype == torch.bool else idx.long().flatten()]
-        return SampleStreams(self._keys, self._counters, rows)
+        return SampleStreams(self._keys, self._counters, rows, self._shared)
 
     def copy(self) -> "SampleStreams":
         """An independent copy at the current counters (draws from it leave this stream as it is)."""
-        return SampleStreams(self._sub_keys.clone(), self._state().clone())
+        return SampleStreams(self._sub_keys.clone(), self._state().clone(), shared=self._shared.copy())
 
     def spawn(self) -> "SampleStreams":
         """A fresh stream per sample keyed by one word of this one (advances each counter by one): the
         per-sample analogue of seeding a new generator from a draw of the caller's."""
-        return SampleStreams(mix(self.bits(1)[:, 0] ^ _SPAWN))
+        return SampleStreams(mix(self.bits(1)[:, 0] ^ _SPAWN), shared=_Family(self.shared_key("spawn")))
+
+    def shared_key(self, tag: str) -> int:
+        """A fresh key for draws shared by all samples (:func:`shared_uniform`): derived from the family's
+        key and the number of keys derived from it so far (the same in every batch), never from the samples."""
+        return self._shared.derive(tag)
 
     def to(self, device) -> "SampleStreams":
         """These streams on ``device``: the same object on its own device, else a copy at the current counters."""
         device = torch.device(device)
         if device == self.device:
             return self
-        return SampleStreams(self._sub_keys.to(device), self._state().to(device))
+        return SampleStreams(self._sub_keys.to(device), self._state().to(device), shared=self._shared.copy())
 
     # ------------------------------------------------------------------ draws
     def _state(self) -> torch.Tensor:
@@ -147,7 +161,8 @@ class SampleStreams:
                              f"got {shape}")
         return shape, math.prod(shape[1:])
 
-    def _unit(self, words: torch.Tensor, dtype: torch.dtype, shift: int = 0) -> torch.Tensor:
+    @staticmethod
+    def _unit(words: torch.Tensor, dtype: torch.dtype, shift: int = 0) -> torch.Tensor:
         """Uniform [0, 1) in ``dtype`` from the top mantissa bits of ``words`` (below ``shift`` bits)."""
         p = _mantissa_bits(dtype)
         top = (words >> (64 - shift - p)) & ((1 << p) - 1)
@@ -184,6 +199,28 @@ class SampleStreams:
     def coin(self) -> torch.Tensor:
         """(n,) bool, each True with probability 1/2."""
         return self.bits(1)[:, 0] < 0
+
+
+class _Family:
+    """What all samples of a stream family share: a 63-bit key and how many keys were derived from it."""
+
+    def __init__(self, key: int, derived: int = 0):
+        self.key, self.derived = key, derived
+
+    def derive(self, tag: str) -> int:
+        self.derived += 1
+        return label_key(self.key, f"{tag}/{self.derived}")
+
+    def copy(self) -> "_Family":
+        return _Family(self.key, self.derived)
+
+
+def shared_uniform(key: int, start: int, shape, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Uniforms on [0, 1) at positions ``start``, ``start`` + 1, … of the shared sequence ``key``
+    (:meth:`SampleStreams.shared_key`): one draw for a whole batch, computed on ``device`` (no host sync)."""
+    m = math.prod(int(d) for d in shape)
+    pos = torch.arange(start, start + m, device=device, dtype=torch.int64)
+    return SampleStreams._unit(mix((pos * _GAMMA) ^ key), dtype).view(tuple(shape))
 
 
 def is_stream(gen) -> bool:
@@ -224,4 +261,4 @@ def check_length(gen, n: int, what: str = "inputs") -> None:
 
 
 __all__ = ["SampleStreams", "SCHEME", "mix", "label_key", "is_stream", "rand", "randn", "randint", "take",
-           "check_length"]
+           "check_length", "shared_uniform"]

@@ -48,11 +48,20 @@ def _paper_checkpoints(n_iter):
     return p, sorted({math.ceil(round(q * n_iter, 9)) for q in p[1:]})
 
 
-@pytest.mark.parametrize("n_iter", [10, 20, 50, 100, 250, 1000])
-def test_checkpoints_follow_paper_formula(n_iter):
+@pytest.mark.parametrize("n_iter", [100, 200])
+def test_checkpoints_follow_paper_formula_at_100_and_200(n_iter):
     p, expected = _paper_checkpoints(n_iter)
     assert [float(q) for q in APGD_FRACTIONS] == pytest.approx(p)
     assert list(apgd_checkpoints(n_iter)) == expected
+
+
+@pytest.mark.parametrize("n_iter,expected", [(25, [5, 9, 12, 14] + list(range(15, 26))),
+                                             (50, [11, 21, 30, 38, 45]), (10, list(range(2, 11)))])
+def test_checkpoints_at_other_step_counts_follow_the_official_code_not_the_paper(n_iter, expected):
+    """The official code's intervals max(⌊0.22N⌋,1), then −max(⌊0.03N⌋,1) down to max(⌊0.06N⌋,1) (checked
+    against pyautoattack in tests/reference/test_official_apgd_trajectories.py)."""
+    assert list(apgd_checkpoints(n_iter)) == expected
+    assert expected != _paper_checkpoints(n_iter)[1]
 
 
 def test_checkpoints_for_100_iterations_are_the_papers():
@@ -79,6 +88,17 @@ def test_step_halving_conditions():
     assert torch.equal(s.x_adv[halved], s.x_best[halved])  # restart from the best point
     assert (s.x_adv[~halved] == 1).all() and (s.g[halved] == 4).all()
     assert s.reduced.tolist() == halved.tolist() and (s.n_inc == 0).all()
+
+
+def test_step_halves_when_increases_equal_rho_times_the_interval_and_keeps_l_prev():
+    """The official condition is ≤ ρ·interval (16 steps, ρ = 0.75: 12 increases halve), and the loss the
+    next step is compared with stays the last iterate's, not the best one's."""
+    atk = APGD("linf:0.1", rho=0.75)
+    s = _state([12, 13], [2.0, 2.0], [1.0, 1.0], [True, True])
+    s.l_prev = torch.tensor([0.5, 0.5])
+    atk._checkpoint(s, 16)
+    assert s.step.tolist() == [0.5, 1.0]
+    assert s.l_prev.tolist() == [0.5, 0.5]
 
 
 @pytest.mark.parametrize("threat", ["linf:0.1", "l2:0.5", "l1:2.0"])

@@ -59,6 +59,9 @@ ATTACKS = {
     "square-linf": Square("linf:0.05", n_queries=25),
     "square-l2": Square("l2:0.5", n_queries=25),
     "square-l1": Square("l1:2", n_queries=25),
+    "square-linf-restarts": BestOf(Square("linf:0.03", n_queries=10), restarts=2),
+    "square-linf-per-sample-flip": Square("linf:0.05", n_queries=25, per_sample_flip=True),
+    "square-l2-per-sample-flip": Square("l2:0.5", n_queries=25, per_sample_flip=True),
     "fab-restarts": FAB("linf:0.03", steps=4, restarts=3),
     "fab-l2-restarts": FAB("l2:0.3", steps=4, restarts=2),
     "ensemble": Ensemble((APGD("linf:0.03", steps=3), Square("linf:0.03", n_queries=15))),
@@ -96,18 +99,26 @@ def test_a_torch_generator_does_depend_on_the_batch(problem):
     assert not torch.equal(alone[0], full[3])
 
 
-def test_square_draws_one_coin_per_sample_with_streams(problem):
-    """With streams Square's bump orientation is per sample; with a generator one coin serves the batch."""
-    sq = Square("l2:0.5", n_queries=5)
+def test_square_shares_an_iterations_window_across_the_batch_and_its_variant_does_not(problem):
+    """By default one window (and coin) per iteration serves the batch, from the stream family's shared
+    sequence; advkit's variant (``per_sample_flip``) draws a window and a coin per sample."""
+    from advkit.attacks import square_draws
+    sq = Square("linf:0.1", n_queries=5)
     x = problem[1][:8]
-    xb = sq._init_l2(x, None, (0.0, 1.0))
-    from advkit.attacks import square
-    eta = square.bump(3)
-    per_sample = square._oriented(eta, SampleStreams.for_samples(0, "coin", range(8)), x.device)
+    streams = SampleStreams.for_samples(0, "s", range(8))
+    shared = square_draws.Shared(streams, x.device, x.dtype)
+    xb = sq._init_linf(x, streams, shared, (0.0, 1.0))
+    moved = (sq._step_linf(x, xb, 3, streams, shared, (0.0, 1.0)) - xb).abs().sum(1) > 0
+    assert moved.flatten(1).any(1).sum() >= 2 and moved.any(0).sum() <= 3 * 3  # one 3×3 window for all
+    again = square_draws.Shared(SampleStreams.for_samples(0, "s", range(3, 5)), x.device, x.dtype)
+    assert torch.equal(again.uniform((4,)), square_draws.Shared(SampleStreams.for_samples(0, "s", range(8)),
+                                                                 x.device, x.dtype).uniform((4,)))
+    eta = square_draws.bump(3)
+    per_sample = square_draws.per_sample_oriented(eta, SampleStreams.for_samples(0, "coin", range(8)), x.device)
     flips = [bool(torch.equal(e[0], eta.T)) for e in per_sample]
     assert per_sample.shape == (8, 1, 3, 3) and 0 < sum(flips) < 8
-    assert square._oriented(eta, torch.Generator().manual_seed(0), x.device).shape == (3, 3)
-    assert sq._step_l2(x, xb, 3, SampleStreams.for_samples(0, "s", range(8)), (0.0, 1.0)).shape == x.shape
+    corners = square_draws.per_sample_corner(8, 3, 8, 8, SampleStreams.for_samples(0, "c", range(8)), x.device)
+    assert len(set(zip(corners[0].flatten().tolist(), corners[1].flatten().tolist()))) > 1
 
 
 def test_a_batch_retried_after_out_of_memory_replays_its_streams(problem):
@@ -128,12 +139,18 @@ def test_streams_for_other_samples_are_refused(problem):
         PGD("linf:0.03", steps=1)(clf, x, y, generator=SampleStreams.for_samples(0, "t", range(4)))
 
 
+@pytest.mark.parametrize("variant", [False, True])
 @pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
-def test_square_prefetches_exactly_the_words_a_step_draws(norm, problem):
+def test_square_prefetches_exactly_the_words_a_step_draws(norm, variant, problem):
+    from advkit.attacks.square_draws import Shared
     x = problem[1][:6].repeat(1, 3, 1, 1)  # 3 channels: c signs per step
-    sq = Square(f"{norm}:0.5", n_queries=5)
+    sq = Square(f"{norm}:0.5", n_queries=5, per_sample_flip=variant)
     streams = SampleStreams.for_samples(0, "words", range(6)).subset(torch.arange(6))
+    shared = None if variant else Shared(streams, x.device, x.dtype)
     words = sq._words_per_step(3)
+    before = streams._state().clone()
     streams.prefetch(words)
-    getattr(sq, f"_step_{norm}")(x, x.clone(), 3, streams, (0.0, 1.0))
-    assert streams._buf is not None and streams._used == words == streams._buf.shape[1]
+    getattr(sq, f"_step_{norm}")(x, x.clone(), 3, streams, shared, (0.0, 1.0))
+    assert torch.equal(streams._state() - before, torch.full_like(before, words))
+    if words:
+        assert streams._buf is not None and streams._used == words == streams._buf.shape[1]

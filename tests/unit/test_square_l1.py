@@ -6,6 +6,7 @@ import torch
 
 from advkit import Classifier
 from advkit.attacks.square import Square, bump
+from advkit.attacks.square_draws import Shared
 
 
 def _official_eta(s: int, norm: str = "l1") -> torch.Tensor:
@@ -39,9 +40,10 @@ def test_l1_init_and_steps_stay_in_ball_and_box():
     gen = torch.Generator().manual_seed(0)
     atk = Square("l1:2.0")
     x = torch.rand(4, 3, 10, 10, generator=gen)
-    x0 = atk._init_l1(x, gen, (0.0, 1.0))
+    shared = Shared(gen, x.device, x.dtype)
+    x0 = atk._init_l1(x, gen, shared, (0.0, 1.0))
     assert ((x0 - x).flatten(1).abs().sum(1) <= 2.0 + 1e-5).all() and x0.min() >= 0 and x0.max() <= 1
-    x1 = atk._step_l1(x, x0, 3, gen, (0.0, 1.0))
+    x1 = atk._step_l1(x, x0, 3, gen, shared, (0.0, 1.0))
     assert ((x1 - x).flatten(1).abs().sum(1) <= 2.0 + 1e-5).all() and x1.min() >= 0 and x1.max() <= 1
     assert not torch.equal(x1, x0)
 
