@@ -10,6 +10,7 @@ import torch
 from advkit.attacks.apgd import APGD
 from advkit.attacks.ensemble import Ensemble
 from advkit.attacks.fab import FAB
+from advkit.attacks.oracle import Oracle
 from advkit.attacks.square import Square
 
 pytestmark = pytest.mark.peer
@@ -33,13 +34,24 @@ def _ours(attack, clf, x, y):
     return int((~attack(clf, x, y, generator=torch.Generator().manual_seed(0)).success).sum())
 
 
+def _ours_from_seed(attack, clf, x, y, seed=0):
+    """Robust count of our Square fed the numbers the official code draws after ``torch.manual_seed(seed)``:
+    Square's shared draws make one seed's result swing by several samples (official L∞, seeds 0–4: 89, 90,
+    100, 94, 93 of 150), so strength is compared from the same draws (the same algorithm then gives the
+    same points: tests/reference/test_official_square_trajectories.py)."""
+    with torch.no_grad():
+        idx = (clf(x).argmax(1) == y).nonzero().flatten()
+    adv = attack._run(Oracle(clf), x[idx], y[idx], None, torch.Generator().manual_seed(seed))
+    return _robust(clf, adv, y[idx])
+
+
 def _assert_as_strong(norm, eps, clf, x, y, theirs: dict) -> None:
     """advkit's APGD-CE, APGD-T and Square leave at most SLACK more robust points than the peer's."""
     t = f"{norm}:{eps}"
     ours = {
         "apgd-ce": _ours(APGD(t, steps=20), clf, x, y),
         "apgd-t": _ours(APGD(t, loss="dlr", n_targets=3, steps=20), clf, x, y),
-        "square": _ours(Square(t, n_queries=300), clf, x, y),
+        "square": _ours_from_seed(Square(t, n_queries=300), clf, x, y),
     }
     for k in ours:
         assert ours[k] <= theirs[k] + SLACK, (k, ours, theirs)

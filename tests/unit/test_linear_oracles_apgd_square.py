@@ -71,14 +71,30 @@ def test_apgd_succeeds_just_above(linear_setup, norm, gen):
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
-def test_square_succeeds_just_above(linear_setup, norm, gen):
+def test_square_per_sample_flip_succeeds_just_above(linear_setup, norm, gen):
+    """advkit's variant (windows anywhere, per sample) reaches the optimal vertex.  The official Square
+    (the default) cannot on this 6×6 image: its windows never touch the last row and column, which keep
+    their initial stripes (at 1.1× it breaks 0 of these 12 points in 1000 queries, at 1.5× 5; L2 at 2×: 7)."""
     clf, x, y, margin, w = linear_setup
     # L2 Square adds bump-shaped blocks and cannot align with an arbitrary dense direction on a 6×6
-    # image (the official code breaks none of these points at 1.5× in 1000 queries), hence more slack
+    # image, hence more slack
     eps = (1.1 if norm == "linf" else 1.5) * _dmin(margin, w, norm)
-    ok = [Square(f"{norm}:{eps[i].item()}", n_queries=1000)(clf, x[i:i + 1], y[i:i + 1], generator=gen).success.item()
-          for i in range(len(x))]
+    ok = [Square(f"{norm}:{eps[i].item()}", n_queries=1000, per_sample_flip=True)(
+        clf, x[i:i + 1], y[i:i + 1], generator=gen).success.item() for i in range(len(x))]
     assert all(ok)
+
+
+def test_official_square_windows_never_touch_the_last_row_or_column():
+    from advkit.attacks.square_draws import Shared
+    x = torch.full((2, 1, 6, 6), 0.5)
+    atk, shared = Square("linf:0.1"), Shared(torch.Generator().manual_seed(0), x.device, x.dtype)
+    touched = torch.zeros(6, 6, dtype=torch.bool)
+    for s in (1, 2, 3):
+        for _ in range(200):
+            touched |= (atk._step_linf(x, x.clone(), s, None, shared, (0.0, 1.0)) != x).any(0)[0]
+    assert touched[:5, :5].all() and not touched[5].any() and not touched[:, 5].any()
+    full = atk._step_linf(x, x.clone(), 6, None, shared, (0.0, 1.0))  # a window as large as the image
+    assert (full != x).all()
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
