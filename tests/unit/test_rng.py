@@ -169,3 +169,26 @@ def test_prefetched_words_are_the_words_drawn_one_by_one():
     c.uniform((4, 1))
     d.bits(3)
     assert torch.equal(c.uniform((4, 4)), d.uniform((4, 4)))  # 2 words left do not fit 4: drawn after them
+
+
+def test_shared_keys_depend_on_seed_label_and_order_never_on_the_samples():
+    """Draws shared by a batch (Square's windows) come from the family's key: the same for any subset of the
+    samples, a new one per derivation, replayed by a copy, changed by the seed or label."""
+    from advkit.rng import shared_uniform
+    a = SampleStreams.for_samples(3, "stage", range(10))
+    b = SampleStreams.for_samples(3, "stage", [7, 2])
+    first = a.shared_key("square")
+    assert first == b.shared_key("square")
+    second = a.subset(torch.tensor([1, 4])).shared_key("square")  # views share the family's count
+    assert second != first and second == b.shared_key("square")
+    c = b.copy()  # a copy replays the family's next keys
+    assert c.shared_key("square") == b.shared_key("square")
+    assert SampleStreams.for_samples(4, "stage", range(10)).shared_key("square") != \
+        SampleStreams.for_samples(3, "stage", range(10)).shared_key("square")
+    assert SampleStreams.for_samples(3, "other", range(10)).shared_key("square") != \
+        SampleStreams.for_samples(3, "stage", range(10)).shared_key("square")
+    fresh = [SampleStreams.for_samples(3, "stage", rows) for rows in (range(10), [7, 2])]
+    assert fresh[0].spawn().shared_key("square") == fresh[1].spawn().shared_key("square")
+    u = shared_uniform(123, 5, (2, 3))
+    assert u.shape == (2, 3) and ((u >= 0) & (u < 1)).all()
+    assert torch.equal(u.flatten()[1:], shared_uniform(123, 6, (5,)))
