@@ -83,3 +83,21 @@ def _clear_best(theirs, ours):
     runs' losses of that sample: both runs must pick the same iterate there."""
     top2 = theirs.topk(2, dim=0).values
     return top2[0] - top2[1] > 2 * (ours - theirs).abs().amax(0) + 1e-7
+
+
+def test_l1_iterate_sparsity_counts_equal_the_official_ones():
+    """The official L1 iterate is (x + δ) + (P(δ) − δ): a coordinate the projection zeroes keeps a float
+    residue, and the sparsity ‖x_best − x‖₀ that sets k and the step size counts it.  advkit forms its
+    iterates the same way (issue 23, point 5); x + P(δ) would count 10–25 fewer coordinates per image here."""
+    pytest.importorskip("pyautoattack")
+    from pyautoattack.autopgd_base import L1_projection
+
+    from advkit.attacks.apgd import l1_correction
+    g = torch.Generator().manual_seed(0)
+    x = 0.2 + 0.6 * torch.rand(50, 1, 28, 28, generator=g)
+    delta = 0.05 * torch.randn(x.shape, generator=g)
+    theirs = x + delta + L1_projection(x, delta, 5.0)
+    ours = x + delta + l1_correction(delta, x, 5.0, BOUNDS)
+    count = lambda p: ((p - x) != 0).flatten(1).sum(1)  # noqa: E731
+    assert torch.equal(count(ours), count(theirs))
+    assert (count(theirs) < x[0].numel()).all()  # the projection did zero coordinates
