@@ -88,7 +88,9 @@ def test_shattered_gradients(digits_model, undefended):
     _, t, codes = _run(_wrap(Quantise(32), clf.net, name="quantised"), (x, y), _spec(queries=1000))
     assert {"zero-gradients", "blackbox-beats-whitebox"} <= codes
     assert t["attacks"]["pgd"]["robust_accuracy"] > undefended + 0.5
-    assert t["robust_accuracy"] <= undefended + 0.15
+    # the official Square (issue 23) never moves the last row and column, a quarter of an 8×8 image, so it
+    # leaves more of the quantised model standing than advkit's per-sample variant did (+0.18 here, was ≤ +0.15)
+    assert t["robust_accuracy"] <= undefended + 0.2
     assert t["broken_by"].get("square", 0) > 0.3 * t["n"]
 
 
