@@ -152,7 +152,7 @@ class Square(BudgetedAttack):
         if shared is None:
             return self._step_linf_flip(x, x_best, s, gen, bounds)
         win = mask(shared.corner(s, h, w), s, h, w)
-        delta = torch.where(win, 2 * self.eps * shared.signs((c, 1, 1)), torch.zeros((), dtype=x.dtype))
+        delta = win * (2 * self.eps * shared.signs((c, 1, 1)))  # (1, c, h, w): the window, 0 elsewhere
         return torch.min(torch.max(x_best + delta, x - self.eps), x + self.eps).clamp(*bounds)
 
     def _step_linf_flip(self, x, x_best, s, gen, bounds):
