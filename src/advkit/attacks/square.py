@@ -27,12 +27,13 @@ runs it.  Only ``oracle.logits`` is used.  Symbols:
 
 How the shared draws are made (with a ``torch.Generator`` exactly the official code's numbers; with
 per-sample streams from a sequence that depends on the seed, stage, run and iteration, never on the
-batch) is described in :mod:`.square_draws`.  ``per_sample_flip`` selects advkit's stronger variant,
-named ``square-per-sample-flip`` wherever it is used: windows and signs drawn per sample, windows
-anywhere in the image, and an L∞ proposal that would not change the point gets its signs flipped
-instead of spending a query on it (docs/protocols.md has the measured difference).  A candidate
-replaces the current point when it lowers L (or is adversarial); successful samples leave the
-working batch (at once on CPU; on accelerators, frozen, at the next compaction point: :mod:`advkit.sync`).
+batch) is described in :mod:`.square_draws`.  ``per_sample_flip`` selects advkit's earlier variant
+(stronger on 8×8 images, not on 28×28 MNIST), named ``square-per-sample-flip`` wherever it is used:
+windows and signs drawn per sample, windows anywhere in the image, and an L∞ proposal that would not
+change the point gets its signs flipped instead of spending a query on it (docs/protocols.md has the
+measured difference).  A candidate replaces the current point when it lowers L (or is adversarial);
+successful samples leave the working batch (at once on CPU; on accelerators, frozen, at the next
+compaction point: :mod:`advkit.sync`).
 """
 from __future__ import annotations
 

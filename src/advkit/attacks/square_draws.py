@@ -11,7 +11,7 @@ Two ways to draw an iteration's window(s) and signs:
   stream family's shared sequence (:func:`advkit.rng.shared_uniform`, keyed per run by
   :meth:`advkit.rng.SampleStreams.shared_key`, position = the count of shared numbers drawn in the run),
   so they depend on the seed, the evaluation stage, the run and the iteration, never on the batch.
-* **per sample** (advkit's variant, ``Square(per_sample_flip=True)``): a window anywhere in the image
+* **per sample** (advkit's earlier variant, ``Square(per_sample_flip=True)``): a window anywhere in the image
   and signs for each sample from its own stream.
 """
 from __future__ import annotations
