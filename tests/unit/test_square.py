@@ -94,5 +94,8 @@ def test_square_targeted_reaches_target(digits_model, gen):
 def test_square_config_errors():
     with pytest.raises(ConfigError):
         Square("linf:0.1", n_queries=0)
+    with pytest.raises(ConfigError, match="per_sample_flip must be true or false"):
+        Square("linf:0.1", per_sample_flip="maybe")
+    assert Square("linf:0.1", per_sample_flip=True).describe()["name"] == "square-per-sample-flip"
     with pytest.raises(ConfigError):
         Square("linf:0.1", p_init=0.0)

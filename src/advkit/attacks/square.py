@@ -68,6 +68,8 @@ class Square(BudgetedAttack):
             raise ConfigError(f"p_init must lie in (0, 1], got {self.p_init!r}")
         if self.norm not in ("linf", "l2", "l1"):
             raise ConfigError(f"square supports the linf, l2 and l1 threat models, got {self.norm!r}")
+        if not isinstance(self.per_sample_flip, bool):
+            raise ConfigError(f"per_sample_flip must be true or false, got {self.per_sample_flip!r}")
 
     @property
     def name(self) -> str:  # type: ignore[override]

@@ -173,7 +173,8 @@ def _render(s: dict, as_json: bool) -> None:
             ("attack success rate (of correct)", render.pct(s["success_rate"])),
             ("median perturbation norm", render.fmt(s["median_distance"])),
             ("time (s)", f"{s['seconds']:.2f}"), ("model calls", s["model_calls"]), ("gradient calls", s["gradient_calls"])]
-    title = f"{s['attack']} · {s['threat']}" + (" · targeted" if s["targeted"] else "")
+    label = s.get("config", {}).get("name") or s["attack"]  # the attack's own name: variants say what they are
+    title = f"{label} · {s['threat']}" + (" · targeted" if s["targeted"] else "")
     t = render.table(title, ["metric", "value"], rows)
     t.caption = f"model {s['model']} · data {s['data']} (n={s['n']}) · seed {s['seed']}"
     if s.get("defense"):
