@@ -14,13 +14,14 @@ import click
 
 from ..atomic import atomic_write, check_writable
 from . import render
-from .options import defense_option
+from .options import defense_option, model_arg_option, parse_model_args
 
 
 @click.command("evaluate")
 @click.argument("spec_file", required=False, type=click.Path(dir_okay=False))
 @click.option("--model", default=None, help="Model REF (zoo:NAME, FILE.safetensors, file.py:factory, ...).")
 @click.option("--weights", default=None, help="Weights for a factory REF (safetensors or torch.load-able).")
+@model_arg_option
 @click.option("--trust-pickle", is_flag=True, default=None, help="Allow pickles that need arbitrary code (unsafe).")
 @click.option("--data", default=None, help="Data REF (mnist5k, digits, fashion-mnist, npz:F, ...).")
 @click.option("--split", default=None, help="Data split (default: test).")
@@ -50,9 +51,9 @@ from .options import defense_option
 @click.option("--json", "as_json", is_flag=True, help="Print result.json to stdout instead of the summary.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
-def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, profile, threats, n, seed, batch_size, output,
-             db, resume, junit_file, defense, force_eps, no_autoattack, allow_upper_bound, device, mean, std, as_json,
-             quiet):
+def evaluate(ctx, spec_file, model, weights, model_args, trust_pickle, data, split, profile, threats, n, seed,
+             batch_size, output, db, resume, junit_file, defense, force_eps, no_autoattack, allow_upper_bound, device,
+             mean, std, as_json, quiet):
     """Evaluate a model's robustness: clean, FGSM, PGD, AutoAttack, curve, per class, checks, gates.
 
     With no arguments it evaluates the built-in default model (zoo:mnist5k-standard) on mnist5k.
@@ -63,8 +64,8 @@ def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, profile,
     from ..devices import parse_floats
     from ..results import Store
 
-    spec, note = _spec(spec_file, model=model, weights=weights, trust_pickle=trust_pickle, data=data, split=split,
-                       profile=profile, threats=threats, n=n, seed=seed, batch_size=batch_size, output=output,
+    spec, note = _spec(spec_file, model=model, model_args=parse_model_args(model_args), weights=weights,
+                       trust_pickle=trust_pickle, data=data, split=split, profile=profile, threats=threats, n=n, seed=seed, batch_size=batch_size, output=output,
                        db=db, defense=defense, no_autoattack=no_autoattack, allow_upper_bound=allow_upper_bound,
                        force_eps=force_eps, device=device, mean=parse_floats(mean, "--mean"),
                        std=parse_floats(std, "--std"))

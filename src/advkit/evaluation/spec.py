@@ -8,6 +8,7 @@ errors).
 Layout of a spec file (every key optional; see ``examples/*.toml``)::
 
     model = "zoo:mnist5k-standard"   weights = "w.safetensors"   data = "mnist5k"   split = "test"
+    (or a [model] table: ref = "m.py:build" and [model.args] depth = 28, the factory's keyword arguments)
     profile = "cifar10"   (default: the zoo model's or the data REF's profile; "none" = no profile)
     n = 1000   seed = 0   batch_size = 250   threats = ["linf:0.3"] (a bare "linf"/"l2": the profile's budget;
     default: the profile's first threat)   output = "runs/x"   db = "advkit.db"
@@ -139,6 +140,9 @@ class DefenseSection:
 @dataclass(frozen=True)
 class EvaluationSpec:
     model: str = DEFAULT_MODEL
+    #: keyword arguments of a factory REF (``[model.args]``, ``--model-arg``): in the model's name
+    #: (:func:`advkit.sources.models.model_label`), so part of the run's identity; not of the spec hash
+    model_args: dict = field(default_factory=dict)
     weights: str | None = None
     trust_pickle: bool = False
     #: accept an L∞ ε that covers the whole input range (threat.check_budget)
@@ -181,7 +185,7 @@ class EvaluationSpec:
         """sha256 of the evaluation protocol: not the model's weights (a new version of the same model
         keeps its spec, so it is compared with the last one), output paths, gates or the DB."""
         d = self.to_dict()
-        for k in ("weights", "output", "db", "gates", "trust_pickle", "force_eps", "device"):
+        for k in ("weights", "output", "db", "gates", "trust_pickle", "force_eps", "device", "model_args"):
             d.pop(k, None)
         if d.get("defense") is None:
             d.pop("defense", None)  # specs without a defense keep the hash they had before [defense] existed
@@ -204,6 +208,8 @@ def _spec_data(spec: EvaluationSpec) -> dict:
     """The spec as a spec document: without ``derived``; an explicit "no profile" as ``profile = "none"``."""
     d = _plain(spec)
     d.pop("derived")
+    if not d["model_args"]:
+        d.pop("model_args")  # results and hashes of specs without arguments stay as they were
     if spec.profile is None and "profile" not in spec.derived:
         d["profile"] = NO_PROFILE
     return d

@@ -18,7 +18,7 @@ from ..threat import ThreatModel
 from .spec import (AA_VERSIONS, DEFAULT_DATA, DEFAULT_MODEL, DEFAULT_THREAT, AutoAttackStage, CertifySpec,
                    ChecksStage, CurveStage, DefenseSection, EvaluationSpec, FGSMStage, GatesSpec, PerClassStage,
                    PGDStage, StagesSpec, _spec_data)
-from .spec_reader import _drop_none, _Table, parse_max_drop
+from .spec_reader import _drop_none, _Table, model_table, parse_max_drop
 
 try:
     import tomllib
@@ -135,11 +135,12 @@ def spec_from_dict(data: dict) -> EvaluationSpec:
     """Validate a parsed TOML document (None values mean "default") into an :class:`EvaluationSpec`."""
     data = _drop_none(data)
     t = _Table(data, "")
-    model, data_ref = t.str("model", DEFAULT_MODEL), t.str("data", DEFAULT_DATA)
+    model, args = _model(t)
+    data_ref = t.str("data", DEFAULT_DATA)
     profile = _profile(t, model, data_ref)
     derived = tuple(k for k in ("profile", "threats") if k not in data)
     spec = EvaluationSpec(
-        model=model, weights=t.str("weights", None),
+        model=model, model_args=args, weights=t.str("weights", None),
         trust_pickle=t.bool("trust_pickle", False), force_eps=t.bool("force_eps", False), data=data_ref,
         split=t.str("split", "test"),
         n=t.int("n", 1000, 1), seed=t.int("seed", 0, 0, MAX_SEED), batch_size=t.int("batch_size", 250, 1),
@@ -154,6 +155,17 @@ def spec_from_dict(data: dict) -> EvaluationSpec:
     t.used.update(("certify", "defense"))
     t.finish()
     return spec
+
+
+def _model(t: _Table) -> tuple[str, dict]:
+    """The model REF and its factory arguments: ``[model.args]`` or ``model_args`` (not both)."""
+    ref, args = model_table(t)
+    if "model_args" in t.data:
+        if args:
+            raise ConfigError("model_args: expected the factory arguments once, got both [model.args] and model_args")
+        ref, args = model_table(_Table({"model": {"ref": ref or DEFAULT_MODEL, "args": t.data["model_args"]}}, ""))
+        t.used.add("model_args")
+    return ref or DEFAULT_MODEL, args
 
 
 def _profile(t: _Table, model: str, data_ref: str) -> Profile | None:
@@ -195,8 +207,10 @@ def with_options(spec: EvaluationSpec, **options) -> EvaluationSpec:
             data.pop(k, None)
     if any(options.get(k) not in (None, ()) for k in ("model", "data", "profile")):
         _forget_derived(spec, data, options)
+    if options.get("model") not in (None, spec.model):
+        data.pop("model_args", None)  # another model: the spec's arguments were for its factory
     for k, v in options.items():
-        if v is None or v == ():
+        if v is None or v == () or v == {}:
             continue
         if k == "defense":
             data["defense"] = {"chain": v}
@@ -204,6 +218,8 @@ def with_options(spec: EvaluationSpec, **options) -> EvaluationSpec:
             data["stages"]["autoattack"]["version"] = "off"
         elif k == "allow_upper_bound" and v:
             data["gates"]["allow_upper_bound"] = True
+        elif k == "model_args":
+            data["model_args"] = {**data.get("model_args", {}), **v}
         elif k not in ("no_autoattack", "allow_upper_bound"):
             data[k] = list(v) if isinstance(v, tuple) else v
     return spec_from_dict(data)
