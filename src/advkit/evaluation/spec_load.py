@@ -16,8 +16,8 @@ from ..profiles.profile import Profile, default_profile, load_profile
 from ..seeds import MAX_SEED
 from ..threat import ThreatModel
 from .spec import (AA_VERSIONS, DEFAULT_DATA, DEFAULT_MODEL, DEFAULT_THREAT, AutoAttackStage, CertifySpec,
-                   ChecksStage, CurveStage, DefenseSection, EvaluationSpec, FGSMStage, GatesSpec, PerClassStage,
-                   PGDStage, StagesSpec, _spec_data)
+                   ChecksStage, CurveStage, DefenseSection, EvaluationSpec, FGSMStage, GatesSpec, MlflowSection,
+                   PerClassStage, PGDStage, StagesSpec, _spec_data)
 from .spec_reader import _drop_none, _Table, model_table, parse_max_drop
 
 try:
@@ -131,6 +131,13 @@ def _defense(t: _Table) -> DefenseSection:
     return DefenseSection(chain=chain.text)
 
 
+def _mlflow(t: _Table) -> MlflowSection:
+    m = MlflowSection(**{k: t.str(k, None) for k in ("tracking_uri", "experiment", "run_id", "run_name")},
+                      optional=t.bool("optional", False))
+    t.finish()
+    return m
+
+
 def spec_from_dict(data: dict) -> EvaluationSpec:
     """Validate a parsed TOML document (None values mean "default") into an :class:`EvaluationSpec`."""
     data = _drop_none(data)
@@ -147,12 +154,13 @@ def spec_from_dict(data: dict) -> EvaluationSpec:
         threats=_threats(t, profile), stages=_stages(t.sub("stages")), gates=_gates(t.sub("gates")),
         certify=_certify(t.sub("certify")) if "certify" in data else None,
         defense=_defense(t.sub("defense")) if "defense" in data else None,
+        mlflow=_mlflow(t.sub("mlflow")) if "mlflow" in data else None,
         output=t.str("output", None), db=t.str("db", "advkit.db"), device=_device(t),
         mean=t.floats("mean", None), std=t.floats("std", None),
         resize=t.opt_int("resize", None, 1), crop=t.opt_int("crop", None, 1),
         profile=profile.name if profile else None, derived=derived,
     )
-    t.used.update(("certify", "defense"))
+    t.used.update(("certify", "defense", "mlflow"))
     t.finish()
     return spec
 
@@ -202,7 +210,7 @@ def load_spec(path: str | Path) -> EvaluationSpec:
 def with_options(spec: EvaluationSpec, **options) -> EvaluationSpec:
     """Apply CLI options (None = keep the spec's value) through the same validation as the file."""
     data = _spec_data(spec)  # not to_dict(): that masks a database URL's password
-    for k in ("certify", "defense"):
+    for k in ("certify", "defense", "mlflow"):
         if data.get(k) is None:
             data.pop(k, None)
     if any(options.get(k) not in (None, ()) for k in ("model", "data", "profile")):

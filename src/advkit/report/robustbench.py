@@ -4,7 +4,7 @@ benchmark", NeurIPS Datasets and Benchmarks).
 
 The format (``robustbench.schema.json`` beside this file): accuracies are strings in percent, ε is a
 string (``"8/255"``, ``"0.5"``), unknown values are null.  Only a number measured with the reference
-AutoAttack protocol (:func:`advkit.evaluation.protocol_status.protocol_status`) fills ``autoattack_acc``;
+AutoAttack protocol (:func:`advkit.results.protocol.protocol_status`) fills ``autoattack_acc``;
 the run's worst case over every attack goes to ``external`` when it is lower (other attacks broke more)
 or when AutoAttack did not run at the reference budgets.  ``unreliable`` is true when the headline is
 an upper bound (AutoAttack skipped or reduced) or untrusted (:mod:`advkit.evaluation.trust`); the
@@ -67,13 +67,12 @@ def _dataset(result: dict) -> str:
 
 def _numbers(section: dict) -> tuple[str | None, str | None, bool, list[str]]:
     """(autoattack_acc, external, unreliable, why) of one threat section."""
-    from ..evaluation.protocol_status import protocol_status
-    from ..evaluation.trust import is_trusted
+    from ..results.protocol import protocol_status
     reference, reasons = protocol_status(section)
     worst = section.get("robust_accuracy")
     aa = (section.get("attacks") or {}).get("autoattack") or {}
     why = [] if reference else [f"not the reference AutoAttack protocol ({'; '.join(reasons)}): an upper bound"]
-    if not is_trusted(section):
+    if section.get("trusted", True) is False:  # the contract of evaluation/trust.py: missing means trusted
         why.append("untrusted (the model looks masked): " + "; ".join(section.get("untrusted_reasons") or []))
     if section.get("upper_bound") and reference:
         why.append("an upper bound")
