@@ -199,7 +199,7 @@ def test_evaluation_is_logged_as_a_new_run(server, spec_file, tmp_path):
 
 
 @needs_mlflow
-def test_evaluation_attaches_to_an_existing_run(server, spec_file, tmp_path, monkeypatch):
+def test_evaluation_attaches_to_an_existing_run(server, spec_file, tmp_path, monkeypatch, capsys):
     from mlflow.entities import Param
     client = _client(server)
     exp_id = client.create_experiment("training")
@@ -214,6 +214,13 @@ def test_evaluation_attaches_to_an_existing_run(server, spec_file, tmp_path, mon
     assert run.info.status == "RUNNING"  # the training run is left as it was
     assert run.data.params["seed"] == "7" and run.data.metrics["accuracy"] == 0.5
     _check_run(client, training, result)
+    # MLflow keeps one value per parameter: a different evaluation into the same run is refused (exit 2)
+    other = tmp_path / "other"
+    code = main(["evaluate", str(spec_file), "--db", str(tmp_path / "h.db"), "--out", str(other), "--quiet",
+                 "--seed", "1", "--mlflow-run-id", training])
+    err = capsys.readouterr().err
+    assert code == 2 and (other / "result.json").exists()
+    assert "refused the log" in err and "local history (run 2)" in err and "Traceback" not in err
 
 
 @needs_mlflow

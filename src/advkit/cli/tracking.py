@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import click
 
-from ..errors import TrackerUnreachable
+from ..errors import ConfigError, TrackerUnreachable
 from . import render
 
 _OPTIONS = (
@@ -74,13 +74,15 @@ def log_to_tracker(tracking: Tracking | None, result: dict, out_dir, samples: di
     """Send the finished evaluation (its result and run directory files) to the tracker."""
     if tracking is None:
         return
+    local = f"the results are in the local history (run {result.get('run_id')}) and {out_dir}"
     try:
         run_id = tracking.tracker.log(result, out_dir, samples)
     except TrackerUnreachable as e:
         if not tracking.optional:
-            raise TrackerUnreachable(f"{e}; the results are in the local history (run {result.get('run_id')}) "
-                                     f"and {out_dir}") from None
+            raise TrackerUnreachable(f"{e}; {local}") from None
         _warn(e)
         return
+    except ConfigError as e:  # refused, e.g. a parameter the attached run already holds with another value
+        raise ConfigError(f"{e}; {local}") from None
     if not quiet:
         render.err_console.print(f"logged to MLflow run {run_id} at {tracking.tracker.where}", highlight=False)
