@@ -1,7 +1,8 @@
 """Log an evaluation as an MLflow run (the optional extra ``advkit[mlflow]``).
 
 Where to: ``tracking_uri`` (else ``MLFLOW_TRACKING_URI``, else MLflow's default), ``experiment`` (else
-``MLFLOW_EXPERIMENT_NAME``, else ``advkit``; created when missing) and, to attach the evaluation to an
+``MLFLOW_EXPERIMENT_NAME``, else the experiment ``MLFLOW_EXPERIMENT_ID`` names, else ``advkit``; created
+when missing) and, to attach the evaluation to an
 existing run such as the training run of the checkpoint, ``run_id`` (else ``MLFLOW_RUN_ID``): the
 values of :mod:`advkit.tracking.values` are logged into that run, which is left as it was; otherwise a
 new run is created and ended FINISHED.  Artifacts go under ``advkit/`` in the run: result.json,
@@ -92,6 +93,9 @@ class MlflowTracker:
                 self.experiment_id = self._experiment_id()
 
     def _experiment_id(self) -> str:
+        given_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
+        if given_id and not (self.settings.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")):
+            return self.client.get_experiment(given_id).experiment_id  # MLflow's other standard variable
         exp = self.client.get_experiment_by_name(self.experiment)
         if exp is None:
             return self.client.create_experiment(self.experiment)
