@@ -227,6 +227,11 @@ def test_evaluation_attaches_to_an_existing_run(server, spec_file, tmp_path, mon
 def test_spec_table_and_unknown_run_id(server, spec_file, tmp_path, capsys):
     spec = tmp_path / "spec.toml"
     spec.write_text(spec_file.read_text() + f'[mlflow]\ntracking_uri = "{server.uri}"\nrun_id = "0" \n')
+    from advkit.evaluation import load_spec
+    assert load_spec(spec).mlflow.run_id == "0" and load_spec(spec).spec_hash() == load_spec(spec_file).spec_hash()
+    secret = spec_file.read_text() + '[mlflow]\ntracking_uri = "https://bob:s3cret@mlflow.example"\n'
+    (tmp_path / "secret.toml").write_text(secret)
+    assert load_spec(tmp_path / "secret.toml").to_dict()["mlflow"]["tracking_uri"] == "https://bob:***@mlflow.example"
     assert main(["evaluate", str(spec), "--db", str(tmp_path / "h.db"), "--out", str(tmp_path / "run"), "-q"]) == 2
     err = capsys.readouterr().err
     assert "MLflow at" in err and "refused the check" in err and "Traceback" not in err
@@ -244,10 +249,12 @@ def test_missing_mlflow_package_is_a_config_error(spec_file, tmp_path, monkeypat
 
 @needs_mlflow
 def test_unreachable_tracker_before_the_evaluation(spec_file, tmp_path, capsys):
-    uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    port = _free_port()  # nothing listens there
+    uri = f"http://bob:s3cret@127.0.0.1:{port}"
     assert _evaluate(spec_file, tmp_path, "--mlflow", "--mlflow-uri", uri) == EXIT_TRACKER == 6
     err = capsys.readouterr().err
-    assert f"MLflow tracking server at {uri} could not be reached" in err and len(err.strip().splitlines()) == 1
+    assert f"MLflow tracking server at http://bob:***@127.0.0.1:{port} could not be reached" in err
+    assert len(err.strip().splitlines()) == 1 and "s3cret" not in err
     assert not (tmp_path / "run").exists()
     assert _evaluate(spec_file, tmp_path, "--mlflow", "--mlflow-uri", uri, "--mlflow-optional") in (0, 1)
     assert "warning:" in capsys.readouterr().err and (tmp_path / "run" / "result.json").exists()

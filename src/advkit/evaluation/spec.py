@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 
 from ..profiles.profile import NONE as NO_PROFILE
@@ -190,6 +191,8 @@ class EvaluationSpec:
         d = _spec_data(self)
         if d.get("db"):
             d["db"] = display(d["db"])
+        if (d.get("mlflow") or {}).get("tracking_uri"):
+            d["mlflow"]["tracking_uri"] = re.sub(r"//([^/:@]*):[^/@]*@", r"//\1:***@", d["mlflow"]["tracking_uri"])
         return d
 
     def profile_obj(self) -> Profile | None:

@@ -81,7 +81,8 @@ class MlflowTracker:
         self.attach = settings.run_id or os.environ.get("MLFLOW_RUN_ID") or None
         self.experiment = settings.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
         self.client = _client(self.uri)
-        self.where = self.uri or self.client.tracking_uri
+        # as printed: a password in the URL masked (MLflow's own MLFLOW_TRACKING_PASSWORD is never shown)
+        self.where = re.sub(r"//([^/:@]*):[^/@]*@", r"//\1:***@", str(self.uri or self.client.tracking_uri))
         self.experiment_id: str | None = None
 
     def check(self) -> None:
