@@ -156,3 +156,20 @@ def test_resume_with_other_model_args_is_refused(factory, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "factory arguments" in err and 'name="a"' in err and "without --resume" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_attack_and_certify_pass_model_args(factory, tmp_path, capsys):
+    path, seen = factory
+    code = main(["attack", "fgsm", "--model", f"{path}:build", "--model-arg", "width=3", "--data", "digits",
+                 "--threat", "linf:0.1", "--n", "4", "--json"])
+    assert code == 0 and json.loads(seen.read_text())["width"] == 3
+    assert json.loads(capsys.readouterr().out)["model"] == f"{path}:build(width=3)"
+    out = tmp_path / "cert"
+    code = main(["certify", "--model", f"{path}:build", "--model-arg", "width=5", "--data", "digits", "--sigma",
+                 "0.25", "--n0", "5", "--n", "10", "--n-images", "2", "--out", str(out), "--no-progress", "--json"])
+    assert code == 0 and json.loads(seen.read_text())["width"] == 5
+    assert json.loads((out / "config.json").read_text())["model"] == f"{path}:build(width=5)"
+    # the certify directory holds rows of width=5: other arguments (same weights) are refused, not mixed in
+    code = main(["certify", "--model", f"{path}:build", "--model-arg", "width=5", "--model-arg", 'name="b"', "--data", "digits", "--sigma",
+                 "0.25", "--n0", "5", "--n", "10", "--n-images", "2", "--out", str(out), "--no-progress"])
+    assert code == 2 and "different settings" in capsys.readouterr().err

@@ -103,6 +103,7 @@ def attack(name, model_ref, weights, model_args, data_ref, split, threat_text, p
     # image folders and torchvision files are read per image: only the --n selected ones are decoded
     ds = load_data(data_ref, split, stream=True).subset(n)
     clf = load_model(model_ref, weights=weights, args=parse_model_args(model_args))
+    model_name = clf.name  # the REF with its factory arguments
     place_model(clf, device, mean, std, ds)
     check_budget(threat, clf.bounds, force=force_eps)
     x, y = (ds.x if not ds.streamed else ds.x.materialize()), ds.y
@@ -118,7 +119,7 @@ def attack(name, model_ref, weights, model_args, data_ref, split, threat_text, p
     clean_pred = clf.predict(x, batch_size=batch_size)
     with render.progress_bar(enabled=not as_json) as progress:
         out = run_attack(atk, clf, x, y, targets=targets, generator=gen, batch_size=batch_size, progress=progress)
-    summary = {"attack": name, "model": clf.name, "data": data_ref, "threat": str(threat), "targeted": targeted,
+    summary = {"attack": name, "model": model_name, "data": data_ref, "threat": str(threat), "targeted": targeted,
                "seed": seed, **summarize(out, y, clean_pred, targets), "config": out["config"]}
     if chain is not None:
         summary["defense"] = {"chain": chain.name, "mode": "naive" if naive else "adaptive",
