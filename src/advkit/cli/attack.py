@@ -88,12 +88,11 @@ def summarize(out: dict, y: torch.Tensor, clean_pred: torch.Tensor, targets) -> 
                                           "(default: adaptive, BPDA through rounding steps, EOT through random ones).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @model_placement
-def attack(name, model_ref, weights, model_args, data_ref, split, threat_text, profile, targeted, n, batch_size, seed, params, save_path,
-           force_eps, defense, naive, as_json, device, mean, std):
+def attack(name, model_ref, weights, model_args, data_ref, split, threat_text, profile, targeted, n, batch_size, seed,
+           params, save_path, force_eps, defense, naive, as_json, device, mean, std):
     """Run the registered attack NAME (see `advkit list attacks`) on a model and data."""
     from ..attacks import registry
     from ..sources.data import load_data
-    from ..sources.models import load_model
 
     threat = resolve_threat(threat_text, profile, model_ref, data_ref)
     overrides = parse_key_values(params, "--param")
@@ -102,9 +101,7 @@ def attack(name, model_ref, weights, model_args, data_ref, split, threat_text, p
         check_writable(save_path)  # fail before the attack, not after it
     # image folders and torchvision files are read per image: only the --n selected ones are decoded
     ds = load_data(data_ref, split, stream=True).subset(n)
-    clf = load_model(model_ref, weights=weights, args=parse_model_args(model_args))
-    model_name = clf.name  # the REF with its factory arguments
-    place_model(clf, device, mean, std, ds)
+    clf, model_name = _model(model_ref, weights, model_args, ds, device, mean, std)
     check_budget(threat, clf.bounds, force=force_eps)
     x, y = (ds.x if not ds.streamed else ds.x.materialize()), ds.y
     if naive and defense is None:
@@ -129,6 +126,14 @@ def attack(name, model_ref, weights, model_args, data_ref, split, threat_text, p
         _save(save_path, out, y, targets)
         summary["saved"] = str(save_path)
     _render(summary, as_json)
+
+
+def _model(model_ref, weights, model_args, ds, device, mean, std):
+    """The model, placed (``--device``, ``--mean``/``--std``), and its name: the REF with its factory arguments."""
+    from ..sources.models import load_model
+    clf = load_model(model_ref, weights=weights, args=parse_model_args(model_args))
+    place_model(clf, device, mean, std, ds)
+    return clf, clf.name
 
 
 def _eot_for(atk, chain, naive: bool, params: dict):
