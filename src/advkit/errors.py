@@ -59,6 +59,11 @@ class TrainingStalled(AdvkitError):
         self.cause = cause
 
 
+class TrackerUnreachable(AdvkitError):
+    """The experiment tracker (MLflow) could not be reached or refused the upload; the evaluation's
+    results are already in the local history and run directory.  The CLI maps it to exit code 6."""
+
+
 class PeerFailed(EvaluationAborted):
     """Another process of a sharded (torchrun) evaluation died; the run stays resumable."""
 

@@ -2,7 +2,7 @@
 code, a one-line message naming the problem, no traceback, and no partial result left on disk.
 
 Exit codes (README "Exit codes"): 0 ok · 1 gate failed · 2 usage/config/input · 3 evaluation aborted ·
-4 internal error · 5 training at chance level.
+4 internal error · 5 training at chance level · 6 experiment tracker unreachable (evaluate --mlflow).
 
 "Read-only folder" cases: the suite may run as root, for whom a read-only folder is still writable,
 so an unwritable destination is simulated by a path whose parent is a regular file (``{d}/afile/x``),
@@ -64,6 +64,12 @@ CASES = [
     Case("eval-model-ref-dotdot", EVAL + " --model ../../x:foo", 2, r"\.\./\.\./x:foo"),
     Case("eval-model-file-missing", EVAL + " --model {d}/nope.py:good", 2, r"nope\.py does not exist"),
     Case("eval-model-no-factory", EVAL + " --model {d}/models.py:missing", 2, r"no callable 'missing'"),
+    Case("eval-model-arg-not-toml", EVAL + " --model {d}/models.py:good --model-arg width=abc", 2,
+         r"--model-arg width.*TOML value.*'abc'"),
+    Case("eval-model-arg-unknown", EVAL + " --model {d}/models.py:good --model-arg depth=3", 2,
+         r"models\.py:good.*does not take the arguments.*depth"),
+    Case("eval-model-arg-zoo", EVAL + " --model zoo:mnist5k-standard --model-arg depth=3", 2,
+         r"only be given with a factory REF"),
     Case("eval-weights-truncated", EVAL + " --model {d}/models.py:arch --weights {d}/trunc.safetensors", 2,
          r"trunc\.safetensors.*(safetensors|truncated)"),
     Case("eval-weights-empty", EVAL + " --model {d}/models.py:arch --weights {d}/empty.safetensors", 2,
@@ -124,8 +130,12 @@ CASES = [
          "--data npz:{d}/good.npz", 2, r"trunc\.safetensors"),
     Case("inspect-model-ref-dotdot", "inspect --model ../../x:foo --data npz:{d}/good.npz", 2, r"\.\./\.\./x:foo"),
     Case("inspect-n-zero", INSP + " --data npz:{d}/good.npz --n 0", 2, r"--n"),
+    Case("inspect-model-arg-no-key", INSP + " --data npz:{d}/good.npz --model-arg 9=1", 2, r"--model-arg.*identifier"),
+    Case("attack-model-arg-unknown", ATT + " --data npz:{d}/good.npz --model-arg depth=3", 2,
+         r"does not take the arguments"),
     # ---------------------------------------------------------------- certify
     Case("certify-n-zero", CERT + " --out {t}/cert --n 0", 2, r"--n.*>= 1"),
+    Case("certify-model-arg-unknown", CERT + " --out {t}/cert --model-arg depth=3", 2, r"does not take the arguments"),
     Case("certify-n0-zero", CERT + " --out {t}/cert --n0 0", 2, r"--n0.*>= 1"),
     Case("certify-sigma-negative", CERT + " --out {t}/cert --sigma -1", 2, r"--sigma"),
     Case("certify-alpha-out-of-range", CERT + " --out {t}/cert --alpha 2", 2, r"--alpha"),
@@ -180,6 +190,10 @@ CASES = [
     Case("report-corrupt-db", "report latest --db {corrupt_db}", 2, r"corrupt\.db.*(corrupt|malformed|not a database)"),
     Case("report-out-unwritable", "report {run} --db {db} --out {d}/afile/report.md", 2, r"cannot write.*afile"),
     Case("report-missing-target", "report nothing-here --db {db}", 2, r"nothing-here"),
+    Case("report-robustbench-bad-card", "report {run} --db {db} --format robustbench --card additional_data=yes", 2,
+         r"RobustBench model card: additional_data: expected boolean"),
+    Case("report-robustbench-unknown-threat", "report {run} --db {db} --format robustbench --threat l2:9", 2,
+         r"--threat: expected one of the run's threats"),
     Case("report-truncated-samples", "report {t}/brokenrun --db {db}", 2, r"samples\.npz.*cannot read"),
     Case("gate-run-dir-bad-json", "gate {t}/badjsonrun --db {db} --baseline none", 2, r"result\.json.*not valid JSON"),
     Case("history-compare-minimal", "history compare {d}/minimal.json {run} --db {db}", 2, r"minimal\.json.*clean"),

@@ -26,7 +26,7 @@ LAYERS = {
     # 2: building blocks
     "sources": 2, "attacks": 2, "defenses": 2, "smoothing": 2, "results": 2, "testing": 2,
     # 3: what combines them
-    "profiles": 3, "evaluation": 3, "gates": 3, "report": 3, "training": 3,
+    "profiles": 3, "evaluation": 3, "gates": 3, "report": 3, "training": 3, "tracking": 3,
     # 4: entry points and the public API
     "cli": 4, "__main__": 4, "": 4,
 }

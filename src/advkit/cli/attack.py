@@ -18,7 +18,8 @@ from ..model import resolve_classes
 from ..progress import NULL, rescaled
 from ..threat import ThreatModel, check_budget
 from . import render
-from .options import SEED, defense_option, model_placement, parse_key_values, place_model, with_defense
+from .options import (SEED, defense_option, model_arg_option, model_placement, parse_key_values, parse_model_args,
+                      place_model, with_defense)
 
 
 
@@ -69,6 +70,7 @@ def summarize(out: dict, y: torch.Tensor, clean_pred: torch.Tensor, targets) -> 
 @click.argument("name")
 @click.option("--model", "model_ref", required=True, help="Model REF: zoo:NAME, FILE.safetensors, file.py:factory, ...")
 @click.option("--weights", default=None, help="Weights file for a factory model REF.")
+@model_arg_option
 @click.option("--data", "data_ref", required=True, help="Data REF: mnist5k, digits, fashion-mnist, npz:F, ...")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "test"]))
 @click.option("--threat", "threat_text", default=None,
@@ -86,12 +88,11 @@ def summarize(out: dict, y: torch.Tensor, clean_pred: torch.Tensor, targets) -> 
                                           "(default: adaptive, BPDA through rounding steps, EOT through random ones).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @model_placement
-def attack(name, model_ref, weights, data_ref, split, threat_text, profile, targeted, n, batch_size, seed, params, save_path,
-           force_eps, defense, naive, as_json, device, mean, std):
+def attack(name, model_ref, weights, model_args, data_ref, split, threat_text, profile, targeted, n, batch_size, seed,
+           params, save_path, force_eps, defense, naive, as_json, device, mean, std):
     """Run the registered attack NAME (see `advkit list attacks`) on a model and data."""
     from ..attacks import registry
     from ..sources.data import load_data
-    from ..sources.models import load_model
 
     threat = resolve_threat(threat_text, profile, model_ref, data_ref)
     overrides = parse_key_values(params, "--param")
@@ -100,8 +101,7 @@ def attack(name, model_ref, weights, data_ref, split, threat_text, profile, targ
         check_writable(save_path)  # fail before the attack, not after it
     # image folders and torchvision files are read per image: only the --n selected ones are decoded
     ds = load_data(data_ref, split, stream=True).subset(n)
-    clf = load_model(model_ref, weights=weights)
-    place_model(clf, device, mean, std, ds)
+    clf, model_name = _model(model_ref, weights, model_args, ds, device, mean, std)
     check_budget(threat, clf.bounds, force=force_eps)
     x, y = (ds.x if not ds.streamed else ds.x.materialize()), ds.y
     if naive and defense is None:
@@ -116,7 +116,7 @@ def attack(name, model_ref, weights, data_ref, split, threat_text, profile, targ
     clean_pred = clf.predict(x, batch_size=batch_size)
     with render.progress_bar(enabled=not as_json) as progress:
         out = run_attack(atk, clf, x, y, targets=targets, generator=gen, batch_size=batch_size, progress=progress)
-    summary = {"attack": name, "model": model_ref, "data": data_ref, "threat": str(threat), "targeted": targeted,
+    summary = {"attack": name, "model": model_name, "data": data_ref, "threat": str(threat), "targeted": targeted,
                "seed": seed, **summarize(out, y, clean_pred, targets), "config": out["config"]}
     if chain is not None:
         summary["defense"] = {"chain": chain.name, "mode": "naive" if naive else "adaptive",
@@ -126,6 +126,14 @@ def attack(name, model_ref, weights, data_ref, split, threat_text, profile, targ
         _save(save_path, out, y, targets)
         summary["saved"] = str(save_path)
     _render(summary, as_json)
+
+
+def _model(model_ref, weights, model_args, ds, device, mean, std):
+    """The model, placed (``--device``, ``--mean``/``--std``), and its name: the REF with its factory arguments."""
+    from ..sources.models import load_model
+    clf = load_model(model_ref, weights=weights, args=parse_model_args(model_args))
+    place_model(clf, device, mean, std, ds)
+    return clf, clf.name
 
 
 def _eot_for(atk, chain, naive: bool, params: dict):

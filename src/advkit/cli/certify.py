@@ -23,7 +23,8 @@ from ..errors import ConfigError
 from ..model import resolve_classes
 from .options import SEED, check_device, model_placement, place_model
 from ..smoothing.stage import DEFAULT_RADII, FIELDS, certify_records, summarize
-from .options import defense_option, parse_defense_text, with_defense
+from .options import defense_option, model_arg_option, parse_defense_text, parse_model_args, with_defense
+from ..sources.models import model_label
 
 HEADER = ",".join(FIELDS)
 _INT_FIELDS = ("index", "label", "prediction", "correct", "samples")
@@ -175,17 +176,18 @@ def _identity(clf, data) -> dict:
             "code_version": code_version()}
 
 
-def _load(model_ref: str, weights, trust_pickle: bool, data_ref: str, split: str, device):
+def _load(model_ref: str, weights, trust_pickle: bool, data_ref: str, split: str, args: dict):
     from ..sources.data import load_data
     from ..sources.models import load_model
     # streamed (image folders, torchvision files): only the selected images are decoded
-    return (load_model(model_ref, weights=weights, trust_pickle=trust_pickle, device=device),
+    return (load_model(model_ref, weights=weights, trust_pickle=trust_pickle, args=args),
             load_data(data_ref, split, stream=True))
 
 
 @click.command("certify")
 @click.option("--model", "model_ref", required=True, help="Model REF (zoo:NAME, FILE.safetensors, file.py:factory).")
 @click.option("--weights", default=None, help="Weights file for a factory model REF.")
+@model_arg_option
 @click.option("--trust-pickle", is_flag=True, help="Allow pickled weights that run code (trusted files only).")
 @click.option("--data", "data_ref", required=True, help="Data REF (mnist5k, digits, npz:F, ...).")
 @click.option("--split", default="test", show_default=True)
@@ -204,17 +206,18 @@ def _load(model_ref: str, weights, trust_pickle: bool, data_ref: str, split: str
 @defense_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @model_placement
-def certify(model_ref, weights, trust_pickle, data_ref, split, sigma, n0, n, alpha, radii, sequential, n_images, skip, seed,
+def certify(model_ref, weights, model_args, trust_pickle, data_ref, split, sigma, n0, n, alpha, radii, sequential, n_images, skip, seed,
             out, batch_size, no_progress, defense, as_json, device, mean, std):
     """Certify L2 robustness by randomized smoothing (Cohen et al. 2019); resumable."""
     radii = parse_radii(radii)
+    args = parse_model_args(model_args)
     _check_options(sigma=sigma, n0=n0, n=n, alpha=alpha, skip=skip, n_images=n_images, batch_size=batch_size)
     check_device(device)
     check_writable(out / "certify.json")  # fail before hours of sampling, not after
     dist.init_from_env()
     mode = "sequential" if sequential else "fixed"
-    config = _config(model_ref, data_ref, split, sigma, n0, n, alpha, seed, mode, defense)
-    clf, data = _load(model_ref, weights, trust_pickle, data_ref, split, None)
+    config = _config(model_label(model_ref, args), data_ref, split, sigma, n0, n, alpha, seed, mode, defense)
+    clf, data = _load(model_ref, weights, trust_pickle, data_ref, split, args)
     place_model(clf, device, mean, std, data)
     clf, _ = with_defense(clf, defense, seed)
     indices = np.arange(0, len(data), skip)[:n_images]

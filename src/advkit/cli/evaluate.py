@@ -1,8 +1,9 @@
 """``advkit evaluate [SPEC.toml] [options]``: the full robustness evaluation of one model.
 
 Parse the spec (file and/or options) → :func:`advkit.evaluation.evaluate` → write the run directory
-(result.json, samples.npz, report.md, report.html) and the history DB → print the summary → exit
-0 (ok), 1 (a gate failed), 2 (usage/config error) or 3 (evaluation aborted by a pre-flight check).
+(result.json, samples.npz, report.md, report.html) and the history DB → print the summary → with
+``--mlflow``, log it to MLflow (:mod:`advkit.cli.tracking`) → exit 0 (ok), 1 (a gate failed), 2
+(usage/config error), 3 (evaluation aborted by a pre-flight check) or 6 (MLflow unreachable).
 """
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ import click
 
 from ..atomic import atomic_write, check_writable
 from . import render
-from .options import defense_option
+from .options import defense_option, model_arg_option, parse_model_args
+from .tracking import log_to_tracker, mlflow_options, open_tracking
 
 
 @click.command("evaluate")
 @click.argument("spec_file", required=False, type=click.Path(dir_okay=False))
 @click.option("--model", default=None, help="Model REF (zoo:NAME, FILE.safetensors, file.py:factory, ...).")
 @click.option("--weights", default=None, help="Weights for a factory REF (safetensors or torch.load-able).")
+@model_arg_option
 @click.option("--trust-pickle", is_flag=True, default=None, help="Allow pickles that need arbitrary code (unsafe).")
 @click.option("--data", default=None, help="Data REF (mnist5k, digits, fashion-mnist, npz:F, ...).")
 @click.option("--split", default=None, help="Data split (default: test).")
@@ -49,10 +52,11 @@ from .options import defense_option
 @click.option("--std", default=None, help="Per-channel std the model expects, e.g. 0.2471,0.2435,0.2616.")
 @click.option("--json", "as_json", is_flag=True, help="Print result.json to stdout instead of the summary.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@mlflow_options
 @click.pass_context
-def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, profile, threats, n, seed, batch_size, output,
-             db, resume, junit_file, defense, force_eps, no_autoattack, allow_upper_bound, device, mean, std, as_json,
-             quiet):
+def evaluate(ctx, spec_file, model, weights, model_args, trust_pickle, data, split, profile, threats, n, seed,
+             batch_size, output, db, resume, junit_file, defense, force_eps, no_autoattack, allow_upper_bound, device,
+             mean, std, as_json, quiet, **mlflow_opts):
     """Evaluate a model's robustness: clean, FGSM, PGD, AutoAttack, curve, per class, checks, gates.
 
     With no arguments it evaluates the built-in default model (zoo:mnist5k-standard) on mnist5k.
@@ -63,8 +67,8 @@ def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, profile,
     from ..devices import parse_floats
     from ..results import Store
 
-    spec, note = _spec(spec_file, model=model, weights=weights, trust_pickle=trust_pickle, data=data, split=split,
-                       profile=profile, threats=threats, n=n, seed=seed, batch_size=batch_size, output=output,
+    spec, note = _spec(spec_file, model=model, model_args=parse_model_args(model_args), weights=weights,
+                       trust_pickle=trust_pickle, data=data, split=split, profile=profile, threats=threats, n=n, seed=seed, batch_size=batch_size, output=output,
                        db=db, defense=defense, no_autoattack=no_autoattack, allow_upper_bound=allow_upper_bound,
                        force_eps=force_eps, device=device, mean=parse_floats(mean, "--mean"),
                        std=parse_floats(std, "--std"))
@@ -73,6 +77,7 @@ def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, profile,
     if note and not as_json and main_rank:
         render.err_console.print(f"[dim]{note}[/dim]")
     out_dir = _writable_outputs(spec, junit_file)
+    tracking = open_tracking(spec, mlflow_opts) if main_rank else None
     store = Store(spec.db) if spec.db else None
     started = time.perf_counter()
     res = _run(spec, store, resume, bars=not (quiet or as_json) and main_rank)
@@ -85,6 +90,7 @@ def evaluate(ctx, spec_file, model, weights, trust_pickle, data, split, profile,
         render.print_json(res.result)
     else:
         print_summary(res.result, out_dir)
+    log_to_tracker(tracking, res.result, out_dir, res.samples, quiet or as_json)
     if not res.passed:
         ctx.exit(1)
 

@@ -81,7 +81,7 @@ def describe_run(row: dict) -> str:
             f"spec {str(row.get('spec_hash') or '?')[:8]}, {created or 'created ?'})")
 
 
-_NOT_PROTOCOL = ("model", "weights", "output", "db", "gates", "trust_pickle")
+_NOT_PROTOCOL = ("model", "model_args", "weights", "output", "db", "gates", "trust_pickle", "mlflow")
 
 
 def _protocol(result: dict) -> dict | None:

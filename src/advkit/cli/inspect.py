@@ -5,12 +5,14 @@ import click
 
 from ..errors import EvaluationAborted
 from . import render
-from .options import defense_option, model_placement, place_model, with_defense
+from .options import (defense_option, model_arg_option, model_placement, parse_model_args, place_model,
+                      with_defense)
 
 
 @click.command("inspect")
 @click.option("--model", "model_ref", default=None, help="Model REF (default: the built-in default model).")
 @click.option("--weights", default=None, help="Weights file for a factory REF (safetensors or torch.load-able).")
+@model_arg_option
 @click.option("--trust-pickle", is_flag=True, help="Allow checkpoints that need arbitrary code to load (unsafe).")
 @click.option("--data", "data_ref", default=None, help="Data REF (default: the built-in data).")
 @click.option("--n", type=click.IntRange(min=1), default=256, show_default=True, help="Number of test samples to check.")
@@ -18,14 +20,15 @@ from .options import defense_option, model_placement, place_model, with_defense
 @defense_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @model_placement
-def inspect(model_ref, weights, trust_pickle, data_ref, n, seed, defense, as_json, device, mean, std):
+def inspect(model_ref, weights, model_args, trust_pickle, data_ref, n, seed, defense, as_json, device, mean, std):
     """Run the pre-flight model checks: input range, train mode, probability outputs, randomness."""
     from .. import zoo
     from ..model import resolve_classes
     from ..sources.data import load_data
     from ..sources.models import load_model, model_hash
 
-    clf = load_model(model_ref or f"zoo:{zoo.DEFAULT_MODEL}", weights=weights, trust_pickle=trust_pickle)
+    clf = load_model(model_ref or f"zoo:{zoo.DEFAULT_MODEL}", weights=weights, trust_pickle=trust_pickle,
+                     args=parse_model_args(model_args))
     ref = model_ref or f"zoo:{zoo.DEFAULT_MODEL}"
     own = zoo.entry(ref[4:]) if ref.startswith("zoo:") and data_ref is None else None
     # streamed (image folders, torchvision files): only the first n images are decoded

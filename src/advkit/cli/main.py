@@ -9,6 +9,7 @@ Exit codes (one meaning each, README "Exit codes"):
 - 4 internal error: an exception advkit did not expect ("advkit bug: please report"); the traceback is
   printed only with ``-v``
 - 5 training stopped at chance level (``advkit train``)
+- 6 the experiment tracker (``--mlflow``) could not be reached; the results are in the local history
 - 130 interrupted (Ctrl-C)
 """
 from __future__ import annotations
@@ -20,10 +21,11 @@ import sys
 import click
 
 from ..errors import (AdvkitError, AttackBug, ConfigError, DataError, EvaluationAborted, InputError, ModelError,
-                      TrainingStalled)
+                      TrackerUnreachable, TrainingStalled)
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_ABORTED, EXIT_INTERNAL, EXIT_CHANCE = 0, 1, 2, 3, 4, 5
 EXIT_STALLED = EXIT_CHANCE  # training stopped at chance level
+EXIT_TRACKER = 6  # the experiment tracker could not be reached (results are in the local history)
 EXIT_INTERRUPTED = 130
 
 # (module, attribute) of each command, in the order `advkit --help` lists them.
@@ -115,6 +117,9 @@ def main(argv=None) -> int:
     except TrainingStalled as e:
         _say("error", e)
         return EXIT_STALLED
+    except TrackerUnreachable as e:
+        _say("error", e)
+        return EXIT_TRACKER
     except (ConfigError, InputError, DataError, ModelError) as e:
         _say("error", e)
         return EXIT_USAGE

@@ -22,6 +22,34 @@ def parse_key_values(items, option: str) -> dict:
     return out
 
 
+MODEL_ARG_HELP = ("Keyword argument of a factory model REF, KEY=VALUE with VALUE a TOML literal: 10, 0.5, true, "
+                  "[1, 2], '\"text\"' (repeatable; part of the run's identity).")
+
+
+def parse_model_args(items) -> dict:
+    """``("num_classes=10", 'name="x"', "ws=[1,2]")`` → ``{"num_classes": 10, "name": "x", "ws": [1, 2]}``:
+    each VALUE is read as a TOML value; a ConfigError (exit 2) names the bad item."""
+    from ..evaluation.spec_reader import toml_value
+    out: dict = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"--model-arg: expected KEY=VALUE with KEY a Python identifier, got {item!r}")
+        if key in out:
+            raise ConfigError(f"--model-arg: expected each KEY once, got {key!r} twice")
+        try:
+            out[key] = toml_value(value)
+        except ConfigError as e:
+            raise ConfigError(f"--model-arg {key}: {e}") from None
+    return out
+
+
+def model_arg_option(fn):
+    """``--model-arg KEY=VALUE`` (repeatable), shared by every command that loads a ``--model``."""
+    return click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE", help=MODEL_ARG_HELP)(fn)
+
+
 class SeedType(click.ParamType):
     """``--seed``: an integer in [0, 2^63 − 1] (:data:`advkit.seeds.MAX_SEED`), with a one-line error."""
 

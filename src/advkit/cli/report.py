@@ -1,4 +1,4 @@
-"""``advkit report RUN|RESULT.json|RUN_DIR [--format md|html|json] [--out F]``.
+"""``advkit report RUN|RESULT.json|RUN_DIR [--format md|html|json|robustbench] [--out F]``.
 
 Also holds the loader that ``history``, ``gate`` and ``compare`` share: a target is a run
 directory, a ``result.json`` file, or a run id / ``latest`` in the history database (``--db``).
@@ -104,11 +104,17 @@ def write_text(text: str, out: str | None) -> None:
 
 @click.command("report")
 @click.argument("target")
-@click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default=None,
-              help="Output format (default: from --out's extension, else md).")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json", "robustbench"]), default=None,
+              help="Output format (default: from --out's extension, else md); robustbench: the RobustBench "
+                   "model-card JSON of one threat.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
+@click.option("--threat", default=None, help="robustbench: the threat of the card (default: the run's first "
+                                             "linf/l2 threat).")
+@click.option("--card", "card", multiple=True, metavar="KEY=VALUE",
+              help="robustbench: fill a field advkit cannot know: link, name, authors, venue, architecture, "
+                   "additional_data, number_forward_passes, reported, footnote (repeatable).")
 @db_option
-def report(target: str, fmt: str | None, out: str | None, db: str) -> None:
+def report(target: str, fmt: str | None, out: str | None, threat: str | None, card: tuple, db: str) -> None:
     """Render the report of TARGET: a run id or 'latest' in --db, a RESULT.json or a RUN_DIR."""
     from ..report.html import render_html
     from ..report.markdown import render_markdown
@@ -122,8 +128,16 @@ def report(target: str, fmt: str | None, out: str | None, db: str) -> None:
         text = render_html(loaded.result, loaded.samples)
     elif fmt == "json":
         text = dumps(loaded.result) + "\n"
+    elif fmt == "robustbench":
+        text = _robustbench(loaded.result, threat, card)
     else:
         text = render_markdown(loaded.result)
     write_text(text, out)
     if out:
         err_console.print(f"wrote {fmt} report of {loaded.source} to {out}")
+
+
+def _robustbench(result: dict, threat: str | None, card: tuple) -> str:
+    from ..report.robustbench import model_card
+    from .options import parse_key_values
+    return json.dumps(model_card(result, threat, parse_key_values(card, "--card")), indent=2) + "\n"

@@ -98,7 +98,7 @@ def _inputs(spec: EvaluationSpec, model, data):
 
 def _identity(spec: EvaluationSpec, model, clf, ds, progress: ProgressFn) -> dict:
     """What identifies the run: model name and content hash, code version, spec hash, data content hash."""
-    return {"model": spec.model if model is None else getattr(clf, "name", spec.model),
+    return {"model": clf.name if model is None else getattr(clf, "name", spec.model),  # REF + factory arguments
             "model_hash": model_digest(clf), "code_version": code_version(), "spec_hash": spec.spec_hash(),
             # the data's content hash is read on rank 0 only (streamed data: every file once)
             "data_hash": data_digest(ds.x, ds.y, progress) if D.is_main() else None}

@@ -33,7 +33,8 @@ def load_inputs(spec: EvaluationSpec, model=None, data=None):
     from ..sources import load_data, load_model
     from ..devices import place
     clf = as_classifier(model) if model is not None else load_model(spec.model, weights=spec.weights,
-                                                                   trust_pickle=spec.trust_pickle)
+                                                                   trust_pickle=spec.trust_pickle,
+                                                                   args=spec.model_args)
     ds = data if data is not None else load_data(spec.data, spec.split, stream=True, resize=spec.resize,
                                                  crop=spec.crop)
     if isinstance(ds, tuple):
@@ -96,13 +97,17 @@ def code_version() -> str:
     return f"{__version__}+{SCHEME}" + (f".g{commit[:12]}" if commit else "")
 
 
-IDENTITY = (("model_hash", "the model weights"), ("data_hash", "the data"), ("code_version", "the advkit code"))
+IDENTITY = (("model", "the model REF and factory arguments"), ("model_hash", "the model weights"),
+            ("data_hash", "the data"), ("code_version", "the advkit code"))
 
 
 def check_resumable(row: dict, meta: dict) -> None:
-    """Refuse (ConfigError) to resume run ``row`` when its weights, data or code differ from ``meta``."""
+    """Refuse (ConfigError) to resume run ``row`` when its model (REF, factory arguments, weights), data or
+    code differ from ``meta``."""
     for key, what in IDENTITY:
         then, now = row.get(key), meta.get(key)
+        if key == "model" and then is None:
+            continue  # a row without the column (never written so) cannot tell
         if then != now:
             raise ConfigError(f"--resume: expected {what} of unfinished run {row['run_id']} "
                               f"({key} {_short(then)}), got {_short(now)}; {what} changed since that run "

@@ -8,6 +8,7 @@ errors).
 Layout of a spec file (every key optional; see ``examples/*.toml``)::
 
     model = "zoo:mnist5k-standard"   weights = "w.safetensors"   data = "mnist5k"   split = "test"
+    (or a [model] table: ref = "m.py:build" and [model.args] depth = 28, the factory's keyword arguments)
     profile = "cifar10"   (default: the zoo model's or the data REF's profile; "none" = no profile)
     n = 1000   seed = 0   batch_size = 250   threats = ["linf:0.3"] (a bare "linf"/"l2": the profile's budget;
     default: the profile's first threat)   output = "runs/x"   db = "advkit.db"
@@ -25,6 +26,8 @@ Layout of a spec file (every key optional; see ``examples/*.toml``)::
     [gates]             require = ["robust_accuracy[linf:0.3] >= 0.85", "grade[linf:0.3] >= strong"],
                         max_drop = 0.02 | "2pp", clean_floor, per_class_min, allow_upper_bound
     [certify]           sigma, n0, n, alpha, radii, batch_size
+    [mlflow]            tracking_uri, experiment, run_id (attach to this run), run_name, optional: log the run to
+                        MLflow (advkit.tracking.mlflow); not part of the spec hash
     [defense]           chain = "jpeg:75" (or "bits:3,median:3", a list of steps; see advkit.defenses.chain):
                         evaluate the model behind this preprocessing, naively and adaptively (BPDA/EOT)
 """
@@ -33,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 
 from ..profiles.profile import NONE as NO_PROFILE
@@ -137,8 +141,22 @@ class DefenseSection:
 
 
 @dataclass(frozen=True)
+class MlflowSection:
+    """``[mlflow]``: log the evaluation to MLflow; None = the ``MLFLOW_*`` environment variable."""
+
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    run_id: str | None = None  # attach to this existing run (e.g. the checkpoint's training run)
+    run_name: str | None = None
+    optional: bool = False  # an unreachable tracker is a warning, not exit 6
+
+
+@dataclass(frozen=True)
 class EvaluationSpec:
     model: str = DEFAULT_MODEL
+    #: keyword arguments of a factory REF (``[model.args]``, ``--model-arg``): in the model's name
+    #: (:func:`advkit.sources.models.model_label`), so part of the run's identity; not of the spec hash
+    model_args: dict = field(default_factory=dict)
     weights: str | None = None
     trust_pickle: bool = False
     #: accept an L∞ ε that covers the whole input range (threat.check_budget)
@@ -153,6 +171,7 @@ class EvaluationSpec:
     gates: GatesSpec = GatesSpec()
     certify: CertifySpec | None = None
     defense: DefenseSection | None = None
+    mlflow: MlflowSection | None = None
     output: str | None = None
     db: str | None = "advkit.db"
     device: str | None = None  # None → the rank's GPU under torchrun, else CUDA when available, else CPU
@@ -172,6 +191,8 @@ class EvaluationSpec:
         d = _spec_data(self)
         if d.get("db"):
             d["db"] = display(d["db"])
+        if (d.get("mlflow") or {}).get("tracking_uri"):
+            d["mlflow"]["tracking_uri"] = re.sub(r"//([^/:@]*):[^/@]*@", r"//\1:***@", d["mlflow"]["tracking_uri"])
         return d
 
     def profile_obj(self) -> Profile | None:
@@ -181,7 +202,8 @@ class EvaluationSpec:
         """sha256 of the evaluation protocol: not the model's weights (a new version of the same model
         keeps its spec, so it is compared with the last one), output paths, gates or the DB."""
         d = self.to_dict()
-        for k in ("weights", "output", "db", "gates", "trust_pickle", "force_eps", "device"):
+        for k in ("weights", "output", "db", "gates", "trust_pickle", "force_eps", "device", "model_args",
+                  "mlflow"):
             d.pop(k, None)
         if d.get("defense") is None:
             d.pop("defense", None)  # specs without a defense keep the hash they had before [defense] existed
@@ -204,6 +226,9 @@ def _spec_data(spec: EvaluationSpec) -> dict:
     """The spec as a spec document: without ``derived``; an explicit "no profile" as ``profile = "none"``."""
     d = _plain(spec)
     d.pop("derived")
+    for k in ("model_args", "mlflow"):
+        if not d[k]:
+            d.pop(k)  # results and hashes of specs without them stay as they were
     if spec.profile is None and "profile" not in spec.derived:
         d["profile"] = NO_PROFILE
     return d

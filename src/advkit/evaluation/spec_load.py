@@ -16,9 +16,9 @@ from ..profiles.profile import Profile, default_profile, load_profile
 from ..seeds import MAX_SEED
 from ..threat import ThreatModel
 from .spec import (AA_VERSIONS, DEFAULT_DATA, DEFAULT_MODEL, DEFAULT_THREAT, AutoAttackStage, CertifySpec,
-                   ChecksStage, CurveStage, DefenseSection, EvaluationSpec, FGSMStage, GatesSpec, PerClassStage,
-                   PGDStage, StagesSpec, _spec_data)
-from .spec_reader import _drop_none, _Table, parse_max_drop
+                   ChecksStage, CurveStage, DefenseSection, EvaluationSpec, FGSMStage, GatesSpec, MlflowSection,
+                   PerClassStage, PGDStage, StagesSpec, _spec_data)
+from .spec_reader import _drop_none, _Table, model_table, parse_max_drop
 
 try:
     import tomllib
@@ -131,29 +131,49 @@ def _defense(t: _Table) -> DefenseSection:
     return DefenseSection(chain=chain.text)
 
 
+def _mlflow(t: _Table) -> MlflowSection:
+    m = MlflowSection(**{k: t.str(k, None) for k in ("tracking_uri", "experiment", "run_id", "run_name")},
+                      optional=t.bool("optional", False))
+    t.finish()
+    return m
+
+
 def spec_from_dict(data: dict) -> EvaluationSpec:
     """Validate a parsed TOML document (None values mean "default") into an :class:`EvaluationSpec`."""
     data = _drop_none(data)
     t = _Table(data, "")
-    model, data_ref = t.str("model", DEFAULT_MODEL), t.str("data", DEFAULT_DATA)
+    model, args = _model(t)
+    data_ref = t.str("data", DEFAULT_DATA)
     profile = _profile(t, model, data_ref)
     derived = tuple(k for k in ("profile", "threats") if k not in data)
     spec = EvaluationSpec(
-        model=model, weights=t.str("weights", None),
+        model=model, model_args=args, weights=t.str("weights", None),
         trust_pickle=t.bool("trust_pickle", False), force_eps=t.bool("force_eps", False), data=data_ref,
         split=t.str("split", "test"),
         n=t.int("n", 1000, 1), seed=t.int("seed", 0, 0, MAX_SEED), batch_size=t.int("batch_size", 250, 1),
         threats=_threats(t, profile), stages=_stages(t.sub("stages")), gates=_gates(t.sub("gates")),
         certify=_certify(t.sub("certify")) if "certify" in data else None,
         defense=_defense(t.sub("defense")) if "defense" in data else None,
+        mlflow=_mlflow(t.sub("mlflow")) if "mlflow" in data else None,
         output=t.str("output", None), db=t.str("db", "advkit.db"), device=_device(t),
         mean=t.floats("mean", None), std=t.floats("std", None),
         resize=t.opt_int("resize", None, 1), crop=t.opt_int("crop", None, 1),
         profile=profile.name if profile else None, derived=derived,
     )
-    t.used.update(("certify", "defense"))
+    t.used.update(("certify", "defense", "mlflow"))
     t.finish()
     return spec
+
+
+def _model(t: _Table) -> tuple[str, dict]:
+    """The model REF and its factory arguments: ``[model.args]`` or ``model_args`` (not both)."""
+    ref, args = model_table(t)
+    if "model_args" in t.data:
+        if args:
+            raise ConfigError("model_args: expected the factory arguments once, got both [model.args] and model_args")
+        ref, args = model_table(_Table({"model": {"ref": ref or DEFAULT_MODEL, "args": t.data["model_args"]}}, ""))
+        t.used.add("model_args")
+    return ref or DEFAULT_MODEL, args
 
 
 def _profile(t: _Table, model: str, data_ref: str) -> Profile | None:
@@ -190,13 +210,15 @@ def load_spec(path: str | Path) -> EvaluationSpec:
 def with_options(spec: EvaluationSpec, **options) -> EvaluationSpec:
     """Apply CLI options (None = keep the spec's value) through the same validation as the file."""
     data = _spec_data(spec)  # not to_dict(): that masks a database URL's password
-    for k in ("certify", "defense"):
+    for k in ("certify", "defense", "mlflow"):
         if data.get(k) is None:
             data.pop(k, None)
     if any(options.get(k) not in (None, ()) for k in ("model", "data", "profile")):
         _forget_derived(spec, data, options)
+    if options.get("model") not in (None, spec.model):
+        data.pop("model_args", None)  # another model: the spec's arguments were for its factory
     for k, v in options.items():
-        if v is None or v == ():
+        if v is None or v == () or v == {}:
             continue
         if k == "defense":
             data["defense"] = {"chain": v}
@@ -204,6 +226,8 @@ def with_options(spec: EvaluationSpec, **options) -> EvaluationSpec:
             data["stages"]["autoattack"]["version"] = "off"
         elif k == "allow_upper_bound" and v:
             data["gates"]["allow_upper_bound"] = True
+        elif k == "model_args":
+            data["model_args"] = {**data.get("model_args", {}), **v}
         elif k not in ("no_autoattack", "allow_upper_bound"):
             data[k] = list(v) if isinstance(v, tuple) else v
     return spec_from_dict(data)

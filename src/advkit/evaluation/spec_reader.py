@@ -100,6 +100,36 @@ def parse_max_drop(value, path: str = "gates.max_drop") -> float | None:
     raise ConfigError(f"{path}: expected a fraction in [0, 1] or text like '2pp', got {_show(value)}")
 
 
+def toml_value(text: str):
+    """The TOML literal ``text`` as Python (``10``, ``0.5``, ``true``, ``"x"``, ``[1, 2]``, ``{a = 1}``); a
+    ConfigError that says strings need quotes when it is not one."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        return tomllib.loads(f"v = {text.strip()}\n")["v"]
+    except tomllib.TOMLDecodeError:
+        raise ConfigError(f"expected a TOML value (10, 0.5, true, \"text\" in quotes, [1, 2]), got "
+                          f"{text.strip()!r}") from None
+
+
+def model_table(t: "_Table") -> tuple[str | None, dict]:
+    """``model = "REF"`` or a ``[model]`` table (``ref = "REF"``, ``[model.args]``): (REF or None, args)."""
+    raw = t.data.get("model")
+    if not isinstance(raw, dict):
+        return t.str("model", None), {}
+    m = t.sub("model")
+    ref, args = m.str("ref", None), m.data.get("args", {})
+    m.used.add("args")
+    if ref is None:
+        raise ConfigError(f"{m.key('ref')}: expected the model REF (a string), got nothing")
+    if not isinstance(args, dict) or not all(isinstance(k, str) and k.isidentifier() for k in args):
+        raise ConfigError(f"{m.key('args')}: expected a table of keyword arguments, got {_show(args)}")
+    m.finish()
+    return ref, dict(args)
+
+
 def _drop_none(d):
     if isinstance(d, dict):
         return {k: _drop_none(v) for k, v in d.items() if v is not None}

@@ -7,7 +7,7 @@ REFs:
 ``FILE.safetensors``
     an advkit model file (:mod:`advkit.zoo.checkpoint`: weights + metadata that rebuild it).
 ``path/to/file.py:factory`` or ``pkg.module:factory``
-    ``factory()`` returns an ``nn.Module`` (logits) or a ``Classifier``; ``weights`` then loads a state
+    ``factory(**args)`` (``args``: the CLI's ``--model-arg KEY=VALUE``, a spec's ``[model.args]``) returns an ``nn.Module`` (logits) or a ``Classifier``; ``weights`` then loads a state
     dict from ``.safetensors`` (never code) or ``.pt``/``.pth`` via ``torch.load(weights_only=True)``.
     A pickle that needs arbitrary code raises :class:`~advkit.errors.UnsafeCheckpointError` unless
     ``trust_pickle=True`` (the CLI's ``--trust-pickle``) — only grant it for files you trust.
@@ -44,18 +44,38 @@ _STATE_KEYS = ("state_dict", "model_state_dict", "model", "net")
 
 
 def load_model(ref: str, *, weights: str | None = None, trust_pickle: bool = False,
-               device: str | torch.device | None = None) -> Classifier:
-    """Resolve a model REF (see the module docstring) to a Classifier named ``ref``."""
+               device: str | torch.device | None = None, args: dict | None = None) -> Classifier:
+    """Resolve a model REF (see the module docstring) to a Classifier named :func:`model_label` of
+    ``ref`` and ``args`` (the keyword arguments of a factory REF)."""
     if not isinstance(ref, str) or not ref.strip():
         raise ConfigError(f"model REF must be a non-empty string ({REF_FORMS}), got {ref!r}")
-    clf = _resolve(ref, weights, trust_pickle)
-    clf.name = ref
+    if args and not is_factory_ref(ref):
+        raise ConfigError(f"model arguments ({', '.join(args)}) can only be given with a factory REF "
+                          f"(path/to/file.py:factory or pkg.module:factory), got {ref!r}")
+    clf = _resolve(ref, weights, trust_pickle, dict(args or {}))
+    clf.name = model_label(ref, args)
     if device is not None:
         clf.to(device)
     return clf
 
 
-def _resolve(ref: str, weights: str | None, trust_pickle: bool) -> Classifier:
+def is_factory_ref(ref: str) -> bool:
+    """Whether ``ref`` names a factory (``file.py:factory`` or ``pkg.module:factory``) that takes arguments."""
+    kind = ref.partition(":")[0]
+    return ":" in ref and kind not in ("zoo", "torchscript", "onnx") and not ref.endswith(".safetensors")
+
+
+def model_label(ref: str, args: dict | None = None) -> str:
+    """The model's name in results and the history: ``ref``, followed by its factory arguments in key
+    order when there are any (``m.py:build(depth=28, name="x")``), so that runs of one factory built
+    with other arguments are told apart (and never resumed or compared as one model)."""
+    if not args:
+        return ref
+    import json
+    return f"{ref}({', '.join(f'{k}={json.dumps(args[k], sort_keys=True)}' for k in sorted(args))})"
+
+
+def _resolve(ref: str, weights: str | None, trust_pickle: bool, args: dict) -> Classifier:
     kind, _, rest = ref.partition(":")
     if kind in ("zoo", "torchscript", "onnx") or ref.endswith(".safetensors"):
         if weights is not None:
@@ -73,7 +93,7 @@ def _resolve(ref: str, weights: str | None, trust_pickle: bool) -> Classifier:
         return load_model_file(ref)
     if ":" not in ref:
         raise ConfigError(f"cannot interpret model REF {ref!r}; expected one of: {REF_FORMS}")
-    clf = _from_factory(ref)
+    clf = _from_factory(ref, args)
     if weights is not None:
         apply_weights(clf, load_state_dict_file(weights, trust_pickle=trust_pickle))
     return clf
@@ -143,10 +163,17 @@ def _factory(ref: str) -> Callable[[], Any]:
     return fn
 
 
-def _from_factory(ref: str) -> Classifier:
+def _from_factory(ref: str, args: dict) -> Classifier:
+    import inspect
     fn = _factory(ref)
     try:
-        obj = fn()
+        inspect.signature(fn).bind(**args)
+    except TypeError as e:
+        raise ConfigError(f"model factory {ref!r} does not take the arguments {args}: {e}") from None
+    except ValueError:  # no signature (a builtin): let the call tell
+        pass
+    try:
+        obj = fn(**args)
     except Exception as e:
         raise ModelError(f"model factory {ref!r} raised {type(e).__name__}: {e}") from e
     if isinstance(obj, nn.Module) and not isinstance(obj, Classifier):
