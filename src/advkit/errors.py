@@ -61,7 +61,7 @@ class TrainingStalled(AdvkitError):
 
 class TrackerUnreachable(AdvkitError):
     """The experiment tracker (MLflow) could not be reached or refused the upload; the evaluation's
-    results are already in the local history and run directory.  The CLI maps it to exit code 6."""
+    results are already in the local history and run directory.  The CLI maps it to exit code 8."""
 
 
 class PeerFailed(EvaluationAborted):

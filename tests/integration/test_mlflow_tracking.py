@@ -1,6 +1,6 @@
 """``advkit evaluate --mlflow``: a real ``mlflow server`` on 127.0.0.1 (SQLite backend and artifact root
 in a temp folder); every logged value is read back with ``MlflowClient``, also for a run attached to an
-existing one; a server stopped mid-evaluation gives exit 6 and the local history still has the run."""
+existing one; a server stopped mid-evaluation gives exit 8 and the local history still has the run."""
 from __future__ import annotations
 
 import contextlib
@@ -251,7 +251,7 @@ def test_missing_mlflow_package_is_a_config_error(spec_file, tmp_path, monkeypat
 def test_unreachable_tracker_before_the_evaluation(spec_file, tmp_path, capsys):
     port = _free_port()  # nothing listens there
     uri = f"http://bob:s3cret@127.0.0.1:{port}"
-    assert _evaluate(spec_file, tmp_path, "--mlflow", "--mlflow-uri", uri) == EXIT_TRACKER == 6
+    assert _evaluate(spec_file, tmp_path, "--mlflow", "--mlflow-uri", uri) == EXIT_TRACKER == 8
     err = capsys.readouterr().err
     assert f"MLflow tracking server at http://bob:***@127.0.0.1:{port} could not be reached" in err
     assert len(err.strip().splitlines()) == 1 and "s3cret" not in err

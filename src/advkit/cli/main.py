@@ -9,7 +9,7 @@ Exit codes (one meaning each, README "Exit codes"):
 - 4 internal error: an exception advkit did not expect ("advkit bug: please report"); the traceback is
   printed only with ``-v``
 - 5 training stopped at chance level (``advkit train``)
-- 6 the experiment tracker (``--mlflow``) could not be reached; the results are in the local history
+- 8 the experiment tracker (``--mlflow``) could not be reached; the results are in the local history
 - 130 interrupted (Ctrl-C)
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ..errors import (AdvkitError, AttackBug, ConfigError, DataError, Evaluation
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_ABORTED, EXIT_INTERNAL, EXIT_CHANCE = 0, 1, 2, 3, 4, 5
 EXIT_STALLED = EXIT_CHANCE  # training stopped at chance level
-EXIT_TRACKER = 6  # the experiment tracker could not be reached (results are in the local history)
+EXIT_TRACKER = 8  # the experiment tracker could not be reached (results are in the local history)
 EXIT_INTERRUPTED = 130
 
 # (module, attribute) of each command, in the order `advkit --help` lists them.

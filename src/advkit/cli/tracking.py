@@ -2,7 +2,7 @@
 
 The tracker is reached before the evaluation (a wrong run id or a missing ``mlflow`` package costs
 nothing) and written to after the run directory and the history database (never a lost evaluation).
-An unreachable tracker is exit 6 (:class:`~advkit.errors.TrackerUnreachable`), or a warning with
+An unreachable tracker is exit 8 (:class:`~advkit.errors.TrackerUnreachable`), or a warning with
 ``--mlflow-optional`` (or ``optional = true`` in the spec's ``[mlflow]`` table).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ..errors import ConfigError, TrackerUnreachable
 from . import render
 
 _OPTIONS = (
-    ("--mlflow-optional", dict(is_flag=True, help="An unreachable MLflow server is a warning, not exit 6.")),
+    ("--mlflow-optional", dict(is_flag=True, help="An unreachable MLflow server is a warning, not exit 8.")),
     ("--mlflow-run-name", dict(default=None, metavar="NAME", help="Name of the new MLflow run.")),
     ("--mlflow-run-id", dict(default=None, metavar="ID", help="Log into this existing MLflow run (e.g. the training "
                                                                "run of the checkpoint) instead of a new one "

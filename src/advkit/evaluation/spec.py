@@ -148,7 +148,7 @@ class MlflowSection:
     experiment: str | None = None
     run_id: str | None = None  # attach to this existing run (e.g. the checkpoint's training run)
     run_name: str | None = None
-    optional: bool = False  # an unreachable tracker is a warning, not exit 6
+    optional: bool = False  # an unreachable tracker is a warning, not exit 8
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ report.html, report.md and the report's plots (``advkit/plots``).
 
 :meth:`MlflowTracker.check` runs before the evaluation (a wrong run id is a :class:`ConfigError`, exit 2,
 before any attack runs); :meth:`MlflowTracker.log` after the results are written locally.  A tracker
-that cannot be reached raises :class:`~advkit.errors.TrackerUnreachable` (exit 6); MLflow's HTTP retries
+that cannot be reached raises :class:`~advkit.errors.TrackerUnreachable` (exit 8); MLflow's HTTP retries
 default to 2 with backoff factor 1 and a 30 s timeout unless ``MLFLOW_HTTP_REQUEST_*`` say otherwise.
 """
 from __future__ import annotations
