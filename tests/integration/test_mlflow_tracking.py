@@ -96,7 +96,9 @@ class Server:
         self.proc = subprocess.Popen(
             cmd + ["server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}", "--artifacts-destination",
                    str(self.root / "artifacts"), "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.root)
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.root,
+            # no background job runner (a dozen worker processes on a 2-core CI machine): the tests need only tracking
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
