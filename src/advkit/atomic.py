@@ -3,7 +3,8 @@
 A reader (or a killed writer) therefore sees either the previous file or the complete new one, never a
 torn or half-written file.  The temporary file lives in the target's folder (``os.replace`` is atomic
 only within one file system), is fsync'ed before the rename and removed when writing fails.  An
-``OSError`` becomes a :class:`~advkit.errors.StoreError` naming the path and the reason.
+``OSError`` becomes a :class:`~advkit.errors.StoreError` naming the path and the reason (a
+:class:`~advkit.errors.StoreWriteError`, exit code 7, when the disk itself failed: full, quota, I/O error).
 """
 from __future__ import annotations
 
@@ -13,11 +14,18 @@ import secrets
 from pathlib import Path
 from typing import Iterator
 
-from .errors import StoreError
+import errno
+
+from .errors import StoreError, StoreWriteError
+
+#: the disk failed under a write (full, over quota, I/O error): exit 7, the run is not complete; any other
+#: OSError (a path that is not a folder, no permission) is a bad destination given by the user: exit 2
+DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
 
 
 def _fail(path: Path, e: OSError) -> StoreError:
-    return StoreError(f"cannot write {str(path)!r}: {e.strerror or e}")
+    cls = StoreWriteError if e.errno in DISK_ERRORS else StoreError
+    return cls(f"cannot write {str(path)!r}: {e.strerror or e}")
 
 
 def _temp_beside(path: Path, suffix: str) -> Path:

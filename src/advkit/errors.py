@@ -22,6 +22,13 @@ class ModelError(AdvkitError):
     """A model cannot be loaded or behaves in a way advkit cannot evaluate honestly."""
 
 
+class ModelFault(ModelError):
+    """The model misbehaved while advkit ran it: non-finite logits, an exception (or ``SystemExit``)
+    raised by the model's own code, or logits of the wrong shape on some batch.  The message names the
+    model REF and what happened.  The CLI maps it to exit code 6 (a model that cannot be loaded is a
+    plain :class:`ModelError`, exit code 2)."""
+
+
 class UnsafeCheckpointError(ModelError):
     """A checkpoint needs arbitrary code execution to load and trust was not granted."""
 
@@ -32,6 +39,11 @@ class DataError(AdvkitError):
 
 class StoreError(AdvkitError):
     """The history database or a result file cannot be read or written."""
+
+
+class StoreWriteError(StoreError):
+    """A result file or the history database could not be written (disk full, I/O error).  The run is
+    never recorded as complete.  The CLI maps it to exit code 7."""
 
 
 class RunLockedError(StoreError):

@@ -10,7 +10,9 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from .errors import InputError, ModelError, ProbabilityOutputWarning, RandomizedModelWarning, TrainModeWarning
+from . import faults
+from .errors import (AdvkitError, InputError, ModelError, ModelFault, ProbabilityOutputWarning,
+                     RandomizedModelWarning, TrainModeWarning)
 from .findings import Finding
 
 _MODE_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
@@ -40,6 +42,8 @@ class Classifier(nn.Module):
         self.num_classes = num_classes
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.name = name or type(net).__name__
+        #: sha256 of the model's definition (factory source, archive bytes; ``sources/definition.py``)
+        self.definition: str | None = None
         #: let attacks run checked faster copies of the model on CPU (``advkit.attacks.fastpath``)
         self.accelerate = bool(accelerate)
         self.was_training = net.training
@@ -62,7 +66,18 @@ class Classifier(nn.Module):
             x = x - self.mean
         if self.std is not None:
             x = x / self.std
-        return self.net(x)
+        try:
+            out = self.net(x)
+        except AdvkitError:  # advkit's own layers (defenses) inside the net say what went wrong themselves
+            raise
+        except (Exception, SystemExit) as e:  # the model's own code: a fault of the model, naming it
+            from .batching import is_out_of_memory
+            if is_out_of_memory(e):  # the batch is halved and retried (batching.py)
+                raise
+            raise faults.raised(self.name, e) from e
+        if self.num_classes is not None:  # known after the first (probe) batch: later batches must agree
+            faults.check_output(self.name, out, len(x), self.num_classes)
+        return out
 
     @property
     def device(self) -> torch.device:
@@ -105,6 +120,7 @@ class Classifier(nn.Module):
             return torch.empty(0).to(x.device)
         with self.inference():
             z = forward_in_batches(self, x, batch_size=batch_size, what="predict")
+        faults.check_finite(z, self.name, "a prediction pass")
         return (z if logits else z.argmax(1)).to(x.device)
 
     def infer_num_classes(self, x: torch.Tensor) -> int:
@@ -123,11 +139,17 @@ class Classifier(nn.Module):
         if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
             raise InputError(f"the model takes images of shape {self.input_shape} (C, H, W), the data has "
                              f"{tuple(x.shape[1:])}")
+        declared, self.num_classes = self.num_classes, None  # this probe checks the output itself, below
         try:
             with self.inference(), torch.no_grad():
                 out = self(x[:2].to(self.device, self.dtype))
+        except ModelFault as e:  # the first batch checks the model's interface: a mismatch is an input error
+            text = str(e) if e.__cause__ is None else f"the model's forward pass raised {faults.one_line(e.__cause__)}"
+            raise ModelError(text) from e
         except Exception as e:  # noqa: BLE001 - user code: report it as the model's fault, in one line
             raise ModelError(f"the model's forward pass raised {type(e).__name__}: {' '.join(str(e).split())}") from e
+        finally:
+            self.num_classes = declared
         if not isinstance(out, torch.Tensor):
             raise ModelError(f"the model returned a {type(out).__name__}; expected a tensor of logits of shape "
                              "(N, classes) (wrap the model so that forward returns only the logits)")
@@ -191,9 +213,8 @@ class Classifier(nn.Module):
         a = draws[0]
         if a.dim() != 2:
             raise ModelError(f"the model must return logits of shape (N, classes), got shape {tuple(a.shape)}")
-        if not torch.isfinite(a).all():
-            findings.append(Finding("nan-outputs", "error", "the model returns NaN or inf on clean inputs"))
-        elif (a >= 0).all() and torch.allclose(a.sum(1), torch.ones(len(a), device=a.device, dtype=a.dtype), atol=1e-4):
+        faults.check_finite(a, self.name, "the pre-flight check on clean inputs")
+        if (a >= 0).all() and torch.allclose(a.sum(1), torch.ones(len(a), device=a.device, dtype=a.dtype), atol=1e-4):
             findings.append(Finding("probability-outputs", "error",
                                     "outputs are non-negative and each row sums to 1: the model returns probabilities, "
                                     "not logits; remove the final softmax"))

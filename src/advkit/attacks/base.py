@@ -23,6 +23,7 @@ import torch
 
 from .. import rng
 from ..errors import AttackBug, ConfigError
+from ..faults import check_finite
 from ..model import Classifier, as_classifier
 from ..progress import NULL, ProgressFn
 from ..batching import run_in_batches
@@ -200,6 +201,7 @@ class Attack:
     def _attack_batch(self, oracle: Oracle, clf: Classifier, x, y, targets, gen):
         first = self._first_pass(oracle, x, y, targets, gen)
         z0 = oracle.draw(x) if first is None else first[0]
+        check_finite(z0, clf.name, f"the clean check of attack {self.name!r}")
         done = self._checked_success(oracle, x, z0, y, targets)
         x_adv = x.clone()
         todo = (~done).nonzero().flatten()
@@ -208,6 +210,7 @@ class Attack:
             cand = self._run(oracle, x[todo], y[todo], tt, rng.take(gen, todo)) if first is None else first[1][todo]
             x_adv[todo] = self._finalize(cand.detach(), x[todo], clf.bounds)
         z = oracle.draw(x_adv)
+        check_finite(z, clf.name, f"the success check of attack {self.name!r}")
         success = self._checked_success(oracle, x_adv, z, y, targets)
         if self.clean_on_failure:
             keep = success.view(-1, *([1] * (x.dim() - 1)))

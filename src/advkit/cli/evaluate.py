@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from ..atomic import atomic_write, check_writable
+from ..errors import StoreWriteError
 from . import render
 from .options import defense_option, model_arg_option, parse_model_args
 from .tracking import log_to_tracker, mlflow_options, open_tracking
@@ -76,16 +77,13 @@ def evaluate(ctx, spec_file, model, weights, model_args, trust_pickle, data, spl
     main_rank = distributed.is_main()
     if note and not as_json and main_rank:
         render.err_console.print(f"[dim]{note}[/dim]")
-    out_dir = _writable_outputs(spec, junit_file)
+    out_dir = _writable_outputs(spec, junit_file, resume)
     tracking = open_tracking(spec, mlflow_opts) if main_rank else None
     store = Store(spec.db) if spec.db else None
-    started = time.perf_counter()
-    res = _run(spec, store, resume, bars=not (quiet or as_json) and main_rank)
+    publish = _publisher(out_dir, junit_file, time.perf_counter())
+    res = _run(spec, store, resume, publish, out_dir, bars=not (quiet or as_json) and main_rank)
     if not main_rank:
         return
-    res.result["output"] = str(out_dir)
-    res.result["wall_seconds"] = time.perf_counter() - started
-    _write_outputs(res, out_dir, junit_file)
     if as_json:
         render.print_json(res.result)
     else:
@@ -106,36 +104,57 @@ def _spec(spec_file, **options):
     return with_model_defaults(spec, given)
 
 
-def _writable_outputs(spec, junit_file) -> Path:
-    """The run directory; it and the JUnit file must be writable before the evaluation, not after it."""
+def _writable_outputs(spec, junit_file, resume: bool) -> Path:
+    """The run directory; it and the JUnit file must be writable before the evaluation, not after it, and
+    the directory must not hold another run's files (a resumed run checks its own id when it writes)."""
+    from ..results.io import check_out_free
+
     out_dir = Path(spec.output or distributed_output(spec.model))
     check_writable(out_dir / "result.json")
+    if not resume:
+        check_out_free(out_dir)
     if junit_file:
         check_writable(junit_file)
     return out_dir
 
 
-def _run(spec, store, resume: bool, *, bars: bool):
-    """The evaluation, with progress bars when ``bars``; the history ``store`` is closed afterwards."""
+def _run(spec, store, resume: bool, publish, out_dir: Path, *, bars: bool):
+    """The evaluation, with progress bars when ``bars``; ``publish`` writes the run folder before the run is
+    recorded complete; the history ``store`` is closed afterwards."""
     from ..evaluation import evaluate as run_evaluation
+    from ..results.io import remove_run_files
 
     try:
         with render.progress_bar(enabled=bars) as progress:
-            return run_evaluation(spec, progress=progress, store=store, resume=resume)
+            return run_evaluation(spec, progress=progress, store=store, resume=resume, publish=publish)
+    except StoreWriteError:  # e.g. the history could not record the run: its files must not outlive it
+        remove_run_files(out_dir)
+        raise
     finally:
         if store is not None:
             store.close()
 
 
-def _write_outputs(res, out_dir: Path, junit_file) -> None:
-    """result.json, samples.npz, the reports and (when asked) the JUnit file of a finished evaluation."""
+def _publisher(out_dir: Path, junit_file: str | None, started: float):
+    """The writer of the run folder that the pipeline calls before it records the run as complete: a run
+    whose files cannot all be written (full disk: exit 7) is failed in the history and leaves no files."""
     from ..results import write_run_dir
+    from ..results.io import check_out_free, remove_run_files
     from ..results.junit import write_junit
 
-    write_run_dir(out_dir, res.result, res.samples)
-    _write_reports(out_dir, res.result, res.samples)
-    if junit_file:
-        write_junit(junit_file, res.result["gates"], run=str(res.run_id))
+    def publish(result: dict, samples: dict) -> None:
+        check_out_free(out_dir, result.get("run_id"))
+        result["output"] = str(out_dir)
+        result["wall_seconds"] = time.perf_counter() - started
+        write_run_dir(out_dir, result, samples)
+        try:
+            _write_reports(out_dir, result, samples)
+            if junit_file:
+                write_junit(junit_file, result["gates"], run=str(result.get("run_id")))
+        except BaseException:
+            remove_run_files(out_dir)
+            raise
+    return publish
 
 
 def distributed_output(model_ref: str) -> str:
@@ -159,7 +178,9 @@ def _write_reports(out_dir: Path, result: dict, samples: dict) -> None:
                         ("report.html", lambda: _write_html(out_dir, result, samples))):
         try:
             write()
-        except Exception as e:  # noqa: BLE001 - result.json and the DB are already written
+        except StoreWriteError:  # the disk failed: the run is not complete (exit 7)
+            raise
+        except Exception as e:  # noqa: BLE001 - a renderer's bug costs its report, never the results
             render.err_console.print(f"[yellow]warning:[/yellow] {name} not written ({type(e).__name__}: {e}); "
                                      f"run `advkit report {out_dir}` later")
 

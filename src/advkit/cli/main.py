@@ -9,6 +9,10 @@ Exit codes (one meaning each, README "Exit codes"):
 - 4 internal error: an exception advkit did not expect ("advkit bug: please report"); the traceback is
   printed only with ``-v``
 - 5 training stopped at chance level (``advkit train``)
+- 6 the model misbehaved while advkit ran it (non-finite logits, an exception or ``SystemExit`` from its own
+  code, a wrong output shape on some batch): :class:`~advkit.errors.ModelFault`
+- 7 results could not be written (full disk, I/O error on the output or the history database):
+  :class:`~advkit.errors.StoreWriteError`; the run is never recorded as complete
 - 8 the experiment tracker (``--mlflow``) could not be reached; the results are in the local history
 - 130 interrupted (Ctrl-C)
 """
@@ -21,9 +25,10 @@ import sys
 import click
 
 from ..errors import (AdvkitError, AttackBug, ConfigError, DataError, EvaluationAborted, InputError, ModelError,
-                      TrackerUnreachable, TrainingStalled)
+                      ModelFault, StoreWriteError, TrackerUnreachable, TrainingStalled)
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_ABORTED, EXIT_INTERNAL, EXIT_CHANCE = 0, 1, 2, 3, 4, 5
+EXIT_MODEL_FAULT, EXIT_WRITE_FAILED = 6, 7
 EXIT_STALLED = EXIT_CHANCE  # training stopped at chance level
 EXIT_TRACKER = 8  # the experiment tracker could not be reached (results are in the local history)
 EXIT_INTERRUPTED = 130
@@ -93,6 +98,38 @@ def _interrupted() -> int:
     return EXIT_INTERRUPTED
 
 
+#: (error class, message prefix, exit code), the first match wins: subclasses before their bases
+_CODES = ((EvaluationAborted, "evaluation aborted", EXIT_ABORTED), (TrainingStalled, "error", EXIT_STALLED),
+          (ModelFault, "error", EXIT_MODEL_FAULT), (StoreWriteError, "error", EXIT_WRITE_FAILED),
+          (TrackerUnreachable, "error", EXIT_TRACKER),
+          ((ConfigError, InputError, DataError, ModelError), "error", EXIT_USAGE))
+
+
+def _advkit_error(e: AdvkitError, argv) -> int:
+    """An advkit error's one line and exit code (module docstring); ``AttackBug`` is advkit's own bug."""
+    if isinstance(e, AttackBug):
+        return _internal_error(e, argv)
+    for cls, kind, code in _CODES:
+        if isinstance(e, cls):
+            _say(kind, e)
+            return code
+    _say("error", e)
+    return EXIT_USAGE
+
+
+def _unexpected(e: BaseException, argv) -> int:
+    """An exception (or ``SystemExit``) advkit did not turn into an error: the model's fault when the model's
+    own code raised it (exit 6), else a bug in advkit (exit 4); never a gate failure, never a silent 0."""
+    from ..faults import raised, user_code_ref
+    ref = user_code_ref(e.__traceback__)
+    if ref is not None:
+        _say("error", raised(ref, e))
+        return EXIT_MODEL_FAULT
+    if isinstance(e, SystemExit):
+        return _internal_error(RuntimeError(f"SystemExit({e.code!r}) outside the model's code"), argv)
+    return _internal_error(e, argv)
+
+
 def main(argv=None) -> int:
     """Entry point: maps advkit errors to exit codes and one-line messages (module docstring)."""
     try:
@@ -111,27 +148,10 @@ def main(argv=None) -> int:
         return _internal_error(e.__cause__, argv)  # click turns a stray EOFError into Abort
     except KeyboardInterrupt:
         return _interrupted()
-    except EvaluationAborted as e:
-        _say("evaluation aborted", e)
-        return EXIT_ABORTED
-    except TrainingStalled as e:
-        _say("error", e)
-        return EXIT_STALLED
-    except TrackerUnreachable as e:
-        _say("error", e)
-        return EXIT_TRACKER
-    except (ConfigError, InputError, DataError, ModelError) as e:
-        _say("error", e)
-        return EXIT_USAGE
-    except AttackBug as e:
-        return _internal_error(e, argv)
     except AdvkitError as e:
-        _say("error", e)
-        return EXIT_USAGE
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else EXIT_INTERNAL
-    except Exception as e:  # noqa: BLE001 - anything else is a bug in advkit, never a gate failure
-        return _internal_error(e, argv)
+        return _advkit_error(e, argv)
+    except (SystemExit, Exception) as e:  # noqa: BLE001 - the model's own code, else a bug in advkit
+        return _unexpected(e, argv)
     return rv if isinstance(rv, int) and not isinstance(rv, bool) else EXIT_OK
 
 

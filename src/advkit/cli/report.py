@@ -39,12 +39,13 @@ def db_exists(db: str) -> bool:
 
 
 def open_store(db: str):
-    """The history database at ``db``; an error (not a new empty file) when it does not exist."""
+    """The history database at ``db``, opened read-only (report, gate and history never write to it); an
+    error (not a new empty file) when it does not exist or is not advkit's."""
     from ..results.store import Store
 
     if not db_exists(db):
         raise StoreError(f"expected a history database at {db!r} (pass --db), got no such file")
-    return Store(db)
+    return Store(db, readonly=True)
 
 
 def _load_path(path: Path) -> Loaded:

@@ -29,7 +29,8 @@ register_check(
     "Fix the model's numerics (e.g. use log_softmax instead of log(softmax)); attacks cannot follow NaN gradients.")
 register_check(
     "nan-outputs", "NaN model outputs",
-    "The model returns NaN or inf on clean inputs.",
+    "The model returns NaN or inf logits on a pass advkit trusts: the run stops with exit code 6 "
+    "(advkit.faults.check_finite) and no such sample is counted.",
     "Check the weights and the input scaling; an evaluation of NaN outputs means nothing.")
 register_check(
     "blackbox-beats-whitebox", "Black-box attack beats white-box attacks",

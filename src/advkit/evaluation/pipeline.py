@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import distributed as D
-from ..errors import EvaluationAborted, PeerFailed, RunLockedError
+from ..errors import EvaluationAborted, PeerFailed, RunLockedError, StoreError
 from ..model import resolve_classes
 from ..profiles import annotate as grade_result
 from ..progress import NULL, ProgressFn
@@ -47,13 +47,14 @@ class EvaluationResult:
 
 
 def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, resume: bool = False,
-             model=None, data=None) -> EvaluationResult:
+             model=None, data=None, publish=None) -> EvaluationResult:
     """Run every stage of ``spec``; ``model``/``data`` (a Classifier / Dataset) bypass the REFs.
 
     With a ``store``, the run holds its writer lock (:class:`~advkit.results.locks.RunLock`) while it
     works; ``resume`` continues the unfinished run of this spec only when its weights, data and code
     are the same (else :class:`~advkit.errors.ConfigError`) and no live process holds it
-    (else :class:`~advkit.errors.RunLockedError`).
+    (else :class:`~advkit.errors.RunLockedError`).  ``publish(result, samples)`` (the CLI's writer of the run
+    folder) runs before the run is recorded as complete: a run whose files could not be written is failed.
     """
     validate_gates(spec)
     clf, ds = _inputs(spec, model, data)
@@ -74,17 +75,14 @@ def evaluate(spec: EvaluationSpec, *, progress: ProgressFn = NULL, store=None, r
             result = _result(ctx, None if naive is None else (naive, chain), meta, store)
             if not D.is_main():  # rank 0 alone grades, checks the gates and writes the history row (torchrun)
                 return EvaluationResult(result, dict(ctx.records), run_id)
-        except EvaluationAborted as e:
-            if store is not None:  # a dead peer process leaves the run resumable (sharding.py)
-                store.set_status(run_id, "failed" if isinstance(e, PeerFailed) else "aborted")
+            samples = _publish(ctx, result, publish)
+        except EvaluationAborted as e:  # a dead peer process leaves the run resumable (sharding.py)
+            _mark(store, run_id, "failed" if isinstance(e, PeerFailed) else "aborted")
             raise
         except BaseException:
-            if store is not None:
-                store.set_status(run_id, "failed")
+            _mark(store, run_id, "failed")
             raise
-        if store is not None:
-            store.finish_run(run_id, result)
-    samples = {**ctx.records, **aggregate.gallery(ctx), **aggregate.adversarial_examples(ctx)}
+        _finish(store, run_id, result)  # complete only now that every artifact is written
     return EvaluationResult(result, samples, run_id)
 
 
@@ -114,6 +112,35 @@ def _result(ctx: Context, defense, meta: dict, store) -> dict:
         grade_result(result, spec.profile)
         result["gates"] = gates_section(spec, result, store, meta, ctx.run_id)
     return result
+
+
+def _publish(ctx: Context, result: dict, publish) -> dict:
+    """The per-sample arrays, handed with the result to ``publish`` (the run folder's writer), if any."""
+    samples = {**ctx.records, **aggregate.gallery(ctx), **aggregate.adversarial_examples(ctx)}
+    if publish is not None:
+        publish(result, samples)
+    return samples
+
+
+def _finish(store, run_id, result: dict) -> None:
+    if store is None:
+        return
+    try:
+        store.finish_run(run_id, result)
+    except BaseException:  # e.g. the database's disk is full: failed (resumable), never complete
+        _mark(store, run_id, "failed")
+        raise
+
+
+def _mark(store, run_id, status: str) -> None:
+    """Record a run's end state; when the database cannot take even that (full disk), the run stays
+    'running' (resumable once its lock is stale) and the original error is the one reported."""
+    if store is None:
+        return
+    try:
+        store.set_status(run_id, status)
+    except StoreError as e:
+        log.warning("run %s could not be marked %s: %s", run_id, status, e)
 
 
 def _run_stages(ctx: Context, defense=None) -> dict:

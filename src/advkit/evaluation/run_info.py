@@ -58,8 +58,15 @@ class _TensorData:
 
 
 def model_digest(clf) -> str:
+    """The model's identity: its weights (``sources.model_hash``) and, when known, its definition (the source
+    of a ``.py`` factory and of the files it imports from its folder, a TorchScript/ONNX archive, a model
+    file's metadata: ``sources/definition.py``)."""
     from ..sources import model_hash
-    return model_hash(clf)
+    weights = model_hash(clf)
+    definition = getattr(clf, "definition", None)
+    if not definition:
+        return weights
+    return hashlib.sha256(f"{weights}|definition|{definition}".encode()).hexdigest()
 
 
 def data_digest(x: torch.Tensor, y: torch.Tensor, progress: ProgressFn = NULL) -> str:
@@ -97,7 +104,7 @@ def code_version() -> str:
     return f"{__version__}+{SCHEME}" + (f".g{commit[:12]}" if commit else "")
 
 
-IDENTITY = (("model", "the model REF and factory arguments"), ("model_hash", "the model weights"),
+IDENTITY = (("model", "the model REF and factory arguments"), ("model_hash", "the model weights or definition"),
             ("data_hash", "the data"), ("code_version", "the advkit code"))
 
 

@@ -194,7 +194,9 @@ def load_spec(path: str | Path) -> EvaluationSpec:
     """Read and validate a TOML spec file."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start}); expected a TOML spec file") from None
     except OSError as e:
         raise ConfigError(f"cannot read spec file {str(p)!r}: {e.strerror}") from None
     try:
@@ -265,6 +267,6 @@ def with_model_defaults(spec: EvaluationSpec, given: set[str] | frozenset[str]) 
 def spec_file_keys(path: str | Path) -> set[str]:
     """The top-level keys a spec file sets (e.g. whether it names its data)."""
     try:
-        return set(tomllib.loads(Path(path).read_text()))
-    except (OSError, tomllib.TOMLDecodeError):
+        return set(tomllib.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError):
         return set()

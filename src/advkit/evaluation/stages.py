@@ -25,6 +25,7 @@ from ..attacks.pgd import PGD
 from ..attacks.restarts import BestOf
 from ..batching import forward_in_batches
 from ..errors import ConfigError, EvaluationAborted, InputError
+from ..faults import check_finite
 from ..findings import Finding
 from ..progress import rescaled
 from ..results import records as rec
@@ -63,6 +64,7 @@ def clean(ctx: Context) -> dict:
     def batch(sl, gen):
         with ctx.clf.inference():  # halved on out-of-memory (advkit/batching.py)
             z = forward_in_batches(ctx.clf, ctx.x[sl], what="clean accuracy").float().cpu()
+        check_finite(z, ctx.clf.name, f"the clean pass (samples {sl.start}..{sl.stop - 1})")
         p = z.softmax(1)
         y = ctx.y[sl]
         k = min(5, z.shape[1])
@@ -109,6 +111,7 @@ def attack_stage(ctx: Context, threat: ThreatModel, name: str, attack, todo: np.
 def _confidence(ctx: Context, x_adv: torch.Tensor) -> np.ndarray:
     with ctx.clf.inference():
         z = forward_in_batches(ctx.clf, x_adv, what="confidence of adversarial examples")
+    check_finite(z, ctx.clf.name, "the confidence pass on adversarial examples")
     return z.float().softmax(1).max(1).values.cpu().numpy()
 
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, StoreError, StoreWriteError
 
 BUSY_TIMEOUT_MS = 60_000
 _PG_SCHEMES = ("postgresql://", "postgres://")
@@ -50,15 +50,33 @@ def display(target) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def connect(target):
-    """The adapter for ``target``: :class:`SqliteConnection` or :class:`PostgresConnection`."""
+def connect(target, *, readonly: bool = False):
+    """The adapter for ``target``: :class:`SqliteConnection` or :class:`PostgresConnection`; ``readonly``
+    opens a SQLite file with ``mode=ro`` (the file is never changed, not even its journal mode)."""
     text = str(target)
     if is_url(text):
-        return PostgresConnection(text)
+        return PostgresConnection(text, readonly=readonly)
     if "://" in text:
         raise ConfigError(f"expected a SQLite file path or a postgresql:// URL for the history database, "
                           f"got {display(text)!r}")
-    return SqliteConnection(text)
+    return SqliteConnection(text, readonly=readonly)
+
+
+_DISK_FULL = ("database or disk is full", "disk i/o error", "readonly database", "attempt to write a readonly")
+
+
+def db_error(name: str, e: Exception) -> StoreError:
+    """A SQLite error as a one-line StoreError; a failed write to the disk is a :class:`StoreWriteError`."""
+    text = " ".join(str(e).split())
+    if any(t in text.lower() for t in _DISK_FULL):
+        return StoreWriteError(f"cannot write the history database {name!r}: {text}; the run is not recorded "
+                               "as complete")
+    return StoreError(f"history database {name!r}: {text}")
+
+
+def _rollback(raw) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        raw.execute("ROLLBACK")
 
 
 class SqliteConnection:
@@ -67,8 +85,11 @@ class SqliteConnection:
     dialect = "sqlite"
     _TYPES = {"pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB", "real": "REAL", "id": "INTEGER"}
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, *, readonly: bool = False):
         self.name = path
+        if readonly and path != ":memory:":
+            self._open_readonly(path)
+            return
         try:
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +98,17 @@ class SqliteConnection:
             self.raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._pragma("PRAGMA journal_mode = WAL")  # needs a moment alone with the file: retried
             self.raw.execute("PRAGMA synchronous = NORMAL")
+        except (sqlite3.Error, OSError) as e:
+            raise StoreError(f"cannot open history database {path!r}: {e}") from None
+
+    def _open_readonly(self, path: str) -> None:
+        from urllib.parse import quote
+        try:
+            uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
+            self.raw = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                       check_same_thread=False)
+            self.raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.raw.execute("PRAGMA query_only = 1")
         except (sqlite3.Error, OSError) as e:
             raise StoreError(f"cannot open history database {path!r}: {e}") from None
 
@@ -97,13 +129,13 @@ class SqliteConnection:
         try:
             return self.raw.execute(sql, tuple(args))
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"history database {self.name!r}: {e}") from None
+            raise db_error(self.name, e) from None
 
     def executemany(self, sql: str, rows) -> None:
         try:
             self.raw.executemany(sql, list(rows))
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"history database {self.name!r}: {e}") from None
+            raise db_error(self.name, e) from None
 
     def ddl(self, stmt: str) -> str:
         return stmt.format(**self._TYPES)
@@ -123,14 +155,17 @@ class SqliteConnection:
                     raise StoreError(f"{self.name}: {e}") from None
                 time.sleep(0.05 * (attempt + 1))
             except sqlite3.DatabaseError as e:
-                raise StoreError(f"history database {self.name!r}: {e}") from None
+                raise db_error(self.name, e) from None
         else:
             raise StoreError(f"{self.name}: the database stayed locked; another process holds it")
         try:
             yield self
             self.raw.execute("COMMIT")
+        except sqlite3.DatabaseError as e:  # COMMIT itself failed (full disk, I/O error)
+            _rollback(self.raw)
+            raise db_error(self.name, e) from None
         except BaseException:
-            self.raw.execute("ROLLBACK")
+            _rollback(self.raw)
             raise
 
     migration_lock = transaction  # BEGIN IMMEDIATE already excludes every other writer
@@ -146,7 +181,7 @@ class PostgresConnection:
     _TYPES = {"pk": "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", "blob": "BYTEA",
               "real": "DOUBLE PRECISION", "id": "BIGINT"}
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, readonly: bool = False):
         self.name = display(url)
         try:
             import psycopg
@@ -156,6 +191,8 @@ class PostgresConnection:
         self._psycopg = psycopg
         try:
             self.raw = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            if readonly:  # the read-only commands: the server refuses any write of this session
+                self.raw.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         except psycopg.Error as e:
             raise StoreError(f"cannot open history database {self.name}: {_pg_message(e, url)}") from None
 

@@ -22,14 +22,15 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path, atomic_write
-from ..errors import StoreError
+from ..atomic import DISK_ERRORS, atomic_path, atomic_write
+from ..errors import ConfigError, StoreError, StoreWriteError
 
 SCHEMA_VERSION = 1
 
@@ -53,17 +54,59 @@ def dumps(result: dict) -> str:
     return json.dumps(jsonable(result), indent=2, sort_keys=False, allow_nan=False)
 
 
+#: the files of one run in its folder; a folder holding them belongs to that run
+RUN_FILES = ("result.json", "samples.npz", "report.md", "report.html")
+
+
 def write_run_dir(directory: str | Path, result: dict, samples: dict) -> Path:
-    """Write ``result.json`` and ``samples.npz`` into ``directory`` (created if needed)."""
+    """Write ``samples.npz`` then ``result.json`` (the run's commit mark) into ``directory`` (created if
+    needed); when either cannot be written, neither is left behind."""
     d = Path(directory)
+    written: list[Path] = []
     try:
         d.mkdir(parents=True, exist_ok=True)
-        atomic_write(d / "result.json", dumps(result))
         with atomic_path(d / "samples.npz") as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, **{k: _array(v) for k, v in samples.items()})
+        written.append(d / "samples.npz")
+        atomic_write(d / "result.json", dumps(result))
     except OSError as e:
-        raise StoreError(f"cannot write results to {str(d)!r}: {e.strerror}") from None
+        remove_run_files(d, written)
+        cls = StoreWriteError if e.errno in DISK_ERRORS else StoreError
+        raise cls(f"cannot write results to {str(d)!r}: {e.strerror}") from None
+    except BaseException:
+        remove_run_files(d, written)
+        raise
     return d
+
+
+def remove_run_files(directory: Path, names=RUN_FILES) -> None:
+    """Remove a failed run's files (``names``: paths or names in ``directory``) so none is mistaken for a result."""
+    for name in names:
+        with contextlib.suppress(OSError):
+            (Path(directory) / name).unlink()
+
+
+def check_out_free(directory: str | Path, run_id: int | None = None) -> None:
+    """A ConfigError when ``directory`` holds the files of a run other than ``run_id``: two runs never share
+    one folder (the second would mix its gallery or result into the first's report)."""
+    d = Path(directory)
+    present = [n for n in RUN_FILES if (d / n).exists()]
+    if not present:
+        return
+    other = _run_id_in(d / "result.json")
+    if run_id is not None and other == run_id:
+        return
+    who = f"run {other}" if other is not None else "another run"
+    raise ConfigError(f"--out {str(d)!r} already holds the files of {who} ({', '.join(present)}); expected a new "
+                      "or empty folder: choose another --out or remove those files")
+
+
+def _run_id_in(path: Path):
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return result.get("run_id") if isinstance(result, dict) else None
 
 
 def _array(v) -> np.ndarray:

@@ -60,6 +60,20 @@ def migrate(conn, path: str) -> int:
     return found
 
 
+def check_schema(conn, path: str) -> int:
+    """Read-only: the schema version, or a StoreError for a database that is not advkit's (no schema table)
+    or needs an upgrade that only a writing command may make."""
+    if not conn.has_table("advkit_schema"):
+        raise StoreError(f"{path} is not an advkit history database (it has no advkit_schema table); "
+                         "expected a file written by advkit evaluate")
+    found = int(conn.execute("SELECT MAX(version) FROM advkit_schema").fetchone()[0] or 0)
+    if found != SCHEMA_VERSION:
+        raise StoreError(f"history database {path} has schema version {found}; this advkit reads version "
+                         f"{SCHEMA_VERSION}: " + ("upgrade advkit" if found > SCHEMA_VERSION else
+                                                  "run `advkit evaluate --db` on it once to upgrade it"))
+    return found
+
+
 def metric_rows(result: dict) -> dict[str, tuple]:
     """``{name: (value, lo, hi)}``: the headline numbers of ``result`` as rows of the ``metrics`` table."""
     rows: dict[str, tuple] = {}

@@ -28,7 +28,7 @@ from . import records as rec
 from .backends import BUSY_TIMEOUT_MS, connect, display  # noqa: F401  (BUSY_TIMEOUT_MS: re-exported)
 from .io import dumps
 from .locks import STALE_AFTER_SECONDS, LockHolder, is_stale, locked_message, this_process
-from .schema import RUN_COLUMNS, metric_rows, migrate, now
+from .schema import RUN_COLUMNS, check_schema, metric_rows, migrate, now
 
 class Store:
     """Open (creating if needed, upgrading if older) the history database ``target``: a SQLite path or a
@@ -36,12 +36,12 @@ class Store:
 
     One connection, shared with a run lock's heartbeat thread: writes are serialised by ``_mutex``."""
 
-    def __init__(self, target):
+    def __init__(self, target, *, readonly: bool = False):
         self.path = display(target)
-        self.conn = connect(str(target))
+        self.conn = connect(str(target), readonly=readonly)
         self._mutex = threading.RLock()
         try:
-            self.schema_version = migrate(self.conn, self.path)
+            self.schema_version = check_schema(self.conn, self.path) if readonly else migrate(self.conn, self.path)
         except BaseException:
             self.conn.close()
             raise
@@ -207,7 +207,7 @@ class Store:
             raise StoreError(f"expected an existing run id in {self.path}, got {run_id} (no such run)")
         if row[0] is None:
             raise StoreError(f"run {run_id} has no result yet (status {row[1]!r})")
-        return json.loads(row[0])
+        return _stored_json(row[0], run_id, self.path)
 
     def metrics(self, run_id: int) -> dict[str, tuple[float, float, float]]:
         return {n: (v, lo, hi) for n, v, lo, hi in self.conn.execute(
@@ -222,8 +222,9 @@ class Store:
         if exclude is not None:
             sql += " AND run_id != ?"
             args.append(int(exclude))
-        row = self.conn.execute(sql + " ORDER BY run_id DESC LIMIT 1", args).fetchone()
-        return None if row is None else json.loads(row[0])
+        row = self.conn.execute(sql.replace("SELECT result", "SELECT result, run_id") + " ORDER BY run_id DESC LIMIT 1",
+                                args).fetchone()
+        return None if row is None else _stored_json(row[0], row[1], self.path)
 
     def resolve(self, ref: str | int) -> int:
         """``"latest"`` or a run id (``"12"``, ``"#12"``) → run id."""
@@ -238,6 +239,19 @@ class Store:
         if self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (int(text),)).fetchone() is None:
             raise StoreError(f"expected an existing run id in {self.path}, got {ref!r} (no such run)")
         return int(text)
+
+
+def _stored_json(text, run_id, path) -> dict:
+    """A stored result: a JSON object, or a StoreError naming the run (a damaged row is never half-read)."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError) as e:
+        raise StoreError(f"run {run_id} in {path}: its stored result is not valid JSON ({e}); expected the "
+                         "result.json of a finished run") from None
+    if not isinstance(value, dict):
+        raise StoreError(f"run {run_id} in {path}: expected its stored result to be a JSON object, got "
+                         f"{type(value).__name__}")
+    return value
 
 
 class _Locked:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..faults import check_finite
 from ..model import Classifier, as_classifier
 from . import stats
 
@@ -109,7 +110,9 @@ class SmoothedClassifier:
             for segments in _plan(len(x), num, batch_size):
                 ids, sizes = zip(*segments)
                 img = torch.repeat_interleave(torch.tensor(ids, device=device), torch.tensor(sizes, device=device))
-                pred = self.base(self._noisy(x, segments, generators)).argmax(1)
+                z = self.base(self._noisy(x, segments, generators))
+                check_finite(z, self.base.name, "a counting pass of randomized smoothing")
+                pred = z.argmax(1)
                 counts += torch.bincount(img * k + pred, minlength=len(x) * k)
         return counts.view(len(x), k).cpu()
 

@@ -174,6 +174,11 @@ def _scale(x: np.ndarray, path: Path) -> tuple[np.ndarray, float | None]:
     return x, None
 
 
+#: labels at or above this are refused before anything is sized by them (a label of 10⁹ would ask for 10⁹
+#: class names)
+MAX_CLASSES = 100_000
+
+
 def load_npz(file: str | None, split: str):
     from .dataset import make_dataset
 
@@ -189,6 +194,10 @@ def load_npz(file: str | None, split: str):
                         f"got dtype {y.dtype} shape {y.shape}")
     if len(y) and y.min() < 0:
         raise DataError(f"{path}: labels must be non-negative, got minimum {y.min()}")
+    if len(y) and int(y.max()) >= MAX_CLASSES:
+        i = int(np.argmax(y))
+        raise DataError(f"{path}: label {int(y[i])} (sample {i}) is beyond any classifier's classes; expected labels "
+                        f"below {MAX_CLASSES:,} (class indices 0..K-1)")
     n_cls = int(y.max()) + 1 if len(y) else 0
     names = tuple(str(c) for c in classes) if classes is not None else tuple(str(i) for i in range(n_cls))
     if len(names) < n_cls:

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, ModelError, UnsafeCheckpointError
+from ..faults import one_line, register_user_code
 from ..model import Classifier
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ def load_model(ref: str, *, weights: str | None = None, trust_pickle: bool = Fal
                           f"(path/to/file.py:factory or pkg.module:factory), got {ref!r}")
     clf = _resolve(ref, weights, trust_pickle, dict(args or {}))
     clf.name = model_label(ref, args)
+    from .definition import definition_digest
+    clf.definition = definition_digest(ref)  # part of the run identity (evaluation/run_info.py)
     if device is not None:
         clf.to(device)
     return clf
@@ -136,8 +139,8 @@ def _import_file(path: Path) -> Any:
     sys.path.insert(0, parent)  # let the file import its sibling modules
     try:
         spec.loader.exec_module(module)
-    except Exception as e:
-        raise ModelError(f"importing {path} failed: {type(e).__name__}: {e}") from e
+    except (Exception, SystemExit) as e:  # a model that cannot be loaded is an input error (exit 2)
+        raise ModelError(f"importing {path} failed: {one_line(e)}") from e
     finally:
         sys.path.remove(parent)
     return module
@@ -149,14 +152,17 @@ def _factory(ref: str) -> Callable[[], Any]:
         raise ConfigError(f"factory REF must be path/to/file.py:factory or pkg.module:factory, got {ref!r}")
     if source.endswith(".py"):
         module = _import_file(Path(source))
+        register_user_code(source, ref)  # its exceptions later are the model's faults (faults.py)
     else:
         if not all(part.isidentifier() for part in source.split(".")):
             raise ConfigError(f"cannot interpret model REF {ref!r}: {source!r} is neither a .py file nor a "
                               f"dotted module name; expected one of: {REF_FORMS}")
         try:
             module = importlib.import_module(source)
-        except Exception as e:  # noqa: BLE001 - importing user code can raise anything
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - importing user code can raise anything
             raise ModelError(f"cannot import module {source!r} for model REF {ref!r}: {type(e).__name__}: {e}") from e
+        if getattr(module, "__file__", None):  # an installed package: its file only, never its whole folder
+            register_user_code(module.__file__, ref, folder=False)
     fn = getattr(module, name, None)
     if not callable(fn):
         raise ModelError(f"{source} has no callable {name!r} (model REF {ref!r})")
@@ -174,8 +180,8 @@ def _from_factory(ref: str, args: dict) -> Classifier:
         pass
     try:
         obj = fn(**args)
-    except Exception as e:
-        raise ModelError(f"model factory {ref!r} raised {type(e).__name__}: {e}") from e
+    except (Exception, SystemExit) as e:
+        raise ModelError(f"model factory {ref!r} raised {one_line(e)}") from e
     if isinstance(obj, nn.Module) and not isinstance(obj, Classifier):
         obj = Classifier(obj)
     if isinstance(obj, Classifier):

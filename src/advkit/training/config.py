@@ -178,6 +178,13 @@ class TrainConfig:
                 raise ConfigError(f"training config {str(path)!r} does not exist") from None
             except tomllib.TOMLDecodeError as e:
                 raise ConfigError(f"training config {str(path)!r} is not valid TOML: {e}") from None
+            except UnicodeDecodeError as e:
+                raise ConfigError(f"training config {str(path)!r} is not UTF-8 text ({e.reason} at byte "
+                                  f"{e.start}); expected a TOML file") from None
+            except OSError as e:
+                raise ConfigError(f"cannot read training config {str(path)!r}: {e.strerror or e}") from None
+            if not isinstance(data.get("train", data), dict):
+                raise ConfigError(f"training config {str(path)!r}: expected [train] to be a table")
             data = data.get("train", data)
             data = {k: v for k, v in data.items() if k not in RECIPE_META}
         given = {**data, **{k: v for k, v in overrides.items() if v is not None}}

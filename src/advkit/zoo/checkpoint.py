@@ -19,6 +19,7 @@ from ..atomic import atomic_path
 from ..errors import ModelError
 from ..model import Classifier
 from .architectures import build
+from .metadata import checked_build, validate as validate_metadata
 
 FORMAT = "advkit-model/1"
 _JSON_KEYS = ("arch_kwargs", "recipe", "metrics", "mean", "std", "bounds", "input_shape")
@@ -84,6 +85,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         meta["num_classes"] = int(raw["num_classes"])
     except (KeyError, ValueError) as e:
         raise ModelError(f"{path}: malformed advkit metadata ({e})") from e
+    validate_metadata(meta, path)
     return meta
 
 
@@ -97,7 +99,7 @@ def build_from_metadata(meta: dict[str, Any]) -> nn.Module:
 def load_model_file(path: str | Path, *, device: str | torch.device | None = None) -> Classifier:
     """Load an advkit model file into a :class:`Classifier` (strict state-dict load, eval mode)."""
     meta = read_metadata(path)
-    net = build_from_metadata(meta)
+    net = checked_build(meta, build_from_metadata, path)  # sized on the meta device first (zoo/metadata.py)
     try:
         net.load_state_dict(read_safetensors(path), strict=True)
     except RuntimeError as e:
