@@ -2,7 +2,8 @@
 code, a one-line message naming the problem, no traceback, and no partial result left on disk.
 
 Exit codes (README "Exit codes"): 0 ok · 1 gate failed · 2 usage/config/input · 3 evaluation aborted ·
-4 internal error · 5 training at chance level · 6 experiment tracker unreachable (evaluate --mlflow).
+4 internal error · 5 training at chance level · 6 the model misbehaved · 7 results could not be written ·
+8 experiment tracker unreachable (evaluate --mlflow).
 
 "Read-only folder" cases: the suite may run as root, for whom a read-only folder is still writable,
 so an unwritable destination is simulated by a path whose parent is a regular file (``{d}/afile/x``),
