@@ -20,5 +20,5 @@ MODELS=(mnist5k-standard mnist5k-pgdat mnist5k-noise0.25 mnist5k-trades mnist5k-
 for name in "${MODELS[@]}"; do
   echo "== $name"
   "$ADVKIT" train "recipes/$name.toml" --name "$name" --out "$OUT_DIR/$name.safetensors" \
-    --checkpoint-dir "$CKPT_DIR/$name" --resume --no-progress
+    --checkpoint-dir "$CKPT_DIR/$name" --resume-or-start --no-progress
 done

@@ -19,8 +19,9 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "advkit"
 # with the table in docs/architecture.md.
 LAYERS = {
     # 0: ground floor — no advkit imports above this layer
-    "errors": 0, "seeds": 0, "version": 0, "progress": 0, "findings": 0, "atomic": 0, "sync": 0, "rng": 0,
-    "geometry": 0, "threat": 0, "losses": 0, "batching": 0, "faults": 0, "model": 0, "devices": 0, "distributed": 0,
+    "errors": 0, "seeds": 0, "version": 0, "identity": 0, "progress": 0, "findings": 0, "atomic": 0, "sync": 0,
+    "rng": 0, "geometry": 0, "threat": 0, "losses": 0, "batching": 0, "faults": 0, "model": 0, "devices": 0,
+    "distributed": 0,
     # 1: the model zoo (architectures, advkit model files, catalogue)
     "zoo": 1,
     # 2: building blocks

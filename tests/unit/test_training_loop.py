@@ -111,6 +111,31 @@ def test_checkpoint_guards(digits, tmp_path):
     assert not list(tmp_path.glob("*.tmp*"))  # atomic writes leave no temporary files
 
 
+def test_resume_needs_a_checkpoint_unless_asked_to_start(digits, tmp_path):
+    xtr, ytr = digits[0][:64], digits[1][:64]
+    cfg = small_cfg(epochs=1)
+    with pytest.raises(ConfigError, match="expected a checkpoint at .*got none"):
+        fit(tiny_net(), xtr, ytr, cfg, checkpoint_dir=tmp_path / "a", resume=True)
+    assert not (tmp_path / "a").exists()  # nothing created by the refusal
+    with pytest.raises(ConfigError, match="resume must be one of"):
+        fit(tiny_net(), xtr, ytr, cfg, checkpoint_dir=tmp_path / "a", resume="yes")
+    fit(tiny_net(), xtr, ytr, cfg, checkpoint_dir=tmp_path / "a", resume="or-start")
+    assert (tmp_path / "a" / CHECKPOINT).exists()
+
+
+def test_resume_refuses_another_identity(digits, tmp_path):
+    xtr, ytr = digits[0][:64], digits[1][:64]
+    cfg, ident = small_cfg(epochs=1), {"data_hash": "a" * 64, "code_version": "v1"}
+    fit(tiny_net(), xtr, ytr, cfg, checkpoint_dir=tmp_path, identity=ident)
+    raw = (tmp_path / CHECKPOINT).read_bytes()
+    with pytest.raises(ConfigError, match=r"the data contents changed \(data_hash aaaaaaaaaaaa saved, bbbbbbbbbbbb now"):
+        fit(tiny_net(), xtr, ytr, cfg, checkpoint_dir=tmp_path, resume=True, identity={**ident, "data_hash": "b" * 64})
+    with pytest.raises(ConfigError, match=r"the advkit code changed \(code_version v1 saved, v2 now"):
+        fit(tiny_net(), xtr, ytr, cfg, checkpoint_dir=tmp_path, resume=True, identity={**ident, "code_version": "v2"})
+    assert (tmp_path / CHECKPOINT).read_bytes() == raw
+    fit(tiny_net(), xtr, ytr, cfg, checkpoint_dir=tmp_path, resume=True, identity=ident)  # the same run resumes
+
+
 def test_keep_best_returns_the_best_robust_validation_epoch(digits):
     xtr, ytr = digits[0][:384], digits[1][:384]
     val = (digits[2][:100], digits[3][:100])

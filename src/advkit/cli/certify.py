@@ -20,6 +20,7 @@ import torch
 from .. import distributed as dist
 from ..atomic import atomic_path, atomic_write, check_writable
 from ..errors import ConfigError
+from ..identity import identity_mismatch
 from ..model import resolve_classes
 from .options import SEED, check_device, model_placement, place_model
 from ..smoothing.stage import DEFAULT_RADII, FIELDS, certify_records, summarize
@@ -29,8 +30,6 @@ from ..sources.models import model_label
 HEADER = ",".join(FIELDS)
 _INT_FIELDS = ("index", "label", "prediction", "correct", "samples")
 _RESUME_KEYS = ("model", "data", "split", "sigma", "n0", "n", "alpha", "seed", "mode")
-# a run's identity: the contents it computes from (resumed rows of other weights/data/code are refused)
-_IDENTITY_KEYS = (("model_hash", "the model weights"), ("data_hash", "the data"), ("code_version", "the advkit code"))
 
 
 def parse_radii(text: str) -> tuple[float, ...]:
@@ -107,7 +106,21 @@ def _prior_rows(out: Path) -> dict[int, dict]:
     return rows
 
 
+def _checked_rows(out: Path, labels: torch.Tensor) -> dict[int, dict]:
+    """The rows already in ``out``, each checked against the data it claims to certify: an index outside
+    the data set or a label other than the image's is an edited or foreign file (ConfigError)."""
+    rows = _prior_rows(out)
+    for i, rec in rows.items():
+        if not 0 <= i < len(labels) or rec["label"] != int(labels[i]):
+            want = f"label {int(labels[i])}" if 0 <= i < len(labels) else f"an index below {len(labels)}"
+            raise ConfigError(f"{out}: expected row {i} of its samples to have {want} (the data's), got label "
+                              f"{rec['label']}; the rows were not written by this run: use another --out directory")
+    return rows
+
+
 def _check_config(out: Path, config: dict) -> None:
+    """Refuse an ``out`` holding rows of another run (another identity or settings, or rows whose run is
+    not recorded); write ``config.json`` for a new run."""
     path = out / "config.json"
     if path.exists():
         try:
@@ -115,15 +128,20 @@ def _check_config(out: Path, config: dict) -> None:
         except (OSError, ValueError) as e:
             raise ConfigError(f"{path}: expected the JSON settings of an earlier certify run, got unreadable "
                               f"content ({e}); use another --out directory") from None
-        for key, what in _IDENTITY_KEYS:
-            if old.get(key) != config[key]:
-                raise ConfigError(f"{out} holds rows computed from other {what.split(' ', 1)[1]} ({key} "
-                                  f"{str(old.get(key) or 'not recorded')[:12]} saved, {str(config[key])[:12]} now); "
-                                  "resuming would mix them: use another --out directory")
+        if not isinstance(old, dict):
+            raise ConfigError(f"{path}: expected the JSON settings of an earlier certify run (an object), got a "
+                              f"JSON {type(old).__name__}; use another --out directory")
+        changed = identity_mismatch(old, config)
+        if changed:
+            raise ConfigError(f"{out} holds rows of another run: {changed}; adding rows would mix two runs: "
+                              "use another --out directory")
         diff = {k: (old.get(k), config[k]) for k in _RESUME_KEYS if old.get(k) != config[k]}
         if diff:
             raise ConfigError(f"{out} holds a run with different settings (saved vs now: {diff}); "
                               "use another --out directory")
+    elif _prior_rows(out):
+        raise ConfigError(f"{out} holds certify rows but no config.json saying which run wrote them; adding rows "
+                          "could mix two runs: use another --out directory")
     elif dist.is_main():
         atomic_write(path, json.dumps(config, indent=2))
 
@@ -168,12 +186,13 @@ def _render(summary: dict, out: Path, as_json: bool) -> None:
 
 
 def _identity(clf, data) -> dict:
-    """Content hashes of the weights and of the data set (all of it: --n-images may grow on resume), and
-    the code version."""
-    from ..evaluation.run_info import code_version, data_digest
+    """Content hashes of the weights, of the model's definition and of the data set (all of it: --n-images
+    may grow on resume), and the code version (:mod:`advkit.identity`)."""
+    from ..identity import code_version, data_digest
     from ..sources.models import model_hash
-    return {"model_hash": model_hash(clf), "data_hash": data_digest(data.x, data.y),
-            "code_version": code_version()}
+    # the definition digest (sources/definition.py) load_model set: factory sources, archive or file bytes
+    return {"model_hash": model_hash(clf), "model_definition": getattr(clf, "definition", None),
+            "data_hash": data_digest(data.x, data.y), "code_version": code_version()}
 
 
 def _load(model_ref: str, weights, trust_pickle: bool, data_ref: str, split: str, args: dict):
@@ -217,17 +236,17 @@ def certify(model_ref, weights, model_args, trust_pickle, data_ref, split, sigma
     dist.init_from_env()
     mode = "sequential" if sequential else "fixed"
     config = _config(model_label(model_ref, args), data_ref, split, sigma, n0, n, alpha, seed, mode, defense)
-    clf, data = _load(model_ref, weights, trust_pickle, data_ref, split, args)
-    place_model(clf, device, mean, std, data)
-    clf, _ = with_defense(clf, defense, seed)
+    base, data = _load(model_ref, weights, trust_pickle, data_ref, split, args)
+    place_model(base, device, mean, std, data)
+    clf, _ = with_defense(base, defense, seed)
     indices = np.arange(0, len(data), skip)[:n_images]
     # the classes are the model's outputs; a label outside them is refused, never counted as wrong
     num_classes, _ = resolve_classes(clf, data.x[indices].to(clf.device), data.y[indices])
     clf.check_inputs(data.x[indices], data.y[indices])
-    config.update(_identity(clf, data))
+    config.update(_identity(base, data))
     _check_config(out, config)
     dist.barrier()
-    prior = _prior_rows(out)
+    prior = _checked_rows(out, data.y)
     mine = indices[dist.shard_indices(len(indices)).numpy()]
     todo = torch.tensor([int(i) for i in mine if int(i) not in prior], dtype=torch.long)
     from .render import progress_bar
@@ -250,11 +269,10 @@ def certify(model_ref, weights, model_args, trust_pickle, data_ref, split, sigma
 
 def _config(model_ref, data_ref, split, sigma, n0, n, alpha, seed, mode, defense) -> dict:
     """The run's settings as config.json records them (a resume must match them)."""
-    config = {"model": model_ref, "data": data_ref, "split": split, "sigma": sigma, "n0": n0, "n": n,
-              "alpha": alpha, "seed": seed, "mode": mode}
-    if defense is not None:
-        config["defense"] = parse_defense_text(defense)  # the base classifier is the model behind the defense
-    return config
+    # the base classifier is the model behind the defense; the chain is part of the run's identity
+    return {"model": model_ref, "data": data_ref, "split": split, "sigma": sigma, "n0": n0, "n": n,
+            "alpha": alpha, "seed": seed, "mode": mode,
+            "defense": parse_defense_text(defense) if defense is not None else None}
 
 
 def _finish(out: Path, prior: dict, gathered: dict, indices, config: dict, radii, as_json: bool) -> None:

@@ -55,8 +55,9 @@ runs only decay the rate more slowly):
   rate, input normalisation mean 0.305 / std 0.376 built into the model;
   smallcnn on 8x8 inputs gets padding=1.
 \b
-Exit codes: 0 model written · 2 bad option or recipe · 5 training stalled at
-chance level (the message names the likely cause; no model is written).
+Exit codes: 0 model written · 2 bad option or recipe, or a refused --resume ·
+5 training stalled at chance level (the message names the likely cause; no
+model is written).
 """
 
 
@@ -73,13 +74,17 @@ def _options(fn):
               help="Architecture option (repeatable), e.g. padding=1 for 8×8 digits.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the model here (.safetensors).")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None, help="Checkpoint every epoch here.")
-@click.option("--resume", is_flag=True, help="Continue the run checkpointed in --checkpoint-dir.")
+@click.option("--resume", is_flag=True, help="Continue the run checkpointed in --checkpoint-dir (an error when there "
+              "is none, or when its recipe, data contents, model or advkit code differ).")
+@click.option("--resume-or-start", is_flag=True, help="Like --resume, but start a new run when --checkpoint-dir holds "
+              "no checkpoint yet (jobs that may be preempted).")
 @click.option("--name", default=None, help="Model name recorded in the file (default: the file name).")
 @click.option("--description", default="", help="Description recorded in the file.")
 @click.option("--device", default=None, help=DEVICE_HELP)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def train(config_file, arch_kwarg, out, checkpoint_dir, resume, name, description, device, no_progress, as_json, **overrides):
+def train(config_file, arch_kwarg, out, checkpoint_dir, resume, resume_or_start, name, description, device, no_progress,
+          as_json, **overrides):
     """Train ARCH on DATA with METHOD (standard, pgd-at, trades, fast-at, mart, gaussian)."""
     from .. import distributed
     from ..devices import resolve_device
@@ -89,13 +94,7 @@ def train(config_file, arch_kwarg, out, checkpoint_dir, resume, name, descriptio
     config, note = _config(config_file, arch_kwarg, overrides)
     meta = recipe_meta(config_file)
     name, description = name or meta.get("name"), description or meta.get("description", "")
-    if out is not None and not str(out).endswith(".safetensors"):
-        raise ConfigError(f"--out must name a .safetensors file, got {out!r}")
-    if resume and checkpoint_dir is None:
-        raise ConfigError("--resume needs --checkpoint-dir (where the run was checkpointed)")
-    check_device(device)
-    if out is not None:
-        check_writable(out)  # before training, not after it
+    resume = _check_outputs(out, checkpoint_dir, resume, resume_or_start, device)
     distributed.init_from_env()
     device = str(resolve_device(device))
     quiet = as_json or not distributed.is_main()
@@ -131,6 +130,19 @@ def _config(config_file, arch_kwarg, overrides: dict):
     if arch_kwarg:
         config = config.replace(arch_kwargs={**config.arch_kwargs, **parse_key_values(arch_kwarg, "--arch-kwarg")})
     return fit_warmup(config)
+
+
+def _check_outputs(out, checkpoint_dir, resume: bool, resume_or_start: bool, device) -> bool | str:
+    """Refuse bad output options before any data is read; the resume mode for ``fit``."""
+    if out is not None and not str(out).endswith(".safetensors"):
+        raise ConfigError(f"--out must name a .safetensors file, got {out!r}")
+    if (resume or resume_or_start) and checkpoint_dir is None:
+        flag = "--resume" if resume else "--resume-or-start"
+        raise ConfigError(f"{flag} needs --checkpoint-dir (where the run was checkpointed)")
+    check_device(device)
+    if out is not None:
+        check_writable(out)  # before training, not after it
+    return "or-start" if resume_or_start else resume
 
 
 def _epoch_line(r: dict, quiet: bool) -> None:

@@ -4,19 +4,15 @@ Kept apart from :mod:`advkit.evaluation.pipeline` so that the pipeline reads as 
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import platform
-import subprocess
 from datetime import datetime, timezone
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..progress import NULL, ProgressFn
+from ..identity import code_version, data_digest, git_commit, short  # noqa: F401 - re-exported
 from ..results.io import SCHEMA_VERSION
 from .spec import EvaluationSpec
 
@@ -69,41 +65,6 @@ def model_digest(clf) -> str:
     return hashlib.sha256(f"{weights}|definition|{definition}".encode()).hexdigest()
 
 
-def data_digest(x: torch.Tensor, y: torch.Tensor, progress: ProgressFn = NULL) -> str:
-    """sha256 (hex) of the evaluated data's contents: dtype, shape and bytes of the images and labels;
-    ``progress`` hears about the files of a streamed folder being read."""
-    h = hashlib.sha256()
-    for t in (x, y):
-        if not isinstance(t, torch.Tensor):  # streamed images (sources/streaming.py): their own content hash
-            h.update(f"streamed|{t.content_digest(progress)}|".encode())
-            continue
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-@lru_cache(maxsize=1)
-def git_commit() -> str | None:
-    """The commit of the advkit source tree when it is a git checkout (not the caller's working directory)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def code_version() -> str:
-    """``<advkit version>+<random-stream scheme>``, plus ``.g<commit>`` when the source is a git checkout:
-    part of a run's identity.  The scheme (:data:`advkit.rng.SCHEME`) is there for installs without git:
-    batches stored under another scheme drew other random numbers, so ``--resume`` must not mix them in."""
-    from ..version import __version__
-    from ..rng import SCHEME
-    commit = git_commit()
-    return f"{__version__}+{SCHEME}" + (f".g{commit[:12]}" if commit else "")
-
-
 IDENTITY = (("model", "the model REF and factory arguments"), ("model_hash", "the model weights or definition"),
             ("data_hash", "the data"), ("code_version", "the advkit code"))
 
@@ -117,14 +78,8 @@ def check_resumable(row: dict, meta: dict) -> None:
             continue  # a row without the column (never written so) cannot tell
         if then != now:
             raise ConfigError(f"--resume: expected {what} of unfinished run {row['run_id']} "
-                              f"({key} {_short(then)}), got {_short(now)}; {what} changed since that run "
+                              f"({key} {short(then)}), got {short(now)}; {what} changed since that run "
                               "started, so its stored batches do not apply: run without --resume")
-
-
-def _short(v) -> str:
-    if v is None:
-        return "not recorded"
-    return v[:12] if len(str(v)) == 64 else str(v)
 
 
 def environment(device: torch.device | str | None = None) -> dict:

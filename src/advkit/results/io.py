@@ -124,7 +124,66 @@ def check_result(result, source: str) -> dict:
     if missing:
         raise StoreError(f"{source}: not an advkit evaluation result: {' and '.join(repr(k) for k in missing)} "
                          f"missing or not an object")
+    problem = _bad_numbers(result)
+    if problem:
+        raise StoreError(f"{source}: expected {problem[0]} to be {problem[1]}, got {json.dumps(problem[2])[:40]}; "
+                         "it is not a result advkit wrote (edited or damaged)")
     return result
+
+
+_FRACTION, _COUNT = "a fraction in [0, 1] or null", "a count (an integer >= 0) or null"
+
+
+def _bad_numbers(result: dict) -> tuple[str, str, object] | None:
+    """``(where, expected, value)`` of the first metric that a gate or report would misread: accuracies
+    outside [0, 1] (5 would pass any floor) or not numbers, counts that are not integers."""
+    checks: list[tuple[str, object, str]] = [("n", result.get("n"), _COUNT), ("run_id", result.get("run_id"), _COUNT)]
+    checks += _group("clean", result["clean"], "accuracy")
+    for t, block in result["threats"].items():
+        if not isinstance(block, dict):
+            return f"threats.{t}", "an object", block
+        checks += _group(f"threats.{t}", block, "robust_accuracy")
+        for a, att in (block.get("attacks") or {}).items():
+            checks += _group(f"threats.{t}.attacks.{a}", att, "robust_accuracy") if isinstance(att, dict) else \
+                [(f"threats.{t}.attacks.{a}", att, "an object")]
+    for name in ("robust_accuracy", "certified_accuracy"):
+        table = result.get(name)
+        checks += [(f"{name}.{k}", v, _FRACTION) for k, v in table.items()] if isinstance(table, dict) else \
+            ([(name, table, "an object")] if table is not None else [])
+    cert = result.get("certify")
+    if isinstance(cert, dict):
+        checks += [(f"certify.certified_accuracy.{k}", v, _FRACTION)
+                   for k, v in (cert.get("certified_accuracy") or {}).items()]
+    for where, value, expected in checks:
+        if not _valid(value, expected):
+            return where, expected, value
+    return None
+
+
+def _group(where: str, block: dict, key: str) -> list[tuple[str, object, str]]:
+    """The accuracy, counts and interval of a clean/threat/attack block and of its per-class rows."""
+    out = [(f"{where}.{key}", block.get(key), _FRACTION), (f"{where}.n", block.get("n"), _COUNT),
+           (f"{where}.correct", block.get("correct"), _COUNT)]
+    ci = block.get("ci")
+    if ci is not None:
+        ok = isinstance(ci, list) and len(ci) == 2
+        out += [(f"{where}.ci[{i}]", v, _FRACTION) for i, v in enumerate(ci)] if ok else \
+            [(f"{where}.ci", ci, "a [low, high] pair")]
+    rows = block.get("per_class")
+    for i, row in enumerate(rows if isinstance(rows, list) else []):
+        out += _group(f"{where}.per_class[{i}]", row, "accuracy") if isinstance(row, dict) else \
+            [(f"{where}.per_class[{i}]", row, "an object")]
+    return out
+
+
+def _valid(value, expected: str) -> bool:
+    if value is None:
+        return True
+    if expected == _FRACTION:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+    if expected == _COUNT:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return False
 
 
 def load_run_dir(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:

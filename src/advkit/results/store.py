@@ -30,6 +30,9 @@ from .io import dumps
 from .locks import STALE_AFTER_SECONDS, LockHolder, is_stale, locked_message, this_process
 from .schema import RUN_COLUMNS, check_schema, metric_rows, migrate, now
 
+MAX_RUN_ID = 2**63 - 1  # SQLite INTEGER and PostgreSQL BIGINT
+
+
 class Store:
     """Open (creating if needed, upgrading if older) the history database ``target``: a SQLite path or a
     ``postgresql://`` URL. ``path`` is the target as it may be shown (a URL's password masked).
@@ -234,8 +237,10 @@ class Store:
             if row[0] is None:
                 raise StoreError(f"no complete runs in {self.path} yet")
             return int(row[0])
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise StoreError(f"expected a run id or 'latest', got {ref!r}")
+        if int(text) > MAX_RUN_ID:  # beyond a 64-bit INTEGER: no database can hold it
+            raise StoreError(f"expected a run id between 1 and 2^63-1 in {self.path}, got {text} (no such run)")
         if self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (int(text),)).fetchone() is None:
             raise StoreError(f"expected an existing run id in {self.path}, got {ref!r} (no such run)")
         return int(text)

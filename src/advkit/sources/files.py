@@ -60,17 +60,15 @@ def imagefolder_order(files_per_class: list[list[Path]]) -> list[tuple[Path, int
 def _folder_geometry(files: list[Path], transform) -> tuple[str, tuple[int, int, int]]:
     """(PIL mode, (C, H, W)): without a crop every header is read (sizes must agree; RGB when any image
     is colour); with a crop the first image decides the mode and the crop the size."""
-    from PIL import Image
-
-    from .streaming import read_file
+    from .streaming import open_image, read_file
     if transform.crop is not None:
-        with Image.open(files[0]) as im:
+        with open_image(files[0]) as im:
             mode = "L" if im.mode in _GRAY_MODES else "RGB"
         return mode, read_file(files[0], mode, transform).shape
     modes, sizes = set(), set()
     for f in files:
         try:
-            with Image.open(f) as im:
+            with open_image(f) as im:
                 modes.add("L" if im.mode in _GRAY_MODES else "RGB")
                 sizes.add(im.size)
         except OSError as e:

@@ -204,11 +204,23 @@ class FileImages(StreamedImages):
         return h.hexdigest()
 
 
-def read_file(path: Path, mode: str, transform: Transform) -> np.ndarray:
-    """(C, H, W) uint8 of one image file in ``mode`` ("L" or "RGB") after ``transform``."""
+def open_image(path: Path):
+    """``PIL.Image.open(path)``, with a damaged file and a decompression bomb (a header claiming more than
+    twice Pillow's ``MAX_IMAGE_PIXELS``: decoding it would exhaust memory) as one-line DataErrors."""
     from PIL import Image
     try:
-        with Image.open(path) as im:
+        return Image.open(path)
+    except Image.DecompressionBombError:
+        raise DataError(f"cannot read image {path}: expected at most {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels, "
+                        "got a header claiming more (a decompression bomb?); it was not decoded") from None
+    except OSError as e:
+        raise DataError(f"cannot read image {path}: {e}") from e
+
+
+def read_file(path: Path, mode: str, transform: Transform) -> np.ndarray:
+    """(C, H, W) uint8 of one image file in ``mode`` ("L" or "RGB") after ``transform``."""
+    try:
+        with open_image(path) as im:
             im = transform(im.convert(mode))
             a = np.asarray(im, dtype=np.uint8)
     except OSError as e:

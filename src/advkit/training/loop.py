@@ -6,8 +6,9 @@
   never changes the caller's global RNG.  A run resumed from the epoch-e checkpoint therefore
   reaches exactly the weights of an uninterrupted run.
 - **Checkpoints** (``checkpoint_dir/checkpoint.pt``, written after every epoch as tmp + rename):
-  model, optimizer and scheduler states, the epoch counter, the history, the best weights so far
-  and the recipe (a resumed run must use the same recipe).
+  model, optimizer and scheduler states, the epoch counter, the history, the best weights so far,
+  the recipe and the run's identity (:mod:`.checkpoint`: a resumed run must use the same recipe, data
+  contents, initial weights and code, and every field is checked before it is loaded).
 - **Model selection** (Rice, Wong & Kolter 2020, "Overfitting in adversarially robust deep
   learning"): with ``keep="best"`` the returned weights are those of the epoch with the highest
   robust validation accuracy (clean accuracy when the method has no robust metric).
@@ -25,9 +26,7 @@ import hashlib
 import logging
 import math
 import os
-import pickle
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -36,10 +35,10 @@ import torch
 import torch.distributed as dist
 
 from .. import distributed
-from ..atomic import atomic_path
 from ..errors import ConfigError
 from ..model import Classifier
 from ..progress import NULL, ProgressFn
+from . import checkpoint as ckpt_io
 from .base import Objective, StepOutput
 from .config import TrainConfig
 from .data import random_shift
@@ -48,8 +47,7 @@ from .stall import ChanceMonitor
 from .validation import validate
 
 log = logging.getLogger(__name__)
-CHECKPOINT = "checkpoint.pt"
-FORMAT = 1
+CHECKPOINT = ckpt_io.CHECKPOINT
 
 
 @dataclass
@@ -100,14 +98,15 @@ class _Run:
 
 def fit(model: Classifier, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, *,
         val: tuple[torch.Tensor, torch.Tensor] | None = None, checkpoint_dir: str | Path | None = None,
-        resume: bool = False, progress: ProgressFn = NULL,
-        on_epoch: Callable[[dict], None] | None = None) -> FitResult:
+        resume: bool | str = False, progress: ProgressFn = NULL,
+        on_epoch: Callable[[dict], None] | None = None, identity: dict | None = None) -> FitResult:
     """Train ``model`` in place on ``(x, y)`` (pixels in the model's bounds) following ``config``.
 
     ``val`` = (x_val, y_val) is evaluated after each epoch (clean and PGD, or noisy for ``gaussian``);
     ``on_epoch`` receives each epoch's record (loss, train clean/perturbed accuracy, validation
     accuracies, ε, lr, seconds).  With ``checkpoint_dir`` a checkpoint is written every epoch and
-    ``resume=True`` continues from it.
+    ``resume=True`` continues from it (none is an error; ``"or-start"`` starts afresh), refusing one of
+    another recipe or ``identity`` (:mod:`advkit.identity` fields, stored in the checkpoint).
     """
     if len(x) != len(y) or len(x) == 0:
         raise ConfigError(f"need a non-empty training set with as many labels as images, got {len(x)} and {len(y)}")
@@ -121,7 +120,7 @@ def fit(model: Classifier, x: torch.Tensor, y: torch.Tensor, config: TrainConfig
     run = _setup(model, len(x), config)
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
     if ckpt is not None:
-        _prepare_checkpoint(run, ckpt, config, resume)
+        ckpt_io.prepare(run, ckpt, config, resume, identity)
     objective = config.objective()
     for epoch in range(run.epoch, config.epochs):
         record = _train_epoch(run, objective, x, y, config, epoch, progress)
@@ -130,7 +129,7 @@ def fit(model: Classifier, x: torch.Tensor, y: torch.Tensor, config: TrainConfig
         run.history.append(record)
         run.epoch = epoch + 1
         if ckpt is not None:
-            _save_checkpoint(run, ckpt, config)
+            ckpt_io.save(run, ckpt, config, identity)
         if on_epoch is not None and distributed.is_main():
             on_epoch(record)
         monitor.after_epoch(run.history, config)
@@ -234,54 +233,3 @@ def _finish(run: _Run, config: TrainConfig) -> FitResult:
     last = run.history[-1] if run.history else {}
     metrics = {k: v for k, v in last.items() if k.startswith("val_")}
     return FitResult(run.model, run.history, run.epoch, metrics)
-
-
-# ---------------------------------------------------------------- checkpoints
-def _prepare_checkpoint(run: _Run, path: Path, config: TrainConfig, resume: bool) -> None:
-    if path.exists() and not resume:
-        raise ConfigError(f"a checkpoint already exists at {path}; pass resume=True (--resume) to continue it "
-                          "or choose another checkpoint directory")
-    if path.exists():
-        _load_checkpoint(run, path, config)
-    elif resume:
-        log.info("no checkpoint at %s: starting from scratch", path)
-    if distributed.is_main():
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-
-def _save_checkpoint(run: _Run, path: Path, config: TrainConfig) -> None:
-    if distributed.is_main():
-        state = {"format": FORMAT, "epoch": run.epoch, "config": config.to_dict(), "history": run.history,
-                 "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-                 "scheduler": run.scheduler.state_dict(), "best": run.best}
-        with atomic_path(path) as tmp:  # a kill leaves the previous checkpoint intact
-            torch.save(state, tmp)
-    distributed.barrier()
-
-
-def _load_checkpoint(run: _Run, path: Path, config: TrainConfig) -> None:
-    try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing; the error says it
-            warnings.simplefilter("ignore", UserWarning)
-            state = torch.load(path, map_location=run.model.device, weights_only=True)
-    except pickle.UnpicklingError:
-        raise ConfigError(f"cannot resume from {path}: loading it would run arbitrary code, so it was refused "
-                          "(nothing in it was executed); it is not a checkpoint written by advkit train") from None
-    except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, EOFError, ... for a damaged file
-        raise ConfigError(f"cannot read checkpoint {path}: it is truncated or corrupt "
-                          f"({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
-    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
-        raise ConfigError(f"cannot resume from {path}: expected an advkit train checkpoint (a dict with format "
-                          f"{FORMAT}), got {type(state).__name__}")
-    if state.get("format") != FORMAT:
-        raise ConfigError(f"checkpoint {path} has format {state.get('format')!r}, expected {FORMAT}")
-    saved = state["config"]
-    diff = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v)
-    if diff:
-        raise ConfigError(f"cannot resume {path}: the recipe differs in {diff} "
-                          f"(checkpoint: {[saved.get(k) for k in diff]}, now: {[getattr(config, k) for k in diff]})")
-    run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    run.epoch, run.history, run.best = int(state["epoch"]), list(state["history"]), dict(state["best"])
-    log.info("resumed %s at epoch %d", path, run.epoch)

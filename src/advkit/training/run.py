@@ -54,6 +54,18 @@ def build_model(config: TrainConfig, input_shape: tuple[int, int, int], num_clas
     return clf.to(device) if device is not None else clf
 
 
+def run_identity(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, model: Classifier) -> dict:
+    """What a checkpoint of this run is tied to (:mod:`advkit.identity`): the train split's contents, the
+    initial weights, the architecture with its options, no defense, and the advkit code."""
+    import json
+
+    from ..identity import code_version, data_digest
+    from ..sources.models import model_hash
+    return {"data_hash": data_digest(x, y), "model_hash": model_hash(model),
+            "model_definition": f"{config.arch} {json.dumps(config.arch_kwargs, sort_keys=True)}",
+            "defense": None, "code_version": code_version()}
+
+
 def held_out_metrics(model: Classifier, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, *,
                  steps: int = 20, batch_size: int = 500) -> dict:
     """Clean test accuracy plus PGD-``steps`` (adversarial methods) or noisy (gaussian) accuracy."""
@@ -77,7 +89,7 @@ def held_out_metrics(model: Classifier, x: torch.Tensor, y: torch.Tensor, config
 
 
 def train_from_config(config: TrainConfig, *, out: str | Path | None = None, checkpoint_dir: str | Path | None = None,
-                      resume: bool = False, progress: ProgressFn = NULL, on_epoch: Callable[[dict], None] | None = None,
+                      resume: bool | str = False, progress: ProgressFn = NULL, on_epoch: Callable[[dict], None] | None = None,
                       name: str | None = None, description: str = "", device: str | None = None) -> TrainRun:
     """Run ``config`` end to end (see the module docstring); under torchrun only rank 0 writes ``out``."""
     from ..sources.data import load_data
@@ -90,8 +102,9 @@ def train_from_config(config: TrainConfig, *, out: str | Path | None = None, che
     xtr, ytr, xva, yva = split_train_val(train.x, train.y, val_size=config.val_size, subset=config.train_subset,
                                          generator=gen)
     model = build_model(config, tuple(train.x.shape[1:]), train.num_classes, device)
+    identity = run_identity(config, train.x, train.y, model) if checkpoint_dir is not None else None
     result = fit(model, xtr, ytr, config, val=(xva, yva) if len(xva) else None, checkpoint_dir=checkpoint_dir,
-                 resume=resume, progress=progress, on_epoch=on_epoch)
+                 resume=resume, progress=progress, on_epoch=on_epoch, identity=identity)
     metrics = {**result.metrics, "kept_epoch": result.best_epoch, "train_n": len(xtr), "val_n": len(xva)}
     if distributed.is_main():
         test = load_data(config.data, "test")

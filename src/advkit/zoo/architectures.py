@@ -81,6 +81,8 @@ class PreActBlock(nn.Module):
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        if not 0 <= dropout < 1:  # F.dropout would refuse it only in the first training step
+            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}")
         self.dropout = dropout
         self.shortcut = None
         if stride != 1 or in_planes != planes:
@@ -177,10 +179,21 @@ def build(arch: str, *, num_classes: int = 10, in_channels: int = 1, input_size:
     common = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
     m = _WRN.fullmatch(arch) if isinstance(arch, str) else None
     if arch not in _BUILDERS and m is not None:
-        return WideResNet(**common, depth=int(m.group(1)), widen_factor=int(m.group(2)), **kw)
+        return _construct(WideResNet, arch, kw, **common, depth=int(m.group(1)), widen_factor=int(m.group(2)))
     if arch not in _BUILDERS:
         raise ConfigError(f"unknown architecture {arch!r}; expected one of: {', '.join(_BUILDERS)} (or wrn-D-K)")
+    return _construct(_BUILDERS[arch][0], arch, kw, **common)
+
+
+def _construct(builder: Callable[..., nn.Module], arch: str, options: dict, **fixed) -> nn.Module:
+    """``builder(**fixed, **options)``; an option the architecture does not take (TypeError) or a value it
+    refuses (ValueError, e.g. dropout=5) is a one-line ConfigError naming the options."""
+    clash = sorted(set(options) & set(fixed))
+    if clash:
+        raise ConfigError(f"invalid options for architecture {arch!r}: expected options other than {clash} "
+                          f"(set by the architecture name and the data), got {clash}")
     try:
-        return _BUILDERS[arch][0](**common, **kw)
-    except TypeError as e:
-        raise ConfigError(f"invalid options for architecture {arch!r}: {e}") from e
+        return builder(**fixed, **options)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"invalid options {options} for architecture {arch!r}: "
+                          f"{' '.join(str(e).split())[:200]}") from None
