@@ -4,6 +4,7 @@ Kept apart from :mod:`advkit.evaluation.pipeline` so that the pipeline reads as 
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import platform
 from datetime import datetime, timezone
