@@ -12,6 +12,7 @@ from .cw import CarliniWagnerL2
 from .ensemble import Ensemble, EnsembleResult
 from .fab import FAB
 from .fgsm import FGSM
+from .fmn import FMN
 from .pgd import PGD
 from .presets import autoattack_rand, autoattack_standard
 from .registry import build, list_attacks
@@ -21,6 +22,6 @@ from .square import Square
 
 __all__ = [
     "Attack", "AttackResult", "BudgetedAttack", "MinNormAttack",
-    "FGSM", "PGD", "BestOf", "CarliniWagnerL2", "APGD", "Square", "FAB", "Ensemble", "EnsembleResult",
+    "FGSM", "PGD", "BestOf", "CarliniWagnerL2", "APGD", "Square", "FAB", "FMN", "Ensemble", "EnsembleResult",
     "autoattack_standard", "autoattack_rand", "BPDA", "Expectation", "with_eot", "build", "list_attacks",
 ]

@@ -40,6 +40,8 @@ _ENTRIES = [
     Entry("apgd-dlr", "advkit.attacks.apgd:APGD", "APGD with the DLR loss (Croce & Hein 2020)", {"loss": "dlr"}),
     Entry("apgd-t", "advkit.attacks.apgd:APGD", "targeted APGD-DLR over the top 9 classes",
           {"loss": "dlr", "n_targets": 9}),
+    Entry("fmn", "advkit.attacks.fmn:FMN",
+          "FMN, fast minimum-norm with an adaptive norm constraint, 100 steps (Pintor et al. 2021)"),
     Entry("fab", "advkit.attacks.fab:FAB", "FAB, fast adaptive boundary (Croce & Hein 2020)"),
     Entry("fab-t", "advkit.attacks.fab:FAB", "targeted FAB over the top 9 classes", {"n_targets": 9}),
     Entry("autoattack", "advkit.attacks.presets:autoattack_standard",
