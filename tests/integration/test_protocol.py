@@ -105,3 +105,35 @@ def test_reference_budget_and_skipped_autoattack(digits_model):
     t = evaluate(spec_from_dict(off), model=clf, data=(x, y)).result["threats"]["linf:0.5"]
     assert t["protocol"] == {"name": None, "reference": False, "reasons": ["autoattack skipped"]}
     assert protocol_status({}) == (False, ["protocol not recorded"])
+
+
+def test_screening_protocol_is_labelled_everywhere_and_never_as_autoattack(refs, tmp_path, capsys):
+    """Issue 22: ``[stages.autoattack] version = "screening"`` runs the screening protocol; result.json,
+    the table, the reports, the history and the gates all say so, and nothing files it as AutoAttack."""
+    gates = '[gates]\nrequire = ["robust_accuracy[linf:0.1] >= 0.0"]\n'
+    spec = write_spec(tmp_path / "spec.toml", refs, n=30, extra=gates)
+    spec.write_text(spec.read_text().replace("[stages.autoattack]\n", '[stages.autoattack]\nversion = "screening"\n'))
+    out_dir, db = tmp_path / "out", str(tmp_path / "h.db")
+    code = main(["evaluate", str(spec), "--out", str(out_dir), "--db", db])
+    out = capsys.readouterr().out
+    result, _ = load_run_dir(out_dir)
+    t = result["threats"]["linf:0.1"]
+    proto = t["protocol"]
+    assert proto["name"] == "screening-malt (reduced: steps 10 < 100, targets 2 < 5)"
+    assert proto["reference"] is False and presets.SCREENING_NOTE in proto["reasons"]
+    assert "autoattack" not in t["attacks"] and t["attacks"]["screening"]["protocol"] == proto["name"]
+    assert t["attacks"]["screening"]["components"] == ["apgd-ce", "apgd-t-malt"]
+    assert t["autoattack_version"] == "screening"
+    assert "screening-malt" in out and "worst case (screening" in out               # terminal table
+    assert "screening protocol, not AutoAttack" in (out_dir / "report.md").read_text()
+    assert "screening-malt" in (out_dir / "report.html").read_text()
+    items = {i["name"]: i for i in result["gates"]["items"]}                    # gates: an upper bound
+    gate = items["robust_accuracy[linf:0.1]"]
+    assert code == 1 and not gate["passed"] and "screening protocol, not AutoAttack" in gate["message"]
+    with Store(db) as st:
+        run = st.list_runs()[0]
+    assert run["reference_protocol"] == {"linf:0.1": False}
+    assert main(["history", "list", "--db", db]) == 0
+    listed = capsys.readouterr().out
+    assert "%†" in listed and "† the screening protocol (screening-malt" in listed
+    assert main(["gate", str(out_dir), "--allow-upper-bound", "--baseline", "none", "--db", db]) == 0

@@ -21,6 +21,12 @@ Every command, stage and report takes the composition from :func:`protocol` (DES
 A budget other than the reference (``steps``, ``square_queries``, ``n_targets``, ``eot``) changes
 the label: :func:`budget_reasons` says how, :func:`label` names the run, e.g.
 ``autoattack-standard (reduced: steps 25 < 100, square queries 200 < 5000)``.
+
+The screening protocol (``screening-malt``, L∞ and L2) is defined here too but is *not* AutoAttack:
+APGD-CE (100 iterations) → APGD-T on the 5 targets ranked by MALT (Melamed, Yehudai & Shamir 2024,
+"MALT Powers Up Adversarial Attacks"; :mod:`advkit.attacks.malt`), 100 iterations each.  It is a
+fast check for every checkpoint, validated against AutoAttack in ``benchmarks/README.md``; its
+reasons always include ``SCREENING_NOTE``, so a run with it is never a reference AutoAttack run.
 """
 from __future__ import annotations
 
@@ -31,9 +37,11 @@ from ..threat import NORMS, ThreatModel
 from .apgd import APGD
 from .ensemble import Ensemble
 from .fab import FAB
+from .malt import MaltAPGD
 from .square import Square
 
-VERSIONS = ("standard", "rand")
+VERSIONS = ("standard", "rand", "screening")
+SCREENING_NOTE = "screening protocol, not AutoAttack"
 REFERENCE_EOT = 20
 
 _SQUARE = ("square", {"n_queries": 5000, "p_init": 0.8, "rescale_schedule": False})
@@ -49,6 +57,10 @@ _STANDARD_L1 = (
     ("fab-t", {"n_targets": 9, "steps": 100, "restarts": 1}),
     _SQUARE,
 )
+_SCREENING = (
+    ("apgd-ce", {"loss": "ce", "steps": 100, "restarts": 1}),
+    ("apgd-t-malt", {"loss": "dlr", "n_targets": 5, "steps": 100, "restarts": 1}),
+)
 _RAND = (
     ("apgd-ce", {"loss": "ce", "steps": 100, "restarts": 1, "eot": REFERENCE_EOT}),
     ("apgd-dlr", {"loss": "dlr", "steps": 100, "restarts": 1, "eot": REFERENCE_EOT}),
@@ -57,15 +69,19 @@ _RAND = (
 
 @dataclass(frozen=True)
 class Protocol:
-    """One AutoAttack protocol: ``members`` are (name, reference settings) in cascade order."""
+    """One attack protocol: ``members`` are (name, reference settings) in cascade order."""
 
     version: str
     norm: str
     members: tuple
 
     @property
+    def screening(self) -> bool:
+        return self.version == "screening"
+
+    @property
     def name(self) -> str:
-        return f"autoattack-{self.version}"
+        return "screening-malt" if self.screening else f"autoattack-{self.version}"
 
     def describe(self) -> str:
         return " → ".join(f"{n} ({', '.join(f'{k}={v}' for k, v in s.items())})" for n, s in self.members)
@@ -76,14 +92,18 @@ PROTOCOLS: dict[tuple[str, str], Protocol] = {
     ("standard", "l2"): Protocol("standard", "l2", _STANDARD_LINF_L2),
     ("standard", "l1"): Protocol("standard", "l1", _STANDARD_L1),
     **{("rand", n): Protocol("rand", n, _RAND) for n in NORMS},
+    ("screening", "linf"): Protocol("screening", "linf", _SCREENING),
+    ("screening", "l2"): Protocol("screening", "l2", _SCREENING),
 }
 
 
 def protocol(version: str, norm: str) -> Protocol:
-    """The AutoAttack protocol of ``version`` ("standard"/"rand") for threat norm ``norm``."""
+    """The protocol of ``version`` ("standard"/"rand" AutoAttack, or "screening") for threat norm ``norm``."""
     try:
         return PROTOCOLS[(version, norm)]
     except KeyError:
+        if version == "screening":
+            raise ConfigError(f"the screening protocol is defined for linf and l2, got norm {norm!r}") from None
         raise ConfigError(f"AutoAttack version must be one of {VERSIONS} and norm one of {NORMS}, "
                           f"got version {version!r}, norm {norm!r}") from None
 
@@ -118,8 +138,9 @@ _BUDGET_KEYS = (("steps", "steps", "steps"), ("n_targets", "n_targets", "targets
 
 
 def budget_reasons(proto: Protocol, budget: Budget) -> list[str]:
-    """Why a run with ``budget`` is not the reference protocol ("steps 25 < 100", ...); empty if it is."""
-    out: list[str] = []
+    """Why a run with ``budget`` is not the reference AutoAttack ("steps 25 < 100", ...); empty if it is.
+    A screening protocol is never the reference: its reasons start with ``SCREENING_NOTE``."""
+    out: list[str] = [SCREENING_NOTE] if proto.screening else []
     for field, key, what in _BUDGET_KEYS:
         got = getattr(budget, field)
         having = [(n, s[key]) for n, s in proto.members if key in s]
@@ -145,6 +166,7 @@ def is_reduced(reasons: list[str]) -> bool:
 
 def label(proto: Protocol, reasons: list[str]) -> str:
     """The protocol's name, qualified when the budget is not the reference."""
+    reasons = [r for r in reasons if r != SCREENING_NOTE]
     if not reasons:
         return proto.name
     kind = "reduced" if is_reduced(reasons) else "custom"
@@ -161,12 +183,12 @@ def _build(name: str, kw: dict, threat: ThreatModel, k: int):
     kw = dict(kw)
     if "n_targets" in kw:
         kw["n_targets"] = min(kw["n_targets"], k - 1)
-    if name == "apgd-t":
+    if name.startswith("apgd-t"):  # the targeted DLR loss needs 4 classes: untargeted DLR with 3, none with 2
         if k < 3:
             return None
         if k == 3:
             kw["n_targets"] = 0
-        return APGD(threat, **kw)
+        return (MaltAPGD if name == "apgd-t-malt" and k > 3 else APGD)(threat, **kw)
     if name.startswith("apgd"):
         return APGD(threat, **kw) if (kw["loss"] != "dlr" or k >= 3) else None
     if name == "fab-t":
@@ -196,6 +218,12 @@ def _ensemble(threat, version: str, num_classes: int, budget: Budget) -> Ensembl
                                                                                         "autoattack", 1))
 
 
+def screening_malt(threat, num_classes: int, steps: int | None = None, n_targets: int | None = None) -> Ensemble:
+    """The screening protocol for ``threat`` (L∞ or L2): APGD-CE → APGD-T on the MALT-ranked targets.
+    Not AutoAttack: its label is ``screening-malt``."""
+    return _ensemble(threat, "screening", num_classes, Budget(steps=steps, n_targets=n_targets))
+
+
 def autoattack_standard(threat, num_classes: int, steps: int | None = None, square_queries: int | None = None,
                         n_targets: int | None = None) -> Ensemble:
     """AutoAttack standard for ``threat`` (ThreatModel or text) and a ``num_classes``-way model; budgets
@@ -214,6 +242,8 @@ PRESETS = {
                             + PROTOCOLS[("standard", "l1")].describe()),
     "autoattack_rand": (autoattack_rand, "AutoAttack for randomized models, every norm: "
                         + PROTOCOLS[("rand", "linf")].describe()),
+    "screening_malt": (screening_malt, "SCREENING protocol, not AutoAttack (MALT targeting, Melamed et al. 2024), "
+                       "linf and l2: " + PROTOCOLS[("screening", "linf")].describe()),
 }
 
 

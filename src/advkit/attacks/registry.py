@@ -48,6 +48,10 @@ _ENTRIES = [
           "AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square"),
     Entry("autoattack-rand", "advkit.attacks.presets:autoattack_rand",
           "AutoAttack for randomized models: APGD-CE and APGD-DLR with EOT 20"),
+    Entry("apgd-t-malt", "advkit.attacks.malt:MaltAPGD",
+          "targeted APGD-DLR over the 5 classes ranked by MALT (Melamed et al. 2024)"),
+    Entry("screening", "advkit.attacks.presets:screening_malt",
+          "screening protocol, not AutoAttack: APGD-CE, then APGD-T on 5 MALT-ranked targets"),
 ]
 REGISTRY: dict[str, Entry] = {e.name: e for e in _ENTRIES}
 

@@ -216,8 +216,9 @@ def _headline_cell(t: dict) -> tuple[str, str]:
 
 def _worst_label(t: dict) -> str:
     not_reference = bool((t.get("protocol") or {}).get("name")) and not t["protocol"].get("reference")
+    screening = "screening" in t.get("attacks", {})
     notes = [n for n, on in (("adaptive", t.get("naive")), ("upper bound", t.get("upper_bound")),
-                             ("not reference AutoAttack", not_reference),
+                             ("screening protocol", screening), ("not reference AutoAttack", not_reference and not screening),
                              ("UNTRUSTED: looks masked", t.get("trusted", True) is False)) if on]
     return "[bold]worst case[/bold]" + (f" ({', '.join(notes)})" if notes else "")
 
@@ -229,10 +230,10 @@ def summary_rows(result: dict) -> list[tuple]:
     rows = [("clean", "", *blank, *_acc_cell(result["clean"]), "")]
     for threat, t in result["threats"].items():
         naive = (t.get("naive") or {}).get("attacks", {})
-        for name in ("fgsm", "pgd", "autoattack"):
+        for name in ("fgsm", "pgd", "autoattack", "screening"):
             a = t["attacks"].get(name)
             if a:
-                shown = (a.get("protocol") or name) if name == "autoattack" else name
+                shown = (a.get("protocol") or name) if name in ("autoattack", "screening") else name
                 label = shown + (" (cascade)" if a.get("cascade") else "")
                 left = (_acc_cell(naive.get(name))[0],) if side else ()
                 rows.append((label, threat, *left, *_acc_cell(a), f"{a.get('seconds', 0):.1f}s"))

@@ -22,6 +22,8 @@ def list_runs(model: str | None, limit: int, as_json: bool, db: str) -> None:
 
     with open_store(db) as store:
         runs = store.list_runs(model=model, limit=limit)
+        for r in runs:  # threats whose number came from the screening protocol, not from AutoAttack
+            r["screening"] = _screening_threats(store.metrics(r["run_id"]))
     if as_json:
         print_json(runs)
         return
@@ -31,9 +33,16 @@ def list_runs(model: str | None, limit: int, as_json: bool, db: str) -> None:
              pct(r.get("clean_accuracy")), _results_cell(r)] for r in runs]
     console.print(table(f"runs in {store.path}", ["run", "created", "model", "clean", "robust · certified"],
                         esc_rows(rows)))
+    if any(r["screening"] for r in runs):
+        console.print("† the screening protocol (screening-malt: APGD-CE → MALT-targeted APGD-T), not AutoAttack")
     if any(v is False for r in runs for v in (r.get("reference_protocol") or {}).values()):
-        console.print("* not the reference AutoAttack protocol (reduced budget, custom or skipped): not comparable "
-                      "with published numbers")
+        console.print("* not the reference AutoAttack protocol (reduced budget, custom, screening or skipped): "
+                      "not comparable with published numbers")
+
+
+def _screening_threats(metrics: dict) -> list[str]:
+    head, tail = "attack_accuracy[", "][screening]"
+    return sorted(n[len(head):-len(tail)] for n in metrics if n.startswith(head) and n.endswith(tail))
 
 
 def _run_cell(r: dict) -> str:
@@ -43,7 +52,8 @@ def _run_cell(r: dict) -> str:
 def _results_cell(r: dict) -> str:
     from .render import pct
     ref = r.get("reference_protocol") or {}
-    lines = [f"{t} {pct(v)}" + ("*" if ref.get(t) is False else "") for t, v in (r.get("robust_accuracy") or {}).items()]
+    mark = lambda t: "†" if t in r.get("screening", ()) else ("*" if ref.get(t) is False else "")  # noqa: E731
+    lines = [f"{t} {pct(v)}{mark(t)}" for t, v in (r.get("robust_accuracy") or {}).items()]
     cert = r.get("certified_accuracy") or {}
     lines += [f"certified r={float(k):g} {pct(v)}" for k, v in sorted(cert.items(), key=lambda kv: float(kv[0]))]
     return "\n".join(lines)

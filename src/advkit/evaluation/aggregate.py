@@ -53,8 +53,8 @@ def threat_summary(ctx: Context, threat, info: dict, curve_info: dict | None) ->
         cascade = name in info["autoattack"] or name == "square"
         after = after & ~ctx.mask(rec.key(threat, name, "success"))
         attacks[name] = _attack_entry(ctx, threat, name, cascade, after)
-    if info["autoattack"]:
-        attacks["autoattack"] = _aa_entry(ctx, threat, info, attacks)
+    if info["autoattack"]:  # the screening protocol is never filed as AutoAttack
+        attacks["screening" if info["version"] == "screening" else "autoattack"] = _aa_entry(ctx, threat, info, attacks)
     out = metrics.accuracy(robust)
     out.update(robust_accuracy=out.pop("accuracy"), upper_bound=info["upper_bound"], attacks=attacks,
                autoattack_version=info["version"], protocol=info["protocol"], broken_by=rec.attribution(broken_by),

@@ -16,7 +16,8 @@ Layout of a spec file (every key optional; see ``examples/*.toml``)::
     resize = 256   crop = 224   (image folders: shorter side resized, then centre-cropped)
     [stages.fgsm]       enabled
     [stages.pgd]        enabled, steps = 20, restarts = 5, step_size, eot
-    [stages.autoattack] version = "auto"|"standard"|"rand"|"off", eot, steps, square_queries, n_targets,
+    [stages.autoattack] version = "auto"|"standard"|"rand"|"screening"|"off" (screening: the fast screening
+                        protocol, not AutoAttack: APGD-CE → MALT-targeted APGD-T, L∞/L2), eot, steps, square_queries, n_targets,
                         skip_if_fgsm_breaks_all  (unset = the reference budgets of advkit.attacks.presets;
                         anything below is labelled "reduced" and gets a reduced-budget finding)
     [stages.curve]      enabled, eps = [...], points, attacks, steps (default: the profile's grid for its standard
@@ -47,7 +48,7 @@ DEFAULT_MODEL = "zoo:mnist5k-standard"
 DEFAULT_DATA = "mnist5k"
 DEFAULT_THREAT = "linf:0.3"
 DEFAULT_PROFILE = "mnist"  # the profile of DEFAULT_MODEL / DEFAULT_DATA
-AA_VERSIONS = ("auto", "standard", "rand", "off")
+AA_VERSIONS = ("auto", "standard", "rand", "screening", "off")
 
 
 @dataclass(frozen=True)
