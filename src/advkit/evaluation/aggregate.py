@@ -100,9 +100,13 @@ def curve_summary(ctx: Context, threat, curve_info: dict, headline: list[str]) -
         ci.append(a["ci"])
     found = checks.monotone_findings(eps_list, raw, threat, ctx.spec.stages.checks.monotone_tolerance)
     ctx.findings.extend(found)
+    method = curve_info.get("method", "per-point")
+    how = (f"fmn ({curve_info.get('fmn_steps')} steps) once, then " + " + ".join(curve_info["attacks"][1:])
+           + f" ({curve_info['steps']} steps) only where it can change a point" if method == "fmn" else
+           " + ".join(curve_info["attacks"]) + f" ({curve_info['steps']} steps) at every ε")
     return {"eps": eps_list, "robust_accuracy": acc, "ci": ci, "raw_accuracy": raw, "monotone": not found,
-            "attack": " + ".join(curve_info["attacks"]) + f" ({curve_info['steps']} steps), worst case per sample",
-            "attacks": curve_info["attacks"]}
+            "attack": how + ", worst case per sample", "attacks": curve_info["attacks"], "method": method,
+            "model_calls": curve_info.get("model_calls"), "gradient_calls": curve_info.get("gradient_calls")}
 
 
 def threat_findings(ctx: Context, threat, summary: dict, info: dict) -> None:

@@ -21,7 +21,10 @@ Layout of a spec file (every key optional; see ``examples/*.toml``)::
                         skip_if_fgsm_breaks_all  (unset = the reference budgets of advkit.attacks.presets;
                         anything below is labelled "reduced" and gets a reduced-budget finding)
     [stages.curve]      enabled, eps = [...], points, attacks, steps (default: the profile's grid for its standard
-                        threat, else 0 … 2ε in ``points`` − 1 steps, 11 points)
+                        threat, else 0 … 2ε in ``points`` − 1 steps, 11 points), method = "fmn"|"per-point"
+                        (fmn: one FMN run of fmn_steps, then the attacks only where they can change a point;
+                        per-point: the attacks at every ε), fmn_steps = 10, probe_restarts = 2 (random
+                        starts of each fixed-ε attack with the fmn method)
     [stages.per_class]  min_accuracy
     [stages.checks]     enabled, gradient_samples, unbounded_eps, unbounded_samples, unbounded_steps, ...
     [gates]             require = ["robust_accuracy[linf:0.3] >= 0.85", "grade[linf:0.3] >= strong"],
@@ -49,6 +52,7 @@ DEFAULT_DATA = "mnist5k"
 DEFAULT_THREAT = "linf:0.3"
 DEFAULT_PROFILE = "mnist"  # the profile of DEFAULT_MODEL / DEFAULT_DATA
 AA_VERSIONS = ("auto", "standard", "rand", "screening", "off")
+CURVE_METHODS = ("fmn", "per-point")
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,9 @@ class CurveStage:
     points: int | None = None  # None → the profile's grid for its standard threat, else 11
     attacks: tuple[str, ...] = ("apgd-ce",)
     steps: int = 20
+    method: str = "fmn"  # "fmn": one FMN run + the attacks only where they can change a point; "per-point"
+    fmn_steps: int = 10
+    probe_restarts: int = 2
 
 
 @dataclass(frozen=True)

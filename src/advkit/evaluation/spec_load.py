@@ -15,7 +15,7 @@ from ..profiles.profile import NONE as NO_PROFILE
 from ..profiles.profile import Profile, default_profile, load_profile
 from ..seeds import MAX_SEED
 from ..threat import ThreatModel
-from .spec import (AA_VERSIONS, DEFAULT_DATA, DEFAULT_MODEL, DEFAULT_THREAT, AutoAttackStage, CertifySpec,
+from .spec import (AA_VERSIONS, CURVE_METHODS, DEFAULT_DATA, DEFAULT_MODEL, DEFAULT_THREAT, AutoAttackStage, CertifySpec,
                    ChecksStage, CurveStage, DefenseSection, EvaluationSpec, FGSMStage, GatesSpec, MlflowSection,
                    PerClassStage, PGDStage, StagesSpec, _spec_data)
 from .spec_reader import _drop_none, _Table, model_table, parse_max_drop
@@ -52,7 +52,9 @@ def _stages(t: _Table) -> StagesSpec:
                                    skip_if_fgsm_breaks_all=a.bool("skip_if_fgsm_breaks_all", False)),
         curve=CurveStage(enabled=c.bool("enabled", True), eps=c.floats("eps", None),
                          points=c.opt_int("points", None, 1),
-                         attacks=c.strs("attacks", ("apgd-ce",), allow_empty=False), steps=c.int("steps", 20, 1)),
+                         attacks=c.strs("attacks", ("apgd-ce",), allow_empty=False), steps=c.int("steps", 20, 1),
+                         method=c.str("method", "fmn", CURVE_METHODS), fmn_steps=c.int("fmn_steps", 10, 1),
+                         probe_restarts=c.int("probe_restarts", 2, 1)),
         per_class=PerClassStage(min_accuracy=pc.float("min_accuracy", None, 0.0, 1.0)),
         checks=ChecksStage(**{fl.name: _check_value(ch, fl.name, getattr(d, fl.name))
                               for fl in dataclasses.fields(ChecksStage)}),

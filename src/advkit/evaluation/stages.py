@@ -32,6 +32,7 @@ from ..results import records as rec
 from ..threat import ThreatModel
 from . import checks
 from .autoattack_stage import aa_version, attack_eot, autoattack_components, protocol_info, report_dropped
+from .curve import one_run_curve
 from .context import Context, subset
 
 
@@ -163,10 +164,16 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
 
 # ------------------------------------------------------------------------ curve and checks
 def curve(ctx: Context, threat: ThreatModel) -> dict:
-    """Independent cheap attacks at each ε of the curve; records ``{threat}/curve/{i}/success``."""
+    """The robustness curve; records ``{threat}/curve/{i}/success``.  ``method = "fmn"`` (default): one
+    FMN run plus the curve attacks only where they can change a point (:mod:`advkit.evaluation.curve`);
+    ``"per-point"``, or a randomized model: the curve attacks independently at each ε."""
     cs = ctx.spec.stages.curve
+    if cs.method == "fmn" and not ctx.randomized:
+        info = one_run_curve(ctx, threat, lambda eps: [_probe(_curve_attack(ctx, n, threat.with_eps(eps)), cs.probe_restarts)
+                                                      for n in cs.attacks])
+        return {**info, "attacks": ["fmn", *(_curve_attack(ctx, n, threat).describe().get("name", n) for n in cs.attacks)]}
     eps_list = ctx.spec.curve_eps(threat)
-    used = []
+    used, calls, grads = [], 0, 0
     for i, eps in enumerate(eps_list):
         todo = ctx.mask("clean_correct") if eps > 0 else np.zeros(ctx.n, bool)
         success = np.zeros(ctx.n, bool)
@@ -176,12 +183,22 @@ def curve(ctx: Context, threat: ThreatModel) -> dict:
             used.append(attack.describe().get("name", name))
             key = f"curve/{i}/{name}"
             new = attack_stage(ctx, threat, key, attack, todo & ~success, gallery=False) & todo & ~success
+            stats = ctx.stats[f"{threat}/{key}"]
+            calls, grads = calls + int(np.sum(stats["_model_calls"])), grads + int(np.sum(stats["_gradient_calls"]))
             pred[new] = ctx.records[rec.key(threat, key, "pred")][new]
             conf[new] = ctx.records[rec.key(threat, key, "conf")][new]
             success |= new
         ctx.records.update({rec.key(threat, f"curve/{i}", "success"): success | ~ctx.mask("clean_correct"),
                             rec.key(threat, f"curve/{i}", "pred"): pred, rec.key(threat, f"curve/{i}", "conf"): conf})
-    return {"eps": list(eps_list), "attacks": sorted(set(used)), "steps": cs.steps}
+    return {"eps": list(eps_list), "attacks": sorted(set(used)), "steps": cs.steps, "method": "per-point",
+            "model_calls": calls, "gradient_calls": grads}
+
+
+def _probe(attack, restarts: int):
+    """The curve attack with ``restarts`` random starts where it has that setting."""
+    import dataclasses
+    names = {f.name for f in dataclasses.fields(attack)}
+    return dataclasses.replace(attack, restarts=restarts) if "restarts" in names and restarts > 1 else attack
 
 
 def _curve_attack(ctx: Context, name: str, threat: ThreatModel):
