@@ -22,6 +22,7 @@ import math
 import numpy as np
 import torch
 
+from .. import rng
 from ..attacks.batching import forward_in_batches
 from ..attacks.fmn import FMN
 from ..results import records as rec
@@ -49,8 +50,7 @@ def curve_batch(clf, x, y, eps_list, norm: str, attacks_at, streams, fmn_steps: 
     ``streams`` are per-sample random streams over the rows (or a generator).  Returns ``broken_at``
     (first grid index broken, len(eps_list) where robust everywhere), the adversarial points' ``pred``
     and ``x_adv``, the FMN ``distance`` and the pass counters."""
-    from .. import rng
-    n, p = len(x), len(eps_list)
+    p = len(eps_list)
     res = FMN(norm=norm, steps=fmn_steps)(clf, x, y, **({"progress": progress} if progress else {}))
     d = torch.where(res.success, res.distance, torch.full_like(res.distance, math.inf))
     broken_at = first_index(eps_list, d)

@@ -169,9 +169,10 @@ def curve(ctx: Context, threat: ThreatModel) -> dict:
     ``"per-point"``, or a randomized model: the curve attacks independently at each ε."""
     cs = ctx.spec.stages.curve
     if cs.method == "fmn" and not ctx.randomized:
-        info = one_run_curve(ctx, threat, lambda eps: [_probe(_curve_attack(ctx, n, threat.with_eps(eps)), cs.probe_restarts)
-                                                      for n in cs.attacks])
-        return {**info, "attacks": ["fmn", *(_curve_attack(ctx, n, threat).describe().get("name", n) for n in cs.attacks)]}
+        def attacks_at(eps):
+            return [_probe(_curve_attack(ctx, n, threat.with_eps(eps)), cs.probe_restarts) for n in cs.attacks]
+        names = [_curve_attack(ctx, n, threat).describe().get("name", n) for n in cs.attacks]
+        return {**one_run_curve(ctx, threat, attacks_at), "attacks": ["fmn", *names]}
     eps_list = ctx.spec.curve_eps(threat)
     used, calls, grads = [], 0, 0
     for i, eps in enumerate(eps_list):
