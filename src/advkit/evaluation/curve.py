@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from .. import rng
-from ..attacks.batching import forward_in_batches
 from ..attacks.fmn import FMN
+from ..batching import forward_in_batches
+from ..faults import check_finite
 from ..results import records as rec
 from ..threat import ThreatModel
 from .context import Context, subset
