@@ -51,7 +51,8 @@ register_check(
 register_check(
     "curve-not-monotone", "Accuracy not monotone in ε",
     "The attack found fewer adversarial examples at a larger ε than at a smaller one; a larger ball contains "
-    "the smaller, so the attack is failing at the larger ε.",
+    "the smaller, so the attack is failing at the larger ε. Only the per-point curve ([stages.curve] method = "
+    "\"per-point\") can show it: the default one-run curve (method = \"fmn\") is monotone by construction.",
     "Increase steps/restarts of the curve attack; the reported curve takes the per-sample worst case.")
 register_check(
     "randomized-no-eot", "Randomized model attacked without EOT",
