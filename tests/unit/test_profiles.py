@@ -105,7 +105,7 @@ def test_each_profiles_eps_and_curve_grid_reach_the_attacks(name, index, digits_
     norm = {"threats": [tp.threat.norm]} if index else {}  # the first threat is the default; others by bare norm
     spec = spec_from_dict({"profile": name, "n": 6, "db": None, **norm, "stages": {
         "pgd": {"steps": 1, "restarts": 1}, "autoattack": {"version": "off"}, "checks": {"enabled": False},
-        "curve": {"attacks": ["fgsm"]}}, "gates": {"max_drop": "off"}})
+        "curve": {"attacks": ["fgsm"], "method": "per-point"}}, "gates": {"max_drop": "off"}})  # one attack per ε
     res = evaluate(spec, model=clf, data=(x[:6], y[:6]))
     key = str(tp.threat)
     assert list(res.result["threats"]) == [key] and res.result["profile"] == name
