@@ -81,7 +81,7 @@ def curve_batch(clf, x, y, eps_list, norm: str, attacks_at, streams, fmn_steps: 
 
 def one_run_curve(ctx: Context, threat: ThreatModel, attacks_at) -> dict:
     """The curve stage by :func:`curve_batch`; records ``{threat}/curve/{i}/success|pred|conf`` as the
-    per-point stage does and the FMN distance as ``{threat}/curve/fmn_distance``."""
+    per-point stage does."""
     cs = ctx.spec.stages.curve
     eps_list = list(ctx.spec.curve_eps(threat))
     correct = ctx.mask("clean_correct")
@@ -91,7 +91,6 @@ def one_run_curve(ctx: Context, threat: ThreatModel, attacks_at) -> dict:
         broken_at = np.full(size, len(eps_list))
         pred = ctx.records["clean_pred"][sl].copy()
         conf = ctx.records["clean_conf"][sl].copy()
-        dist = np.full(size, np.nan)
         xb, yb, pos = subset(ctx, sl, correct)
         calls = grads = 0
         if len(pos):
@@ -99,11 +98,9 @@ def one_run_curve(ctx: Context, threat: ThreatModel, attacks_at) -> dict:
             out = curve_batch(ctx.clf, xb.to(dev), yb.to(dev), eps_list, threat.norm, attacks_at,
                               streams.subset(pos), cs.fmn_steps, ctx.batch_progress)
             broken_at[pos], pred[pos] = out["broken_at"].numpy(), out["pred"].cpu().numpy()
-            dist[pos] = out["distance"].cpu().numpy()
             conf[pos] = confidence(ctx, out["x_adv"])
             calls, grads = out["model_calls"], out["gradient_calls"]
-        payload = {rec.key(threat, "curve", "fmn_distance"): dist, "_model_calls": [calls],
-                   "_gradient_calls": [grads]}
+        payload = {"_model_calls": [calls], "_gradient_calls": [grads]}
         clean_pred, clean_conf = ctx.records["clean_pred"][sl], ctx.records["clean_conf"][sl]
         for i in range(len(eps_list)):
             hit = broken_at <= i
