@@ -3,6 +3,9 @@
 Prints robust accuracy, attack success rate among initially correct samples, median perturbation
 norm of the successful adversarial examples, time and model calls; ``--save F.npz`` writes the
 per-sample arrays (``x_adv``, ``success``, ``distance``, ``y``, ``predictions``, ``targets``) in input order.
+The attack draws from per-sample random streams keyed by (``--seed``, ``THREAT/NAME``, the sample's position),
+the streams ``evaluate`` gives AutoAttack's members: ``advkit attack autoattack`` and evaluate's AutoAttack row
+agree sample by sample on a deterministic model, at any batch size.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from ..atomic import atomic_path, check_writable
 from ..errors import ConfigError
 from ..model import resolve_classes
 from ..progress import NULL, rescaled
+from ..rng import SampleStreams, take
 from ..threat import ThreatModel, check_budget
 from . import render
 from .options import (SEED, defense_option, model_arg_option, model_placement, parse_key_values, parse_model_args,
@@ -38,7 +42,7 @@ def run_attack(attack, clf, x, y, *, targets=None, generator=None, batch_size: i
     for i in range(0, len(x), batch_size):
         sl = slice(i, i + batch_size)
         inner = rescaled(progress, attack.name, i, len(x[sl]), len(x)) if progress is not None else NULL
-        res = attack(clf, x[sl], y[sl], targets=None if targets is None else targets[sl], generator=generator,
+        res = attack(clf, x[sl], y[sl], targets=None if targets is None else targets[sl], generator=take(generator, sl),
                      progress=inner)
         parts.append(res)
         calls, grads = calls + res.model_calls, grads + res.gradient_calls
@@ -111,11 +115,11 @@ def attack(name, model_ref, weights, model_args, data_ref, split, threat_text, p
     atk = registry.build(name, threat, num_classes=num_classes, **overrides)
     clf, chain = with_defense(clf, defense, seed, adaptive=not naive)
     atk = _eot_for(atk, chain, naive, overrides)
-    gen = torch.Generator().manual_seed(seed)
-    targets = random_targets(y, num_classes, gen) if targeted else None
+    targets = random_targets(y, num_classes, torch.Generator().manual_seed(seed)) if targeted else None
     clean_pred = clf.predict(x, batch_size=batch_size)
     with render.progress_bar(enabled=not as_json) as progress:
-        out = run_attack(atk, clf, x, y, targets=targets, generator=gen, batch_size=batch_size, progress=progress)
+        streams = SampleStreams.for_samples(seed, f"{threat}/{name}", np.arange(len(y)), device=clf.device)
+        out = run_attack(atk, clf, x, y, targets=targets, generator=streams, batch_size=batch_size, progress=progress)
     summary = {"attack": name, "model": model_name, "data": data_ref, "threat": str(threat), "targeted": targeted,
                "seed": seed, **summarize(out, y, clean_pred, targets), "config": out["config"]}
     if chain is not None:

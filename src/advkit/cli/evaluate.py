@@ -233,8 +233,7 @@ def summary_rows(result: dict) -> list[tuple]:
         for name in ("fgsm", "pgd", "autoattack", "screening"):
             a = t["attacks"].get(name)
             if a:
-                shown = (a.get("protocol") or name) if name in ("autoattack", "screening") else name
-                label = shown + (" (cascade)" if a.get("cascade") else "")
+                label = (a.get("protocol") or name) if name in ("autoattack", "screening") else name
                 left = (_acc_cell(naive.get(name))[0],) if side else ()
                 rows.append((label, threat, *left, *_acc_cell(a), f"{a.get('seconds', 0):.1f}s"))
         left = (_acc_cell(t.get("naive"))[0],) if side else ()

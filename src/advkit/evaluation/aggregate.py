@@ -2,7 +2,8 @@
 
 Nothing here measures anything: every number is computed from ``ctx.records`` (DESIGN principle 6).
 Each threat's ``robust_accuracy`` is the per-sample worst case over every attack run at that threat
-(curve points at ε ≤ the threat's ε included); the curve point at ε is robust only when no attack at
+(curve points at ε ≤ the threat's ε included); ``attacks.autoattack`` is AutoAttack's own number, from its
+members alone (docs/protocols.md); the curve point at ε is robust only when no attack at
 any ε' ≤ ε broke the sample, so the curve never exceeds the headline number at or beyond the threat's ε.
 """
 from __future__ import annotations
@@ -48,12 +49,8 @@ def threat_summary(ctx: Context, threat, info: dict, curve_info: dict | None) ->
     ctx.records[rec.key(threat, "robust")] = robust
     ctx.records[rec.key(threat, "broken_by")] = broken_by
     _adv_outputs(ctx, threat, broken_by)
-    attacks, after = {}, ctx.mask("clean_correct")
-    for name in names:
-        cascade = name in info["autoattack"] or name == "square"
-        after = after & ~ctx.mask(rec.key(threat, name, "success"))
-        attacks[name] = _attack_entry(ctx, threat, name, cascade, after)
-    if info["autoattack"]:  # the screening protocol is never filed as AutoAttack
+    attacks = _member_entries(ctx, threat, info, names)
+    if info["autoattack"] and not info.get("survivors_only"):  # the screening protocol is never filed as AutoAttack
         attacks["screening" if info["version"] == "screening" else "autoattack"] = _aa_entry(ctx, threat, info, attacks)
     out = metrics.accuracy(robust)
     out.update(robust_accuracy=out.pop("accuracy"), upper_bound=info["upper_bound"], attacks=attacks,
@@ -63,9 +60,27 @@ def threat_summary(ctx: Context, threat, info: dict, curve_info: dict | None) ->
     return out
 
 
+def _member_entries(ctx: Context, threat, info: dict, names: list[str]) -> dict:
+    """One entry per attack run: FGSM and PGD on their own; AutoAttack's members as the robust accuracy
+    after AutoAttack's cascade up to them (from the clean-correct samples, as the official evaluation
+    counts); the black-box check, and the members under ``survivors_only``, after everything run before."""
+    attacks, worst, aa = {}, ctx.mask("clean_correct"), ctx.mask("clean_correct")
+    for name in names:
+        broken = ctx.mask(rec.key(threat, name, "success"))
+        worst = worst & ~broken
+        member = name in info["autoattack"]
+        if member:
+            aa = aa & ~broken
+        cascade = name == "square" and not member or member and info.get("survivors_only")
+        after = aa if member and not info.get("survivors_only") else worst
+        attacks[name] = _attack_entry(ctx, threat, name, member or cascade, after)
+    return attacks
+
+
 def _aa_entry(ctx: Context, threat, info: dict, attacks: dict) -> dict:
+    """AutoAttack's row: the robust accuracy after its last member, counted on every clean-correct sample."""
     last = attacks[info["autoattack"][-1]]
-    return {"robust_accuracy": last["robust_accuracy"], "ci": last["ci"], "n": last["n"], "cascade": True,
+    return {"robust_accuracy": last["robust_accuracy"], "ci": last["ci"], "n": last["n"], "cascade": False,
             "correct": last["correct"], "components": list(info["autoattack"]), "version": info["version"],
             "protocol": info["protocol"]["name"], "reference": info["protocol"]["reference"],
             "seconds": sum(attacks[a]["seconds"] for a in info["autoattack"]),
@@ -120,7 +135,8 @@ def threat_findings(ctx: Context, threat, summary: dict, info: dict) -> None:
     whitebox = [a for a in info["attacks"] if a != "square"] + info.get("inner", [])
     f += checks.blackbox_findings(ctx.records, threat, whitebox, "square/success", ch.blackbox_tolerance)
     if "pgd" in attacks and info["autoattack"]:
-        f += checks.gap_findings(attacks["pgd"]["robust_accuracy"], summary["robust_accuracy"], threat,
+        aa = attacks.get("autoattack", summary)
+        f += checks.gap_findings(attacks["pgd"]["robust_accuracy"], aa["robust_accuracy"], threat,
                                  ch.gap_tolerance, "AutoAttack")
     f += checks.class_findings(summary["per_class"], threat, ctx.spec.stages.per_class.min_accuracy)
     summary["classes_below_minimum"] = [c["class"] for c in summary["per_class"]

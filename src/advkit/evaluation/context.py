@@ -78,16 +78,19 @@ class Context:
         (spec seed, stage, each sample's index in the selection): the same in any batch and any process."""
         return SampleStreams.for_samples(self.spec.seed, stage, self.index[rows], device=self.clf.device)
 
-    def run_batched(self, stage: str, fn: BatchFn, *, label: str | None = None) -> dict:
+    def run_batched(self, stage: str, fn: BatchFn, *, label: str | None = None, store_key: str | None = None,
+                    streams_key: str | None = None) -> dict:
         """Run ``fn(slice, streams)`` per batch (or load the stored batch) and concatenate; ``streams``
-        are the per-sample random streams of the batch's samples (:meth:`streams`).
+        are the per-sample random streams of the batch's samples (:meth:`streams`), keyed by ``streams_key``
+        (default: the stage); ``store_key`` (default: the stage) names the stored batches for resume.
 
         Keys starting with ``_`` are per-batch extras (counters, gallery rows) and go to
         ``self.stats[stage]``; all other keys are per-sample records and go to ``self.records``.
         """
         start = time.perf_counter()
         parts, batches = [], self.batches()
-        skey = self.store_prefix + stage
+        skey = self.store_prefix + (store_key or stage)
+        rkey = self.store_prefix + (streams_key or store_key or stage)
         task = f"{self.mode} {label or stage}" if self.mode != "plain" else (label or stage)
         for b, sl in enumerate(batches):
             if not sharding.owns(b):  # another rank's batch (torchrun); exchanged below
@@ -98,7 +101,7 @@ class Context:
                 t0 = time.perf_counter()
                 # the attack inside ``fn`` reports its iterations as a share of this batch's samples
                 self.batch_progress = rescaled(self.progress, task, sl.start, sl.stop - sl.start, self.n)
-                payload = {k: np.asarray(v) for k, v in fn(sl, self.streams(skey, sl)).items()}
+                payload = {k: np.asarray(v) for k, v in fn(sl, self.streams(rkey, sl)).items()}
                 if self.store is not None and self.run_id is not None:
                     self.store.save_batch(self.run_id, skey, b, payload, time.perf_counter() - t0)
             else:

@@ -18,7 +18,8 @@ Layout of a spec file (every key optional; see ``examples/*.toml``)::
     [stages.pgd]        enabled, steps = 20, restarts = 5, step_size, eot
     [stages.autoattack] version = "auto"|"standard"|"rand"|"screening"|"off" (screening: the fast screening
                         protocol, not AutoAttack: APGD-CE → MALT-targeted APGD-T, L∞/L2), eot, steps, square_queries, n_targets,
-                        skip_if_fgsm_breaks_all  (unset = the reference budgets of advkit.attacks.presets;
+                        skip_if_fgsm_breaks_all, survivors_only = false (true: a worst case, no AutoAttack row)
+                        (unset = the reference budgets of advkit.attacks.presets;
                         anything below is labelled "reduced" and gets a reduced-budget finding)
     [stages.curve]      enabled, eps = [...], points, attacks, steps (default: the profile's grid for its standard
                         threat, else 0 … 2ε in ``points`` − 1 steps, 11 points), method = "fmn"|"per-point"
@@ -77,6 +78,9 @@ class AutoAttackStage:
     square_queries: int = 5000
     n_targets: int | None = None  # None → min(9, classes − 1)
     skip_if_fgsm_breaks_all: bool = False
+    #: speed option: the members attack only FGSM's and PGD's survivors; reported as a worst case, never as
+    #: AutoAttack (no ``autoattack`` row; docs/protocols.md)
+    survivors_only: bool = False
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,12 @@
 2. :func:`clean` — top-1, top-5, confidences.
 3. :func:`threat_attacks` per threat — FGSM (sanity check), PGD × restarts (Madry et al. 2018, via
    ``BestOf``; the last iterate on a randomized model), then AutoAttack (Croce & Hein 2020) run as its
-   cascade on the still-robust samples, composed by :func:`advkit.attacks.presets.components` (the one
+   own cascade from the clean inputs, composed by :func:`advkit.attacks.presets.components` (the one
    protocol object per version and norm); the threat's ``protocol`` entry names it and says whether it
-   ran at the reference budgets (``reduced-budget`` finding otherwise; :mod:`.autoattack_stage`).  Without
-   Square in the cascade a Square run on the survivors serves the black-box masking check.
+   ran at the reference budgets (``reduced-budget`` finding otherwise; :mod:`.autoattack_stage`).  Its
+   members run from the clean inputs on every clean-correct sample (not only on PGD's survivors), so its
+   row is AutoAttack's own number (docs/protocols.md).  Without
+   Square in AutoAttack a Square run on the survivors of every attack serves the black-box masking check.
 4. :func:`curve` — robust accuracy over a list of ε with a cheaper attack, each ε attacked
    independently (so that a non-monotone attack shows).
 5. :func:`unbounded` and :func:`gradients` — the attack-failure checks that need the model.
@@ -79,12 +81,17 @@ def clean(ctx: Context) -> dict:
 
 # ------------------------------------------------------------------------ attacks
 def attack_stage(ctx: Context, threat: ThreatModel, name: str, attack, todo: np.ndarray,
-                 gallery: bool = True) -> np.ndarray:
+                 gallery: bool = True, streams: tuple[str, str, int] | None = None) -> np.ndarray:
     """Run ``attack`` on the samples in ``todo`` (batch by batch); records ``success``/``pred``/``attacked``;
-    with ``gallery`` the adversarial examples it found go to ``ctx.stats`` (``_adv_index``, ``_adv``)."""
+    with ``gallery`` the adversarial examples it found go to ``ctx.stats`` (``_adv_index``, ``_adv``).
+    ``streams`` = (store key, random-stream key, spawns to skip) runs a member of an ensemble as
+    :class:`~advkit.attacks.ensemble.Ensemble` runs it: each earlier randomized member spawned once."""
     correct = ctx.mask("clean_correct")
+    store_key, streams_key, skip = streams or (None, None, 0)
 
     def batch(sl, streams):
+        for _ in range(skip):
+            streams.spawn()
         size = sl.stop - sl.start
         success, pred = ~correct[sl].copy(), ctx.records["clean_pred"][sl].copy()
         conf = ctx.records["clean_conf"][sl].copy()
@@ -104,7 +111,8 @@ def attack_stage(ctx: Context, threat: ThreatModel, name: str, attack, todo: np.
         attacked[pos] = True
         return {rec.key(threat, name, "success"): success, rec.key(threat, name, "pred"): pred,
                 rec.key(threat, name, "conf"): conf, rec.key(threat, name, "attacked"): attacked, **extra}
-    out = ctx.run_batched(f"{threat}/{name}", batch, label=f"{threat} {name}")
+    out = ctx.run_batched(f"{threat}/{name}", batch, label=f"{threat} {name}", store_key=store_key,
+                          streams_key=streams_key)
     ctx.stats[f"{threat}/{name}"]["config"] = attack.describe()
     return out[rec.key(threat, name, "success")]
 
@@ -121,7 +129,7 @@ def robust_so_far(ctx: Context, threat, names: list[str]) -> np.ndarray:
 
 
 def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
-    """FGSM, PGD × restarts, AutoAttack's cascade and the black-box check for one threat."""
+    """FGSM, PGD × restarts, AutoAttack and the black-box check for one threat."""
     st, ran, info = ctx.spec.stages, [], {"upper_bound": False, "autoattack": [], "version": "off"}
     everyone = ctx.mask("clean_correct")
     fgsm_ok = None
@@ -143,10 +151,7 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
         info["protocol"] = protocol_info(ctx, threat, version, None)
         components = autoattack_components(ctx, threat, version)
         report_dropped(ctx, threat, version, [name for name, _ in components], info)
-        for name, attack in components:
-            attack_stage(ctx, threat, name, attack, robust_so_far(ctx, threat, ran))
-            ran.append(name)
-            info["autoattack"].append(name)
+        _autoattack(ctx, threat, version, components, ran, info)
     else:
         info["upper_bound"] = True
         why = "skipped because FGSM broke almost every sample" if skip else "turned off"
@@ -160,6 +165,29 @@ def threat_attacks(ctx: Context, threat: ThreatModel) -> dict:
         ran.append("square")
     info["attacks"] = ran
     return info
+
+
+def _autoattack(ctx: Context, threat: ThreatModel, version: str, components, ran: list, info: dict) -> None:
+    """AutoAttack's members as the official evaluation runs them: each from the clean input on every
+    clean-correct sample no earlier member broke, whatever FGSM and PGD found, with the random streams
+    ``advkit attack autoattack`` gives the same samples (same seed).  With ``stages.autoattack.survivors_only``
+    (a speed option) they attack only what every attack so far left robust: the result is then a worst
+    case over all attacks, not AutoAttack's number, and no ``autoattack`` row is reported."""
+    survivors = ctx.spec.stages.autoattack.survivors_only
+    info["survivors_only"] = survivors
+    if survivors:  # never reported under AutoAttack's name (docs/protocols.md)
+        why = "survivors_only: AutoAttack's members attacked only FGSM's and PGD's survivors (a worst case)"
+        info["protocol"] = {"name": "worst case (fgsm, pgd, AutoAttack members on survivors)", "reference": False,
+                            "reasons": [*info["protocol"].get("reasons", []), why]}
+    label = f"{threat}/" + ("autoattack" if version == "standard" else f"autoattack-{version}")
+    spawned = 0
+    for name, attack in components:
+        todo = robust_so_far(ctx, threat, ran if survivors else info["autoattack"])
+        where = f"{threat}/{'worst-case' if survivors else 'autoattack'}/{name}"  # apart from older runs' keys
+        attack_stage(ctx, threat, name, attack, todo, streams=(where, label, spawned))
+        spawned += int(attack.randomized)
+        ran.append(name)
+        info["autoattack"].append(name)
 
 
 # ------------------------------------------------------------------------ curve and checks

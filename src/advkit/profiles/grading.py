@@ -1,8 +1,9 @@
 """Grades: where a robust accuracy stands on a domain profile's thresholds (e.g. CIFAR-10, L∞ 8/255:
 ≥ 50% competitive, ≥ 55% strong, ≥ 60% state of the art under AutoAttack; RobustBench, 2025).
 
-A grade is given only to a number that can carry it: the per-sample worst case of a threat whose
-AutoAttack ran with the official composition at the reference budgets
+A grade is given only to a number that can carry it: the AutoAttack row of a threat (``attacks.autoattack``:
+AutoAttack's members from the clean inputs, as the official evaluation counts; older results without it:
+the per-sample worst case) whose AutoAttack ran with the official composition at the reference budgets
 (:func:`advkit.results.protocol.protocol_status`) and whose headline is trusted (not masked).  An upper bound
 or a masked model gets ``grade: null`` and the reasons.  The grade comes from the point estimate; when
 the 95% interval contains a threshold the grade says so and lists every grade the interval allows.
@@ -69,8 +70,10 @@ def grade_threat(profile: Profile, key: str, section: dict, *, clean: float | No
     """The grade of one threat section of a result (``result["threats"][key]``) on ``profile``."""
     threat = ThreatModel.parse(key)
     tp = profile.for_threat(threat)
-    acc = section.get("robust_accuracy")
-    ci = _ci(section, n)
+    # AutoAttack's own row when the evaluation has one (thresholds are published AutoAttack numbers)
+    graded = (section.get("attacks") or {}).get("autoattack") or section
+    acc = graded.get("robust_accuracy")
+    ci = _ci(graded, n)
     out = {"profile": profile.name, "threat": str(threat), "grade": None, "robust_accuracy": acc,
            "ci": list(ci) if ci else None, "threshold": None, "possible": [], "straddles": [], "uncertain": False,
            "clean_accuracy": clean, "clean_floor": profile.clean_floor,
