@@ -186,6 +186,12 @@ class _FakeOracle:
         self.asked.append(len(x))
         return self.exact_z[: len(x)]
 
+    def from_copy(self, z):
+        return True
+
+    def mark_exact(self, z, rows):
+        pass
+
 
 def test_decisions_near_the_boundary_are_rechecked_on_the_module():
     y = torch.tensor([0, 0])
@@ -330,3 +336,46 @@ def test_no_traced_copy_when_the_tracer_warns():
         for _ in range(fastpath.COMPILE_AFTER + 1):
             o.logits(x)
     assert _used(o)[0] != "frozen"
+
+
+class _Liar(nn.Module):
+    """A deliberately wrong copy: swaps the two largest logits whenever they are within 3 of each other,
+    so it calls near-boundary points adversarial that the module classifies correctly (and vice versa)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, v):
+        z = self.inner(v)
+        top = z.topk(2, 1)
+        close = (top.values[:, 0] - top.values[:, 1]) < 3.0
+        rows = close.nonzero().flatten()
+        out = z.clone()
+        out[rows, top.indices[rows, 0]] = top.values[rows, 1]
+        out[rows, top.indices[rows, 1]] = top.values[rows, 0]
+        return out
+
+
+@pytest.mark.parametrize("attack", [FGSM("linf:0.1"), PGD("linf:0.1", steps=10), APGD("linf:0.1", steps=20)])
+def test_a_copy_never_decides_a_success_alone(model, attack, monkeypatch):
+    """Issue 23.7: every success a copy reports is confirmed on the module before the sample stops, and the
+    reported decisions are the module's, even with a copy that flips decisions (past its first check)."""
+    clf, x, y = model
+    liar = (_Liar(copy.deepcopy(clf.net)), torch.contiguous_format)
+    monkeypatch.setattr(fastpath.FastPaths, "_pick_forward", lambda self, probe: liar)
+    monkeypatch.setattr(fastpath.FastPaths, "_pick_grad", lambda self, probe: liar)
+    confirmed = []
+    real_confirm = Oracle.confirm
+
+    def counting(self, z, success, decide):
+        out = real_confirm(self, z, success, decide)
+        confirmed.append(int((success & ~out).sum()))   # successes of the copy the module rejected
+        return out
+    monkeypatch.setattr(Oracle, "confirm", counting)
+    r = attack(clf, x, y, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        exact = clf.net(r.x_adv).argmax(1)
+    assert r.success.tolist() == (exact != y).tolist()          # the module's decisions, both ways
+    assert r.predictions.tolist() == exact.tolist()
+    assert sum(confirmed) > 0                                   # the liar's successes were caught in the loop

@@ -1,14 +1,13 @@
 """The attack contract.
 
 ``Attack.__call__`` is final and owns everything but the math (DESIGN principle 3):
-validate input → eval mode → skip already-misclassified samples → run ``_run`` per batch →
-project onto the ε-ball ∩ box (a projection that moves a point by more than ``PROJECTION_TOL``
-is an :class:`~advkit.errors.AttackBug` in strict mode, set ``ADVKIT_STRICT=1``) → verify success
-with a fresh forward pass → :class:`AttackResult`.  The check is one forward pass even for EOT
-attacks: on a randomized model success is decided on a single draw, as the official AutoAttack
-decides it (``run_standard_evaluation``), so rand numbers compare with published ones.
-Subclasses are frozen dataclasses (their fields are the configuration) and implement
-``_run(oracle, x, y, targets, generator)``.
+validate input → eval mode → skip already-misclassified samples → run ``_run`` per batch → project onto
+the ε-ball ∩ box (a move > ``PROJECTION_TOL`` is an :class:`~advkit.errors.AttackBug` in strict mode,
+``ADVKIT_STRICT=1``) → verify success with a fresh forward pass of the module (never a faster copy; a copy's
+successes inside ``_run`` are confirmed on the module too) → :class:`AttackResult`.  On a randomized model
+success is decided on a single draw, as the official AutoAttack decides it (``run_standard_evaluation``).
+Subclasses are frozen dataclasses (their fields are the configuration) and implement ``_run(oracle, x, y,
+targets, generator)``.
 """
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ from ..progress import NULL, ProgressFn
 from ..batching import run_in_batches
 from ..threat import ThreatModel
 from .fastpath import BORDER_TOL
-from .oracle import Oracle
+from .oracle import Oracle, current_oracle
 from .result import AttackResult
 
 log = logging.getLogger(__name__)
@@ -168,7 +167,7 @@ class Attack:
             out = self._attack_batch(oracle, clf, x[sl].to(device, clf.dtype), y[sl].to(device), tb, g)
             progress(self.name, sl.stop, len(x))
             return out
-        with clf.inference():  # on out-of-memory the batch is halved (advkit/batching.py)
+        with clf.inference(), oracle.running():  # on out-of-memory the batch is halved (advkit/batching.py)
             outs = run_in_batches(one, len(x), bs, device, what=self.name)
         oracle.on_pass = None
         return self._result(x, outs, oracle, start)
@@ -193,9 +192,13 @@ class Attack:
         """Subclasses may reject configurations (e.g. DLR with < 3 classes)."""
 
     def _is_success(self, z: torch.Tensor, y: torch.Tensor, targets) -> torch.Tensor:
+        """Success on logits ``z``; a success a faster copy's ``z`` shows is confirmed on the module (``Oracle.confirm``)."""
+        return current_oracle().confirm(z, self._decide(z, y, targets), lambda zr, rows: self._decide(
+            zr, y[rows], None if targets is None else targets[rows]))
+
+    def _decide(self, z: torch.Tensor, y: torch.Tensor, targets) -> torch.Tensor:
         from ..losses import margin
-        m = margin(z, y, targets)
-        kappa = self.success_margin
+        m, kappa = margin(z, y, targets), self.success_margin
         return m > 0 if kappa <= 0 else m >= kappa
 
     def _attack_batch(self, oracle: Oracle, clf: Classifier, x, y, targets, gen):
@@ -219,14 +222,15 @@ class Attack:
         return x_adv, success, z.argmax(1)
 
     def _checked_success(self, oracle: Oracle, x, z, y, targets) -> torch.Tensor:
-        """Success from logits ``z``; when they came from a faster copy of the model (fastpath.py),
-        rows within ``BORDER_TOL`` of the decision boundary are re-run on the module (``z`` updated)."""
-        if not oracle.paths.exact and len(x):
+        """Success from logits ``z``; when a faster copy of the model served them (fastpath.py), rows within
+        ``BORDER_TOL`` of the decision boundary are re-run on the module (``z`` updated), successes too."""
+        if oracle.from_copy(z) and len(x):
             from ..losses import margin
             m = margin(z, y, targets) - max(self.success_margin, 0.0)
             near = (m.abs() <= BORDER_TOL * z.abs().amax(1).clamp_min(1.0)).nonzero().flatten()
             if len(near):
                 z[near] = oracle.exact_logits(x[near])
+                oracle.mark_exact(z, near)
         return self._is_success(z, y, targets)
 
     def _first_pass(self, oracle: Oracle, x, y, targets, gen):

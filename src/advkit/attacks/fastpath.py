@@ -15,9 +15,10 @@ the CPU (TF32 on GPUs: docs/scale.md), non-float32 models, models with hooks (To
 Python hooks), or randomised models (EOT > 1, or outputs that change between two identical calls).
 ``Classifier(accelerate=False)`` or ``ADVKIT_ACCELERATE=0`` turns them off.
 
-The decisions an attack reports never rest on a copy alone: the contract (``base.py``) re-checks
-every success decision whose margin lies within ``BORDER_TOL`` of the boundary on the original
-module, so rounding cannot flip a reported result.
+The decisions an attack reports never rest on a copy alone: a success that a copy's logits show is
+confirmed on the original module before the sample leaves the working batch (``Oracle.confirm``, called
+from the contract's ``_is_success``), the final decision of every attack is taken on the module
+(``Oracle.draw``), and decisions from a copy within ``BORDER_TOL`` of the boundary are re-run on it.
 """
 from __future__ import annotations
 
@@ -163,6 +164,8 @@ class FastPaths:
         self._fwd_calls = 0
         self._grad = _UNSET if enabled else None
         self._deterministic: bool | None = None
+        #: whether the last pass went through the original module (False: a copy served it)
+        self.last_exact = True
 
     @property
     def exact(self) -> bool:
@@ -178,6 +181,7 @@ class FastPaths:
 
     # ------------------------------------------------------------------ forward only
     def logits(self, x: torch.Tensor) -> torch.Tensor:
+        self.last_exact = True
         with torch.no_grad():
             if not self.enabled or self._deterministic is False or not len(x):
                 return self.model(x)
@@ -191,6 +195,7 @@ class FastPaths:
             if z is None:  # a copy that raises on a later batch is dropped for good
                 self._fwd, self._fwd_frozen = None, True
                 return self.model(x)
+            self.last_exact = False
             return z
 
     def _pick_forward(self, probe: torch.Tensor):
@@ -217,9 +222,12 @@ class FastPaths:
     def value_and_grad(self, x: torch.Tensor, loss):
         if self._grad is _UNSET and len(x):
             self._grad = self._pick_grad(x[:PROBE_ROWS])
+        self.last_exact = True
         if self._grad not in (None, _UNSET):
             try:
-                return _value_and_grad(*self._grad, x, loss)
+                out = _value_and_grad(*self._grad, x, loss)
+                self.last_exact = False
+                return out
             except Exception as exc:  # a copy that raises on a later batch is dropped for good
                 log.debug("channels-last copy raised %s: %s; using the model", type(exc).__name__, exc)
                 self._grad = None

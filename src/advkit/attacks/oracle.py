@@ -8,6 +8,8 @@ passes run through checked faster copies of the model where that is safe (``fast
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Callable
 
 import torch
@@ -15,6 +17,20 @@ import torch
 from .fastpath import FastPaths, accelerate_allowed
 
 Loss = Callable[[torch.Tensor], torch.Tensor]
+
+
+class _NoOracle:
+    @staticmethod
+    def confirm(z, success, decide):
+        return success
+
+
+_CURRENT: contextvars.ContextVar = contextvars.ContextVar("advkit_oracle", default=_NoOracle())
+
+
+def current_oracle():
+    """The oracle of the attack running in this context (one that confirms nothing outside an attack)."""
+    return _CURRENT.get()
 
 
 class Oracle:
@@ -39,6 +55,11 @@ class Oracle:
         self.last_draw: torch.Tensor | None = None
         self.last_loss: torch.Tensor | None = None
         self.paths = FastPaths(model, accelerate_allowed(model, eot))
+        #: the last output a faster copy served, its input, and which of its rows are exact since
+        self._unconfirmed: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        #: successes re-checked on the module (rows) and the batched passes that took (the cost of ``confirm``)
+        self.confirmed_rows = 0
+        self.confirm_passes = 0
 
     def _tick(self) -> None:
         self.passes += 1
@@ -50,7 +71,7 @@ class Oracle:
         self._tick()
         if self.eot == 1:
             self.calls += len(x)
-            return self.paths.logits(x)
+            return self._served(x, self.paths.logits(x))
         with torch.no_grad():
             out = self.model(x)
             for _ in range(self.eot - 1):
@@ -59,10 +80,11 @@ class Oracle:
         return out / self.eot
 
     def draw(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of one forward pass (one draw of a randomized model), whatever ``eot``: success is
-        decided on a single draw, as the official AutoAttack decides it."""
+        """Logits of one forward pass of the original module (one draw of a randomized model), whatever
+        ``eot``: success is decided on a single draw, as the official AutoAttack decides it, and never on a
+        faster copy."""
         if self.eot == 1:
-            return self.logits(x)
+            self._tick()
         self.calls += len(x)
         with torch.no_grad():
             return self.model(x)
@@ -75,7 +97,8 @@ class Oracle:
         if self.eot == 1:
             self.calls += len(x)
             self.grads += len(x)
-            return self.paths.value_and_grad(x, loss)
+            l, g, z = self.paths.value_and_grad(x, loss)
+            return l, g, self._served(x, z)
         total_l, total_g, total_z = None, None, None
         for _ in range(self.eot):
             xg = x.detach().requires_grad_(True)
@@ -97,6 +120,47 @@ class Oracle:
         self.calls += len(x)
         with torch.no_grad():
             return self.model(x)
+
+    @contextlib.contextmanager
+    def running(self):
+        """Make this the current oracle (:func:`current_oracle`) while an attack runs on it."""
+        token = _CURRENT.set(self)
+        try:
+            yield self
+        finally:
+            _CURRENT.reset(token)
+
+    def _served(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        exact = self.paths.last_exact
+        self._unconfirmed = None if exact else (z, x, torch.zeros(len(x), dtype=torch.bool, device=z.device))
+        return z
+
+    def from_copy(self, z: torch.Tensor) -> bool:
+        """Whether ``z`` is the last output, served by a faster copy of the model."""
+        return self._unconfirmed is not None and self._unconfirmed[0] is z
+
+    def mark_exact(self, z: torch.Tensor, rows: torch.Tensor) -> None:
+        """Rows of ``z`` (the last output a copy served) now hold the module's logits."""
+        if self._unconfirmed is not None and self._unconfirmed[0] is z:
+            self._unconfirmed[2][rows] = True
+
+    def confirm(self, z: torch.Tensor, success: torch.Tensor, decide: Callable) -> torch.Tensor:
+        """``success`` decided on ``z``; when ``z`` is the last output a faster copy served, every success
+        among its rows not yet exact is re-run on the original module (``z`` updated in place) and decided
+        again by ``decide(z_rows, rows)``: a copy never decides a success alone."""
+        pending = self._unconfirmed
+        if pending is None or pending[0] is not z or not len(z):
+            return success
+        rows = (success & ~pending[2]).nonzero().flatten()
+        if not len(rows):
+            return success
+        self.confirmed_rows += len(rows)
+        self.confirm_passes += 1
+        z[rows] = self.exact_logits(pending[1][rows]).to(z.dtype)
+        pending[2][rows] = True
+        success = success.clone()
+        success[rows] = decide(z[rows], rows)
+        return success
 
     def grad(self, x: torch.Tensor, loss: Loss) -> torch.Tensor:
         return self.value_and_grad(x, loss)[1]
