@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from advkit import APGD, FGSM, PGD, Square
+from advkit import APGD, FAB, FGSM, PGD, Square
 from advkit.attacks import fastpath
 from advkit.attacks.oracle import Oracle
 from advkit.model import Classifier
@@ -357,7 +357,8 @@ class _Liar(nn.Module):
         return out
 
 
-@pytest.mark.parametrize("attack", [FGSM("linf:0.1"), PGD("linf:0.1", steps=10), APGD("linf:0.1", steps=20)])
+@pytest.mark.parametrize("attack", [FGSM("linf:0.1"), PGD("linf:0.1", steps=10), APGD("linf:0.1", steps=20),
+                                    FAB("linf:0.1", steps=10)])
 def test_a_copy_never_decides_a_success_alone(model, attack, monkeypatch):
     """Issue 23.7: every success a copy reports is confirmed on the module before the sample stops, and the
     reported decisions are the module's, even with a copy that flips decisions (past its first check)."""

@@ -23,6 +23,7 @@ import torch
 from .. import rng
 from ..errors import AttackBug, ConfigError
 from ..faults import check_finite
+from ..losses import margin
 from ..model import Classifier, as_classifier
 from ..progress import NULL, ProgressFn
 from ..batching import run_in_batches
@@ -50,8 +51,7 @@ def _config_value(v):
 
 
 def require_int(obj, *names: str, minimum: int = 1) -> None:
-    """Raise :class:`ConfigError` unless each field ``names`` of ``obj`` is an integer >= ``minimum``.
-    """
+    """Raise :class:`ConfigError` unless each field ``names`` of ``obj`` is an integer >= ``minimum``."""
     for key in names:
         v = getattr(obj, key)
         if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
@@ -87,8 +87,7 @@ def derive_generator(generator, device: torch.device):
     if generator is None:
         g.seed()
     else:
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
-        g.manual_seed(seed)
+        g.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item()))
     return g
 
 
@@ -193,11 +192,14 @@ class Attack:
 
     def _is_success(self, z: torch.Tensor, y: torch.Tensor, targets) -> torch.Tensor:
         """Success on logits ``z``; a success a faster copy's ``z`` shows is confirmed on the module (``Oracle.confirm``)."""
-        return current_oracle().confirm(z, self._decide(z, y, targets), lambda zr, rows: self._decide(
+        return self._confirmed(z, self._decide(z, y, targets), y, targets)
+
+    def _confirmed(self, z: torch.Tensor, success: torch.Tensor, y: torch.Tensor, targets) -> torch.Tensor:
+        """``success`` (of the rows of ``z``) with each success a faster copy's ``z`` shows confirmed on the module."""
+        return current_oracle().confirm(z, success, lambda zr, rows: self._decide(
             zr, y[rows], None if targets is None else targets[rows]))
 
     def _decide(self, z: torch.Tensor, y: torch.Tensor, targets) -> torch.Tensor:
-        from ..losses import margin
         m, kappa = margin(z, y, targets), self.success_margin
         return m > 0 if kappa <= 0 else m >= kappa
 
@@ -225,7 +227,6 @@ class Attack:
         """Success from logits ``z``; when a faster copy of the model served them (fastpath.py), rows within
         ``BORDER_TOL`` of the decision boundary are re-run on the module (``z`` updated), successes too."""
         if oracle.from_copy(z) and len(x):
-            from ..losses import margin
             m = margin(z, y, targets) - max(self.success_margin, 0.0)
             near = (m.abs() <= BORDER_TOL * z.abs().amax(1).clamp_min(1.0)).nonzero().flatten()
             if len(near):
@@ -234,8 +235,7 @@ class Attack:
         return self._is_success(z, y, targets)
 
     def _first_pass(self, oracle: Oracle, x, y, targets, gen):
-        """Optional fusion: ``(clean logits, candidates for every row)`` when the algorithm's first pass
-        is at x itself (FGSM), saving the separate clean pass; None otherwise."""
+        """Optional: ``(clean logits, candidates)`` when the first pass is at x itself (FGSM); else None."""
         return None
 
     def _finalize(self, x_adv: torch.Tensor, x: torch.Tensor, bounds) -> torch.Tensor:

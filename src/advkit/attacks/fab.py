@@ -157,8 +157,8 @@ class FAB(BudgetedAttack):
             new = ((1 - alpha) * (x1f + self.eta * d1) + alpha * (x0f + self.eta * d0)).clamp(lo_b, hi_b)
             x1 = new.view_as(x0)
             z = oracle.logits(x1)
-            adv = self._is_success(z, y, goal)
-            x1 = self._record(x0, x1, adv, best, dist, idx)
+            adv = self._decide(z, y, goal)  # steers the pull-back; a new best point is confirmed on the module
+            x1 = self._record(x0, x1, adv, best, dist, idx, lambda m, z=z, y=y, g=goal: self._confirmed(z, m, y, g))
             if self.early_stop and sync.compacts_at(it + 1, x0.device):  # advkit/sync.py
                 keep = (dist[idx] > self.eps).nonzero().flatten()  # the compaction's one host sync
                 if len(keep) < len(idx):
@@ -168,15 +168,17 @@ class FAB(BudgetedAttack):
             if not len(idx):
                 return
 
-    def _record(self, x0, x1, adv, best, dist, idx):
+    def _record(self, x0, x1, adv, best, dist, idx, confirm=lambda m: m):
         """Keep the adversarial rows of ``x1`` that are closer than the best so far (masked writes, no
-        host sync); with ``early_stop`` a row already within ε is final (it waits, frozen, for the next
-        compaction).  Returns x1 with its adversarial rows pulled back towards x0 by β."""
+        host sync; ``confirm`` re-decides them on the module when a faster copy decided ``adv``); with
+        ``early_stop`` a row already within ε is final (it waits, frozen, for the next compaction).
+        Returns x1 with its adversarial rows pulled back towards x0 by β."""
         d = geometry.norm(x1 - x0, self.norm)
         dist_i = dist[idx]
         closer = adv & (d < dist_i)
         if self.early_stop:
             closer = closer & (dist_i > self.eps)
+        closer = confirm(closer)
         best[idx] = geometry.where_rows(closer, x1, best[idx])
         dist[idx] = torch.where(closer, d, dist_i)
         back = x0 + self.beta * (x1 - x0)

@@ -1,0 +1,132 @@
+"""evaluate's AutoAttack row vs ``advkit attack autoattack`` vs the official code, same model and images.
+
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_evaluate_row.py --n 200 --seeds 0 \\
+        --cases digits:linf --out evaluate_row.jsonl
+
+Per (case, seed), on the first ``--n`` test images (models and ε as in ``bench_autoattack_norms.py``):
+
+* *evaluate*: ``advkit.evaluate`` with the default stages (FGSM, PGD-20 × 5, AutoAttack standard at the
+  reference budgets; curve and checks off), ``seed``; its AutoAttack row (``attacks.autoattack``) and the
+  per-sample robust set from ``samples`` (clean-correct and no AutoAttack member succeeded);
+* *attack*: what ``advkit attack autoattack --seed SEED`` runs (the registry's preset, the CLI's
+  ``run_attack`` and its per-sample streams);
+* *official*: ``pyautoattack``'s ``AutoAttack(model, norm, eps, version='standard', seed=seed)``.
+
+Printed: robust counts of the three, samples where evaluate and attack disagree, the difference to the
+official count, and the worst case over every attack (evaluate's headline).  It also counts the cost of
+confirming the fast copies' successes on the module (``Oracle.confirm``): extra batched passes and
+re-run rows against all passes and rows of the run (counts, not times).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_autoattack_norms import EPS, OFFICIAL_NORM, load_case  # noqa: E402
+
+
+class Counts:
+    """Totals over every Oracle of the run: batched passes, rows, and what ``confirm`` added."""
+
+    def __init__(self):
+        from advkit.attacks.oracle import Oracle
+        self.passes = self.rows = self.confirm_passes = self.confirm_rows = 0
+        tick, confirm, exact = Oracle._tick, Oracle.confirm, Oracle.exact_logits
+        counts = self
+
+        def counted_tick(o):
+            counts.passes += 1
+            tick(o)
+
+        def counted_confirm(o, z, success, decide):
+            before = (o.confirm_passes, o.confirmed_rows)
+            out = confirm(o, z, success, decide)
+            counts.confirm_passes += o.confirm_passes - before[0]
+            counts.confirm_rows += o.confirmed_rows - before[1]
+            return out
+
+        def counted_exact(o, x):
+            counts.rows += len(x)
+            return exact(o, x)
+        Oracle._tick, Oracle.confirm, Oracle.exact_logits = counted_tick, counted_confirm, counted_exact
+
+    def take(self) -> dict:
+        out = {"passes": self.passes, "confirm_passes": self.confirm_passes, "confirm_rows": self.confirm_rows}
+        self.passes = self.rows = self.confirm_passes = self.confirm_rows = 0
+        return out
+
+
+def run_evaluate(clf, x, y, threat: str, seed: int) -> tuple[np.ndarray, float, float]:
+    from advkit.evaluation import evaluate, spec_from_dict
+    spec = spec_from_dict({"n": len(y), "seed": seed, "threats": [threat], "profile": "none",
+                           "stages": {"curve": {"enabled": False}, "checks": {"enabled": False}}})
+    res = evaluate(spec, model=clf, data=(x, y))
+    t, s = res.result["threats"][threat], res.samples
+    robust = s["clean_correct"].astype(bool)
+    for name in t["attacks"]["autoattack"]["components"]:
+        robust &= ~s[f"{threat}/{name}/success"].astype(bool)
+    return robust, t["attacks"]["autoattack"]["robust_accuracy"], t["robust_accuracy"]
+
+
+def run_attack_cli(clf, x, y, threat: str, seed: int) -> np.ndarray:
+    from advkit.attacks import registry
+    from advkit.cli.attack import run_attack
+    from advkit.rng import SampleStreams
+    atk = registry.build("autoattack", threat, num_classes=10)
+    streams = SampleStreams.for_samples(seed, f"{threat}/autoattack", np.arange(len(y)), device=clf.device)
+    return ~run_attack(atk, clf, x, y, generator=streams, batch_size=256)["success"].numpy()
+
+
+def run_official(net, x, y, norm: str, eps: float, seed: int) -> np.ndarray:
+    import logging
+
+    from pyautoattack import AutoAttack
+    logging.getLogger("auto-attack").setLevel(logging.ERROR)
+    aa = AutoAttack(net, norm=OFFICIAL_NORM[norm], eps=eps, version="standard", seed=seed, device="cpu")
+    aa.verbose = False
+    x_adv = aa.run_standard_evaluation(x.clone(), y.clone(), batch_size=len(x))[0]
+    with torch.no_grad():
+        return (net(x_adv).argmax(1) == y).numpy()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--cases", nargs="+", default=["digits:linf"])
+    ap.add_argument("--no-official", action="store_true")
+    ap.add_argument("--out", default=None, help="Append one JSON line per (case, seed).")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    import warnings
+    warnings.filterwarnings("ignore")
+    from advkit.model import Classifier
+    counts = Counts()
+    for case in args.cases:
+        model, norm = case.split(":")
+        eps = EPS[("pgdat" if model == "pgdat" else "digits", norm)]
+        threat = f"{norm}:{eps}"
+        net, x, y = load_case(model, args.n)
+        clf = Classifier(net, num_classes=10)
+        for seed in args.seeds:
+            ev, row, worst = run_evaluate(clf, x, y, threat, seed)
+            cost = counts.take()
+            cli = run_attack_cli(clf, x, y, threat, seed)
+            off = None if args.no_official else run_official(net, x, y, norm, eps, seed)
+            rec = {"case": case, "seed": seed, "n": len(y), "evaluate_row": int(ev.sum()), "attack": int(cli.sum()),
+                   "differ": int((ev != cli).sum()), "official": None if off is None else int(off.sum()),
+                   "row_accuracy": row, "worst_case": worst, "evaluate_counts": cost}
+            print(json.dumps(rec), flush=True)
+            if args.out:
+                with open(args.out, "a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
+
+
+if __name__ == "__main__":
+    main()
