@@ -15,7 +15,8 @@ Per (case, seed), on the first ``--n`` test images (models and ε as in ``bench_
 Printed: robust counts of the three, samples where evaluate and attack disagree, the difference to the
 official count, and the worst case over every attack (evaluate's headline).  It also counts the cost of
 confirming the fast copies' successes on the module (``Oracle.confirm``): extra batched passes and
-re-run rows against all passes and rows of the run (counts, not times).
+re-run rows against all passes of the run (counts, not times); ``--confirm-costs --n 40`` counts them per
+attack (the table in docs/protocols.md).
 """
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ class Counts:
 
     def __init__(self):
         from advkit.attacks.oracle import Oracle
-        self.passes = self.rows = self.confirm_passes = self.confirm_rows = 0
-        tick, confirm, exact = Oracle._tick, Oracle.confirm, Oracle.exact_logits
+        self.passes = self.confirm_passes = self.confirm_rows = 0
+        tick, confirm = Oracle._tick, Oracle.confirm
         counts = self
 
         def counted_tick(o):
@@ -50,15 +51,11 @@ class Counts:
             counts.confirm_passes += o.confirm_passes - before[0]
             counts.confirm_rows += o.confirmed_rows - before[1]
             return out
-
-        def counted_exact(o, x):
-            counts.rows += len(x)
-            return exact(o, x)
-        Oracle._tick, Oracle.confirm, Oracle.exact_logits = counted_tick, counted_confirm, counted_exact
+        Oracle._tick, Oracle.confirm = counted_tick, counted_confirm
 
     def take(self) -> dict:
         out = {"passes": self.passes, "confirm_passes": self.confirm_passes, "confirm_rows": self.confirm_rows}
-        self.passes = self.rows = self.confirm_passes = self.confirm_rows = 0
+        self.passes = self.confirm_passes = self.confirm_rows = 0
         return out
 
 
@@ -95,12 +92,28 @@ def run_official(net, x, y, norm: str, eps: float, seed: int) -> np.ndarray:
         return (net(x_adv).argmax(1) == y).numpy()
 
 
+def confirm_costs(n: int, counts: Counts) -> None:
+    """Per attack on the digits CNN (L∞ 0.1, first ``n`` test images, seed 0): passes, the extra passes and
+    rows ``Oracle.confirm`` added, model calls (rows)."""
+    from advkit.attacks import FGSM, PGD, presets
+    from advkit.attacks.restarts import BestOf
+    from advkit.model import Classifier
+    net, x, y = load_case("digits", n)
+    clf = Classifier(net, num_classes=10)
+    attacks = [("fgsm", FGSM("linf:0.1")), ("pgd-20x5", BestOf(PGD("linf:0.1", steps=20), restarts=5))]
+    for name, attack in attacks + presets.components("linf:0.1", "standard", 10):
+        counts.take()
+        r = attack(clf, x, y, generator=torch.Generator().manual_seed(0))
+        print(json.dumps({"attack": name, **counts.take(), "model_calls": r.model_calls}), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--cases", nargs="+", default=["digits:linf"])
     ap.add_argument("--no-official", action="store_true")
+    ap.add_argument("--confirm-costs", action="store_true", help="Only count Oracle.confirm's cost per attack.")
     ap.add_argument("--out", default=None, help="Append one JSON line per (case, seed).")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -108,6 +121,8 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     from advkit.model import Classifier
     counts = Counts()
+    if args.confirm_costs:
+        return confirm_costs(args.n, counts)
     for case in args.cases:
         model, norm = case.split(":")
         eps = EPS[("pgdat" if model == "pgdat" else "digits", norm)]
