@@ -130,6 +130,7 @@ def main() -> None:
         net, x, y = load_case(model, args.n)
         clf = Classifier(net, num_classes=10)
         for seed in args.seeds:
+            counts.take()
             ev, row, worst = run_evaluate(clf, x, y, threat, seed)
             cost = counts.take()
             cli = run_attack_cli(clf, x, y, threat, seed)
