@@ -73,10 +73,9 @@ def run_evaluate(clf, x, y, threat: str, seed: int) -> tuple[np.ndarray, float, 
 
 def run_attack_cli(clf, x, y, threat: str, seed: int) -> np.ndarray:
     from advkit.attacks import registry
-    from advkit.cli.attack import run_attack
-    from advkit.rng import SampleStreams
+    from advkit.cli.attack import run_attack, sample_streams
     atk = registry.build("autoattack", threat, num_classes=10)
-    streams = SampleStreams.for_samples(seed, f"{threat}/autoattack", np.arange(len(y)), device=clf.device)
+    streams = sample_streams(seed, threat, "autoattack", clf.device)
     return ~run_attack(atk, clf, x, y, generator=streams, batch_size=256)["success"].numpy()
 
 

@@ -3,7 +3,7 @@
 Prints robust accuracy, attack success rate among initially correct samples, median perturbation
 norm of the successful adversarial examples, time and model calls; ``--save F.npz`` writes the
 per-sample arrays (``x_adv``, ``success``, ``distance``, ``y``, ``predictions``, ``targets``) in input order.
-The attack draws from per-sample random streams keyed by (``--seed``, ``THREAT/NAME``, the sample's position),
+The attack draws from per-sample random streams keyed by (``--seed``, ``THREAT/NAME``, the sample position),
 the streams ``evaluate`` gives AutoAttack's members: ``advkit attack autoattack`` and evaluate's AutoAttack row
 agree sample by sample on a deterministic model, at any batch size.
 """
@@ -35,15 +35,23 @@ def random_targets(y: torch.Tensor, num_classes: int, generator: torch.Generator
     return (y + shift) % num_classes
 
 
+def sample_streams(seed: int, threat, name: str, device=None):
+    """The random streams of ``advkit attack NAME``: per batch (a slice of the samples), a fresh family of
+    per-sample streams keyed by (seed, ``THREAT/NAME``, sample position), as evaluate makes per batch, so that
+    results do not depend on the batch size and AutoAttack's match evaluate's row (docs/protocols.md)."""
+    return lambda sl, n: SampleStreams.for_samples(seed, f"{threat}/{name}", np.arange(n)[sl], device=device)
+
+
 def run_attack(attack, clf, x, y, *, targets=None, generator=None, batch_size: int = 256, progress=None) -> dict:
-    """Run ``attack`` batch by batch (driving ``progress``) and return per-sample arrays and totals."""
+    """Run ``attack`` batch by batch (driving ``progress``) and return per-sample arrays and totals;
+    ``generator`` is one generator or streams for all batches, or ``f(slice, n)`` giving each batch's."""
     parts, calls, grads = [], 0, 0
     start = time.perf_counter()
     for i in range(0, len(x), batch_size):
         sl = slice(i, i + batch_size)
         inner = rescaled(progress, attack.name, i, len(x[sl]), len(x)) if progress is not None else NULL
-        res = attack(clf, x[sl], y[sl], targets=None if targets is None else targets[sl], generator=take(generator, sl),
-                     progress=inner)
+        gen = generator(sl, len(x)) if callable(generator) else take(generator, sl)
+        res = attack(clf, x[sl], y[sl], targets=None if targets is None else targets[sl], generator=gen, progress=inner)
         parts.append(res)
         calls, grads = calls + res.model_calls, grads + res.gradient_calls
         if progress is not None:
@@ -118,8 +126,8 @@ def attack(name, model_ref, weights, model_args, data_ref, split, threat_text, p
     targets = random_targets(y, num_classes, torch.Generator().manual_seed(seed)) if targeted else None
     clean_pred = clf.predict(x, batch_size=batch_size)
     with render.progress_bar(enabled=not as_json) as progress:
-        streams = SampleStreams.for_samples(seed, f"{threat}/{name}", np.arange(len(y)), device=clf.device)
-        out = run_attack(atk, clf, x, y, targets=targets, generator=streams, batch_size=batch_size, progress=progress)
+        out = run_attack(atk, clf, x, y, targets=targets, generator=sample_streams(seed, threat, name, clf.device),
+                         batch_size=batch_size, progress=progress)
     summary = {"attack": name, "model": model_name, "data": data_ref, "threat": str(threat), "targeted": targeted,
                "seed": seed, **summarize(out, y, clean_pred, targets), "config": out["config"]}
     if chain is not None:
