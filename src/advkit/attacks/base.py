@@ -241,10 +241,7 @@ class Attack:
     def _finalize(self, x_adv: torch.Tensor, x: torch.Tensor, bounds) -> torch.Tensor:
         """Project onto the ε-ball ∩ box; in strict mode, a move > PROJECTION_TOL is a bug."""
         eps = self.eps
-        if eps is None:
-            proj = x_adv.clamp(*bounds)
-        else:
-            proj = ThreatModel(self.norm, eps).project(x_adv, x, bounds)
+        proj = x_adv.clamp(*bounds) if eps is None else ThreatModel(self.norm, eps).project(x_adv, x, bounds)
         moved = (proj - x_adv).abs().max().item() if x_adv.numel() else 0.0
         if moved > PROJECTION_TOL:
             msg = f"{self.name}: final projection moved a point by {moved:.3g} (> {PROJECTION_TOL})"
