@@ -89,8 +89,10 @@ def test_shattered_gradients(digits_model, undefended):
     assert {"zero-gradients", "blackbox-beats-whitebox"} <= codes
     assert t["attacks"]["pgd"]["robust_accuracy"] > undefended + 0.5
     # the official Square (issue 23) never moves the last row and column, a quarter of an 8×8 image, so it
-    # leaves more of the quantised model standing than advkit's per-sample variant did (+0.18 here, was ≤ +0.15)
-    assert t["robust_accuracy"] <= undefended + 0.2
+    # leaves more of the quantised model standing than advkit's per-sample variant did (+0.18 here, was ≤ +0.15);
+    # with AutoAttack's members on the streams `advkit attack autoattack` uses (issue 23.1) Square's shared
+    # draws are other random numbers: +0.21 at seed 0
+    assert t["robust_accuracy"] <= undefended + 0.25
     assert t["broken_by"].get("square", 0) > 0.3 * t["n"]
 
 
