@@ -358,7 +358,7 @@ class _Liar(nn.Module):
 
 
 @pytest.mark.parametrize("attack", [FGSM("linf:0.1"), PGD("linf:0.1", steps=10), APGD("linf:0.1", steps=20),
-                                    FAB("linf:0.1", steps=10)])
+                                    FAB("linf:0.1", steps=10), Square("linf:0.1", n_queries=100)])
 def test_a_copy_never_decides_a_success_alone(model, attack, monkeypatch):
     """Issue 23.7: every success a copy reports is confirmed on the module before the sample stops, and the
     reported decisions are the module's, even with a copy that flips decisions (past its first check)."""

@@ -76,8 +76,10 @@ class Square(BudgetedAttack):
         return "square-per-sample-flip" if self.per_sample_flip else "square"
 
     def _scores(self, oracle, x, y, t):
-        """(margin: ≥ 0 ends the search, as the official ``margin <= 0``; loss to minimise)."""
+        """(margin: ≥ 0 ends the search, as the official ``margin <= 0``; loss to minimise).  A success
+        that a faster copy's logits show is re-run on the module first (``z`` updated in place)."""
         z = oracle.logits(x)
+        self._confirmed(z, losses.margin(z, y, t) >= 0, y, t)
         m = losses.margin(z, y, t)
         loss = -m if t is None else F.cross_entropy(z, t, reduction="none")
         return m, loss
