@@ -29,6 +29,7 @@ from torch import nn
 
 EPS = {("digits", "linf"): 0.1, ("digits", "l2"): 1.0, ("digits", "l1"): 1.0,
        ("pgdat", "linf"): 0.3, ("pgdat", "l2"): 2.0, ("pgdat", "l1"): 10.0}
+ZOO = {"pgdat": "zoo:mnist5k-pgdat", "trades": "zoo:mnist5k-trades", "standard": "zoo:mnist5k-standard"}
 OFFICIAL_NORM = {"linf": "Linf", "l2": "L2", "l1": "L1"}
 
 
@@ -65,10 +66,10 @@ class Scale(nn.Module):
 
 
 def load_case(model: str, n: int):
-    if model == "pgdat":
+    if model in ZOO:
         from advkit.sources.data import load_data
         from advkit.sources.models import load_model
-        clf = load_model("zoo:mnist5k-pgdat")
+        clf = load_model(ZOO[model])
         data = load_data("mnist5k", "test")
         net, x, y = clf.net.eval(), data.x[:n], data.y[:n]
     else:
@@ -133,7 +134,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     for case in args.cases:
         model, norm = case.split(":")
-        eps = args.eps if args.eps is not None else EPS[("pgdat" if model == "pgdat" else "digits", norm)]
+        eps = args.eps if args.eps is not None else EPS[("digits" if model == "digits" else "pgdat", norm)]
         net, x, y = load_case(model, args.n)
         rows = []
         for seed in args.seeds:

@@ -59,36 +59,56 @@ class Counts:
         return out
 
 
-def run_evaluate(clf, x, y, threat: str, seed: int) -> tuple[np.ndarray, float, float]:
+RAND_DEFENSE = "noise:0.1"  # the rand cases: Gaussian noise σ 0.1 in front of the model, AutoAttack rand
+
+
+def run_evaluate(clf, x, y, threat: str, seed: int, defense: str | None) -> tuple[np.ndarray, float, float]:
     from advkit.evaluation import evaluate, spec_from_dict
-    spec = spec_from_dict({"n": len(y), "seed": seed, "threats": [threat], "profile": "none",
-                           "stages": {"curve": {"enabled": False}, "checks": {"enabled": False}}})
-    res = evaluate(spec, model=clf, data=(x, y))
+    spec = {"n": len(y), "seed": seed, "threats": [threat], "profile": "none",
+            "stages": {"curve": {"enabled": False}, "checks": {"enabled": False}}}
+    if defense:
+        spec["defense"] = {"chain": defense}
+    res = evaluate(spec_from_dict(spec), model=clf, data=(x, y))
     t, s = res.result["threats"][threat], res.samples
+    aa = t["attacks"]["autoattack"]
     robust = s["clean_correct"].astype(bool)
-    for name in t["attacks"]["autoattack"]["components"]:
+    for name in aa["components"]:
         robust &= ~s[f"{threat}/{name}/success"].astype(bool)
-    return robust, t["attacks"]["autoattack"]["robust_accuracy"], t["robust_accuracy"]
+    return robust, aa["robust_accuracy"], t["robust_accuracy"]
 
 
-def run_attack_cli(clf, x, y, threat: str, seed: int) -> np.ndarray:
+def run_attack_cli(clf, x, y, threat: str, seed: int, defense: str | None) -> np.ndarray:
     from advkit.attacks import registry
     from advkit.cli.attack import run_attack, sample_streams
-    atk = registry.build("autoattack", threat, num_classes=10)
-    streams = sample_streams(seed, threat, "autoattack", clf.device)
+    from advkit.cli.options import with_defense
+    name = "autoattack-rand" if defense else "autoattack"
+    atk = registry.build(name, threat, num_classes=10)
+    clf, _ = with_defense(clf, defense, seed, adaptive=True)
+    streams = sample_streams(seed, threat, name, clf.device)
     return ~run_attack(atk, clf, x, y, generator=streams, batch_size=256)["success"].numpy()
 
 
-def run_official(net, x, y, norm: str, eps: float, seed: int) -> np.ndarray:
+class Noise(torch.nn.Module):
+    """The official side's σ-0.1 Gaussian noise (global RNG, which the official code seeds), clipped to [0, 1]."""
+
+    def forward(self, x):
+        return (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
+
+
+def run_official(net, x, y, norm: str, eps: float, seed: int, rand: bool) -> np.ndarray:
     import logging
 
     from pyautoattack import AutoAttack
     logging.getLogger("auto-attack").setLevel(logging.ERROR)
-    aa = AutoAttack(net, norm=OFFICIAL_NORM[norm], eps=eps, version="standard", seed=seed, device="cpu")
+    if rand:
+        net = torch.nn.Sequential(Noise(), net).eval()
+    aa = AutoAttack(net, norm=OFFICIAL_NORM[norm], eps=eps, version="rand" if rand else "standard", seed=seed,
+                    device="cpu")
     aa.verbose = False
-    x_adv = aa.run_standard_evaluation(x.clone(), y.clone(), batch_size=len(x))[0]
-    with torch.no_grad():
-        return (net(x_adv).argmax(1) == y).numpy()
+    # the official decision: y_adv is the clean prediction, replaced by the draw that fooled the model (rand:
+    # one noisy forward each); re-running a randomized model on x_adv would draw again
+    _, y_adv = aa.run_standard_evaluation(x.clone(), y.clone(), batch_size=len(x))
+    return (y_adv == y).numpy()
 
 
 def confirm_costs(n: int, counts: Counts) -> None:
@@ -106,15 +126,44 @@ def confirm_costs(n: int, counts: Counts) -> None:
         print(json.dumps({"attack": name, **counts.take(), "model_calls": r.model_calls}), flush=True)
 
 
+MODEL_NAMES = {"digits": "digits CNN", "standard": "`zoo:mnist5k-standard`", "pgdat": "`zoo:mnist5k-pgdat`",
+               "trades": "`zoo:mnist5k-trades`"}
+
+
+def table(path: str) -> None:
+    """A Markdown table of the JSON lines in ``path``: one row per case, the seeds' counts side by side."""
+    rows: dict[str, list[dict]] = {}
+    for line in open(path):
+        rec = json.loads(line)
+        rows.setdefault(rec["case"], []).append(rec)
+    print("| model | threat | images | seeds | evaluate's AutoAttack row | `advkit attack` | differ | official "
+          "| row − official (mean) | worst case |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for case, recs in rows.items():
+        model, norm = case.split(":")
+        threat = f"L∞ {EPS[(model if model == 'digits' else 'pgdat', 'linf')]} + noise:0.1 (rand)" \
+            if norm == "rand" else f"{norm.upper().replace('LINF', 'L∞')} {EPS[(model if model == 'digits' else 'pgdat', norm)]}"
+        col = lambda k: ", ".join("–" if r[k] is None else str(r[k]) for r in recs)  # noqa: E731
+        diffs = [r["evaluate_row"] - r["official"] for r in recs if r["official"] is not None]
+        mean = f"{sum(diffs) / len(diffs):+.2f}" if diffs else "–"
+        worst = ", ".join(str(round(r["worst_case"] * r["n"])) for r in recs)
+        print(f"| {MODEL_NAMES[model]} | {threat} | {recs[0]['n']} | {col('seed')} | {col('evaluate_row')} "
+              f"| {col('attack')} | {col('differ')} | {col('official')} | {mean} | {worst} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--cases", nargs="+", default=["digits:linf"])
     ap.add_argument("--no-official", action="store_true")
+    ap.add_argument("--no-attack", action="store_true", help="Skip the `advkit attack autoattack` run.")
     ap.add_argument("--confirm-costs", action="store_true", help="Only count Oracle.confirm's cost per attack.")
     ap.add_argument("--out", default=None, help="Append one JSON line per (case, seed).")
+    ap.add_argument("--table", default=None, help="Only print the Markdown table of a --out file.")
     args = ap.parse_args()
+    if args.table:
+        return table(args.table)
     torch.set_num_threads(1)
     import warnings
     warnings.filterwarnings("ignore")
@@ -124,18 +173,20 @@ def main() -> None:
         return confirm_costs(args.n, counts)
     for case in args.cases:
         model, norm = case.split(":")
-        eps = EPS[("pgdat" if model == "pgdat" else "digits", norm)]
-        threat = f"{norm}:{eps}"
+        rand = norm == "rand"
+        norm = "linf" if rand else norm
+        eps = EPS[("digits" if model == "digits" else "pgdat", norm)]
+        threat, defense = f"{norm}:{eps}", RAND_DEFENSE if rand else None
         net, x, y = load_case(model, args.n)
         clf = Classifier(net, num_classes=10)
         for seed in args.seeds:
             counts.take()
-            ev, row, worst = run_evaluate(clf, x, y, threat, seed)
+            ev, row, worst = run_evaluate(clf, x, y, threat, seed, defense)
             cost = counts.take()
-            cli = run_attack_cli(clf, x, y, threat, seed)
-            off = None if args.no_official else run_official(net, x, y, norm, eps, seed)
-            rec = {"case": case, "seed": seed, "n": len(y), "evaluate_row": int(ev.sum()), "attack": int(cli.sum()),
-                   "differ": int((ev != cli).sum()), "official": None if off is None else int(off.sum()),
+            cli = None if args.no_attack else run_attack_cli(clf, x, y, threat, seed, defense)
+            off = None if args.no_official else run_official(net, x, y, norm, eps, seed, rand)
+            rec = {"case": case, "seed": seed, "n": len(y), "evaluate_row": int(ev.sum()), "attack": None if cli is None else int(cli.sum()),
+                   "differ": None if cli is None else int((ev != cli).sum()), "official": None if off is None else int(off.sum()),
                    "row_accuracy": row, "worst_case": worst, "evaluate_counts": cost}
             print(json.dumps(rec), flush=True)
             if args.out:
