@@ -141,8 +141,11 @@ def table(path: str) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for case, recs in rows.items():
         model, norm = case.split(":")
-        threat = f"L∞ {EPS[(model if model == 'digits' else 'pgdat', 'linf')]} + noise:0.1 (rand)" \
-            if norm == "rand" else f"{norm.upper().replace('LINF', 'L∞')} {EPS[(model if model == 'digits' else 'pgdat', norm)]}"
+        kind = model if model == "digits" else "pgdat"
+        if norm == "rand":
+            threat = f"L∞ {EPS[(kind, 'linf')]} + {RAND_DEFENSE} (rand)"
+        else:
+            threat = f"{norm.upper().replace('LINF', 'L∞')} {EPS[(kind, norm)]}"
         col = lambda k: ", ".join("–" if r[k] is None else str(r[k]) for r in recs)  # noqa: E731
         diffs = [r["evaluate_row"] - r["official"] for r in recs if r["official"] is not None]
         mean = f"{sum(diffs) / len(diffs):+.2f}" if diffs else "–"
@@ -185,7 +188,8 @@ def main() -> None:
             cost = counts.take()
             cli = None if args.no_attack else run_attack_cli(clf, x, y, threat, seed, defense)
             off = None if args.no_official else run_official(net, x, y, norm, eps, seed, rand)
-            rec = {"case": case, "seed": seed, "n": len(y), "evaluate_row": int(ev.sum()), "attack": None if cli is None else int(cli.sum()),
+            rec = {"case": case, "seed": seed, "n": len(y), "evaluate_row": int(ev.sum()),
+                   "attack": None if cli is None else int(cli.sum()),
                    "differ": None if cli is None else int((ev != cli).sum()), "official": None if off is None else int(off.sum()),
                    "row_accuracy": row, "worst_case": worst, "evaluate_counts": cost}
             print(json.dumps(rec), flush=True)
