@@ -190,7 +190,8 @@ def main() -> None:
             off = None if args.no_official else run_official(net, x, y, norm, eps, seed, rand)
             rec = {"case": case, "seed": seed, "n": len(y), "evaluate_row": int(ev.sum()),
                    "attack": None if cli is None else int(cli.sum()),
-                   "differ": None if cli is None else int((ev != cli).sum()), "official": None if off is None else int(off.sum()),
+                   "differ": None if cli is None else int((ev != cli).sum()),
+                   "official": None if off is None else int(off.sum()),
                    "row_accuracy": row, "worst_case": worst, "evaluate_counts": cost}
             print(json.dumps(rec), flush=True)
             if args.out:
