@@ -49,7 +49,10 @@ class Setup:
 DEVICE = torch.device("cpu")
 
 
-def load_setup(ref: str, n: int, weights: str | None = None) -> Setup:
+def load_setup(ref: str, n: int, weights: str | None = None, user_params: bool = False) -> Setup:
+    """The model, its first ``n`` test images.  Parameters are frozen (``requires_grad=False``) for every
+    library unless ``user_params``: then the peers get the model as a user loads it (parameters requiring
+    gradients, as after ``load_state_dict``); advkit freezes them itself during an attack either way."""
     from advkit.sources.data import load_data
     from advkit.sources.models import load_model
     data = load_data("mnist5k", "test")
@@ -60,7 +63,7 @@ def load_setup(ref: str, n: int, weights: str | None = None) -> Setup:
         ref, clf = "zoo:mnist5k-standard", load_model("zoo:mnist5k-standard", device=DEVICE)
     clf.eval()
     for p in clf.parameters():
-        p.requires_grad_(False)
+        p.requires_grad_(user_params)
     x, y = data.x[:n].contiguous().to(DEVICE), data.y[:n].to(DEVICE)
     floor_seconds(clf, x, y, fb=1, fwd=1, reps=2)  # warm-up: the first library must not pay for cold caches
     return Setup(clf, x, y, ref)
@@ -70,7 +73,7 @@ def floor_seconds(model, x, y, fb: int = 0, fwd: int = 0, reps: int = 3) -> floa
     """Measured time of ``fb`` forward+backward and ``fwd`` forward passes over the batch."""
     def one_fb():
         xg = x.clone().requires_grad_(True)
-        nn.functional.cross_entropy(model(xg), y).backward()
+        torch.autograd.grad(nn.functional.cross_entropy(model(xg), y), xg)  # the input gradient only
 
     def one_f():
         with torch.no_grad():
@@ -292,6 +295,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cw-bs", type=int, default=5)
     ap.add_argument("--cw-max-eps", type=float, default=2.0)
     ap.add_argument("--cw-n", type=int, default=100, help="C&W runs on the first N of the images (ART's is slow)")
+    ap.add_argument("--user-params", action="store_true",
+                    help="AutoAttack's model as a user loads it: parameters require gradients (the official FAB's "
+                         ".backward() then also computes parameter gradients); default: frozen for every library")
     ap.add_argument("--square-queries", type=int, default=5000)
     ap.add_argument("--json", default=None, help="write the rows here")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (model, data and every library on it)")
@@ -308,7 +314,7 @@ def main(argv=None) -> int:
     for name in args.only.split(","):
         s = setups["main"]
         if name == "autoattack":
-            s = setups.setdefault("aa", load_setup(args.aa_model, args.n, args.aa_weights))
+            s = setups.setdefault("aa", load_setup(args.aa_model, args.n, args.aa_weights, args.user_params))
         if name == "cw-l2":
             s = Setup(s.model, s.x[:args.cw_n], s.y[:args.cw_n], s.name)
         cfg.pop("advkit_counts", None)
