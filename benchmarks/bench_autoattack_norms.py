@@ -10,7 +10,8 @@ Robust accuracy is re-checked here on the model (misclassified and inside the ε
 1e-4).  Models (``--cases MODEL:NORM``):
 
 * ``digits``: the test suite's CNN on scikit-learn's 8×8 digits (trained here, seed 0, ~15 s);
-* ``pgdat``: ``zoo:mnist5k-pgdat`` (PGD-AT SmallCNN) on ``mnist5k``;
+* ``pgdat``, ``trades``, ``standard``: the zoo's SmallCNNs (``zoo:mnist5k-pgdat`` …) on ``mnist5k``, at the
+  MNIST budgets (L∞ 0.3, L2 2, L1 10); the digits-based models at the digits' (0.1, 1, 1);
 * ``rounding``: ``digits`` behind input rounding to 8 levels (``torch.round``: zero input gradients);
 * ``saturated``: ``digits`` with logits ×1000 (softmax saturates: the CE gradient is 0).
 
@@ -30,6 +31,13 @@ from torch import nn
 EPS = {("digits", "linf"): 0.1, ("digits", "l2"): 1.0, ("digits", "l1"): 1.0,
        ("pgdat", "linf"): 0.3, ("pgdat", "l2"): 2.0, ("pgdat", "l1"): 10.0}
 ZOO = {"pgdat": "zoo:mnist5k-pgdat", "trades": "zoo:mnist5k-trades", "standard": "zoo:mnist5k-standard"}
+
+
+def eps_for(model: str, norm: str) -> float:
+    """The case's ε: MNIST budgets for the zoo models, the digits' for the digits CNN and its variants."""
+    return EPS[("pgdat" if model in ZOO else "digits", norm)]
+
+
 OFFICIAL_NORM = {"linf": "Linf", "l2": "L2", "l1": "L1"}
 
 
@@ -134,7 +142,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     for case in args.cases:
         model, norm = case.split(":")
-        eps = args.eps if args.eps is not None else EPS[("digits" if model == "digits" else "pgdat", norm)]
+        eps = args.eps if args.eps is not None else eps_for(model, norm)
         net, x, y = load_case(model, args.n)
         rows = []
         for seed in args.seeds:

@@ -3,14 +3,16 @@
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_evaluate_row.py --n 200 --seeds 0 \\
         --cases digits:linf --out evaluate_row.jsonl
 
-Per (case, seed), on the first ``--n`` test images (models and ε as in ``bench_autoattack_norms.py``):
+Per (case, seed), on the first ``--n`` test images (models and ε as in ``bench_autoattack_norms.py``; a case
+``MODEL:rand`` is L∞ behind ``noise:0.1``, AutoAttack rand on both sides):
 
 * *evaluate*: ``advkit.evaluate`` with the default stages (FGSM, PGD-20 × 5, AutoAttack standard at the
   reference budgets; curve and checks off), ``seed``; its AutoAttack row (``attacks.autoattack``) and the
   per-sample robust set from ``samples`` (clean-correct and no AutoAttack member succeeded);
 * *attack*: what ``advkit attack autoattack --seed SEED`` runs (the registry's preset, the CLI's
   ``run_attack`` and its per-sample streams);
-* *official*: ``pyautoattack``'s ``AutoAttack(model, norm, eps, version='standard', seed=seed)``.
+* *official*: ``pyautoattack``'s ``AutoAttack(model, norm, eps, version='standard', seed=seed)`` (``'rand'``
+  on the noisy model for the rand cases).
 
 Printed: robust counts of the three, samples where evaluate and attack disagree, the difference to the
 official count, and the worst case over every attack (evaluate's headline).  It also counts the cost of
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_autoattack_norms import EPS, OFFICIAL_NORM, load_case  # noqa: E402
+from bench_autoattack_norms import OFFICIAL_NORM, eps_for, load_case  # noqa: E402
 
 
 class Counts:
@@ -59,7 +61,16 @@ class Counts:
         return out
 
 
-RAND_DEFENSE = "noise:0.1"  # the rand cases: Gaussian noise σ 0.1 in front of the model, AutoAttack rand
+RAND_SIGMA = 0.1  # the rand cases: Gaussian noise σ in front of the model, AutoAttack rand
+RAND_DEFENSE = f"noise:{RAND_SIGMA}"
+
+
+def parse_case(case: str) -> tuple[str, str, float, str | None]:
+    """``MODEL:NORM`` (or ``MODEL:rand``) → (model, norm, ε, defense chain or None)."""
+    model, norm = case.split(":")
+    if norm == "rand":
+        return model, "linf", eps_for(model, "linf"), RAND_DEFENSE
+    return model, norm, eps_for(model, norm), None
 
 
 def run_evaluate(clf, x, y, threat: str, seed: int, defense: str | None) -> tuple[np.ndarray, float, float]:
@@ -89,10 +100,11 @@ def run_attack_cli(clf, x, y, threat: str, seed: int, defense: str | None) -> np
 
 
 class Noise(torch.nn.Module):
-    """The official side's σ-0.1 Gaussian noise (global RNG, which the official code seeds), clipped to [0, 1]."""
+    """The official side's ``RAND_SIGMA`` Gaussian noise (from the global RNG, which the official code
+    seeds), clipped to [0, 1]."""
 
     def forward(self, x):
-        return (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
+        return (x + RAND_SIGMA * torch.randn_like(x)).clamp(0, 1)
 
 
 def run_official(net, x, y, norm: str, eps: float, seed: int, rand: bool) -> np.ndarray:
@@ -140,12 +152,8 @@ def table(path: str) -> None:
           "| row − official (mean) | worst case |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for case, recs in rows.items():
-        model, norm = case.split(":")
-        kind = model if model == "digits" else "pgdat"
-        if norm == "rand":
-            threat = f"L∞ {EPS[(kind, 'linf')]} + {RAND_DEFENSE} (rand)"
-        else:
-            threat = f"{norm.upper().replace('LINF', 'L∞')} {EPS[(kind, norm)]}"
+        model, norm, eps, defense = parse_case(case)
+        threat = f"{norm.upper().replace('LINF', 'L∞')} {eps}" + (f" + {defense} (rand)" if defense else "")
         col = lambda k: ", ".join("–" if r[k] is None else str(r[k]) for r in recs)  # noqa: E731
         diffs = [r["evaluate_row"] - r["official"] for r in recs if r["official"] is not None]
         mean = f"{sum(diffs) / len(diffs):+.2f}" if diffs else "–"
@@ -175,11 +183,8 @@ def main() -> None:
     if args.confirm_costs:
         return confirm_costs(args.n, counts)
     for case in args.cases:
-        model, norm = case.split(":")
-        rand = norm == "rand"
-        norm = "linf" if rand else norm
-        eps = EPS[("digits" if model == "digits" else "pgdat", norm)]
-        threat, defense = f"{norm}:{eps}", RAND_DEFENSE if rand else None
+        model, norm, eps, defense = parse_case(case)
+        threat = f"{norm}:{eps}"
         net, x, y = load_case(model, args.n)
         clf = Classifier(net, num_classes=10)
         for seed in args.seeds:
@@ -187,7 +192,7 @@ def main() -> None:
             ev, row, worst = run_evaluate(clf, x, y, threat, seed, defense)
             cost = counts.take()
             cli = None if args.no_attack else run_attack_cli(clf, x, y, threat, seed, defense)
-            off = None if args.no_official else run_official(net, x, y, norm, eps, seed, rand)
+            off = None if args.no_official else run_official(net, x, y, norm, eps, seed, defense is not None)
             rec = {"case": case, "seed": seed, "n": len(y), "evaluate_row": int(ev.sum()),
                    "attack": None if cli is None else int(cli.sum()),
                    "differ": None if cli is None else int((ev != cli).sum()),
